@@ -1,0 +1,43 @@
+# The two commands of the quick start: `make repro` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test repro bench lock clean-venv
+
+venv: $(STAMP)
+
+# The lock file holds every runtime and test dependency at an exact version.
+# torchattacks (test-only cross-check) pins requests~=2.25, so it goes in
+# without its dependencies; it only needs torch, torchvision, numpy, scipy.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=24" "setuptools>=64"
+	$(PIP) install --quiet -r requirements.lock
+	$(PIP) install --quiet --no-deps torchattacks==3.5.1
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+test: venv
+	$(VENV)/bin/pytest -q
+
+repro: venv
+	$(VENV)/bin/dvc config --local core.analytics false 2>/dev/null || true
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
+
+bench: venv
+	$(PY) -m bench.run
+
+# Re-resolve the lock file from pyproject.toml (needs the package index).
+lock:
+	rm -rf /tmp/repro-lock && $(PYTHON) -m venv /tmp/repro-lock
+	/tmp/repro-lock/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 . pytest hypothesis
+	/tmp/repro-lock/bin/pip uninstall -y repro
+	( head -3 requirements.lock; /tmp/repro-lock/bin/pip freeze ) > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

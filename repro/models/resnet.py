@@ -1,0 +1,208 @@
+"""ResNets for the two papers.
+
+* ``cifar_resnet``: 3x3 stem, stride 1, no max-pool; blocks per stage and base
+  width are parameters (``depths=(2,2,2,2), width=64`` is CIFAR ResNet-18,
+  ``block='bottleneck', depths=(3,4,6,3)`` is CIFAR ResNet-50; tiny ones serve
+  tests and the offline default).
+* ``resnet18`` / ``resnet50``: torchvision's ImageNet networks (7x7 stem,
+  max-pool), used with published checkpoints at 224 px.
+
+Both use torchvision's ``BasicBlock`` / ``Bottleneck`` and its names
+(``conv1``, ``bn1``, ``layerK.i.conv1``, ``layerK.i.downsample.0``, ``fc``),
+so published masks and weights apply directly.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torchvision.models import resnet as tvr
+
+from ..registry import Registry
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel; buffers are not saved in the state_dict."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def set(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        if len(mean) != self.mean.shape[1] or len(std) != self.std.shape[1]:
+            raise ValueError(f"normalization needs {self.mean.shape[1]} channels, got mean={mean} std={std}")
+        if min(std) <= 0:
+            raise ValueError(f"normalization std must be > 0, got {std}")
+        self.mean.copy_(torch.tensor(mean).view_as(self.mean))
+        self.std.copy_(torch.tensor(std).view_as(self.std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+_BLOCKS = {"basic": tvr.BasicBlock, "bottleneck": tvr.Bottleneck}
+
+
+class CifarResNet(nn.Module):
+    """ResNet with a 3x3 stride-1 stem and no max-pool (32-px inputs)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        depths: Sequence[int] = (2, 2, 2, 2),
+        width: int = 64,
+        block: str = "basic",
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+    ):
+        super().__init__()
+        if block not in _BLOCKS:
+            raise ValueError(f"unknown block {block!r}; allowed: {', '.join(_BLOCKS)}")
+        if not depths or any(d < 1 for d in depths):
+            raise ValueError(f"depths must be a non-empty list of positive ints, got {list(depths)}")
+        if width < 1:
+            raise ValueError(f"width must be positive, got {width}")
+        blk = _BLOCKS[block]
+        self.normalize = Normalize(mean, std)
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity()
+        for i, d in enumerate(depths):
+            stride = 1 if i == 0 else 2
+            setattr(self, f"layer{i + 1}", self._make_layer(blk, width * 2**i, d, stride))
+        self.num_stages = len(depths)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(self.inplanes, num_classes)
+        _init_like_torchvision(self)
+
+    def _make_layer(self, blk, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * blk.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * blk.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * blk.expansion),
+            )
+        layers = [blk(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * blk.expansion
+        layers += [blk(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(self.normalize(x))))
+        x = self.maxpool(x)
+        for i in range(self.num_stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+class ImageNetResNet(tvr.ResNet):
+    """torchvision's ImageNet ResNet with the normalization inside."""
+
+    def __init__(self, block: str, layers: Sequence[int], num_classes: int = 1000,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+        super().__init__(_BLOCKS[block], list(layers), num_classes=num_classes)
+        self.normalize = Normalize(mean, std)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(self.normalize(x)))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def _init_like_torchvision(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+ARCHS: Registry[Callable[..., nn.Module]] = Registry("architecture")
+
+
+@ARCHS.register("cifar_resnet")
+def _cifar_resnet(num_classes: int, depths=(2, 2, 2, 2), width: int = 64, block: str = "basic", **kw) -> nn.Module:
+    return CifarResNet(num_classes, depths=depths, width=width, block=block, **kw)
+
+
+@ARCHS.register("cifar_resnet18")
+def _cifar_resnet18(num_classes: int, **kw) -> nn.Module:
+    return CifarResNet(num_classes, depths=(2, 2, 2, 2), width=64, block="basic", **kw)
+
+
+@ARCHS.register("cifar_resnet50")
+def _cifar_resnet50(num_classes: int, **kw) -> nn.Module:
+    return CifarResNet(num_classes, depths=(3, 4, 6, 3), width=64, block="bottleneck", **kw)
+
+
+@ARCHS.register("resnet18")
+def _resnet18(num_classes: int = 1000, **kw) -> nn.Module:
+    return ImageNetResNet("basic", (2, 2, 2, 2), num_classes, **kw)
+
+
+@ARCHS.register("resnet50")
+def _resnet50(num_classes: int = 1000, **kw) -> nn.Module:
+    return ImageNetResNet("bottleneck", (3, 4, 6, 3), num_classes, **kw)
+
+
+def build_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
+    """Build a registered architecture: ``build_model('cifar_resnet', 10, depths=(1,1), width=8)``."""
+    return ARCHS.get(arch)(num_classes=num_classes, **kwargs)
+
+
+def classifier(model: nn.Module) -> nn.Linear:
+    fc = getattr(model, "fc", None)
+    if not isinstance(fc, nn.Linear):
+        raise TypeError(f"{type(model).__name__} has no linear classifier 'fc'")
+    return fc
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Swap the classifier for a freshly initialised one with ``num_classes`` outputs."""
+    old = classifier(model)
+    model.fc = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+    return model
+
+
+def freeze_backbone(model: nn.Module) -> list[nn.Parameter]:
+    """Linear evaluation: only the classifier trains. Returns the trainable parameters.
+
+    BatchNorm layers of a frozen backbone are kept in eval mode by the training
+    factory (fastai's ``BnFreeze``), so their running statistics do not move.
+    """
+    head = {id(p) for p in classifier(model).parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in head)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def set_normalization(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
+    """Use the (downstream) dataset's statistics, as the official code does."""
+    norm = getattr(model, "normalize", None)
+    if not isinstance(norm, Normalize):
+        raise TypeError(f"{type(model).__name__} has no Normalize module")
+    norm.set(mean, std)
+    return model
+
+
+def prunable_names(model: nn.Module) -> list[str]:
+    """Default ticket scope: every Conv2d weight (stem and downsample included), never the classifier."""
+    return [f"{name}.weight" if name else "weight"
+            for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]

@@ -1,0 +1,126 @@
+"""The one training entry point: a fastai ``Learner`` plus the paper's callbacks.
+
+``TrainConfig`` holds the optimizer/schedule of one run (the official code
+uses plain SGD with momentum and coupled L2 weight decay, i.e.
+``torch.optim.SGD``, wrapped for fastai). ``make_learner`` assembles the
+learner; ``train`` builds and fits it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.schedule import ParamScheduler
+from fastai.callback.training import BnFreeze
+from fastai.data.core import DataLoaders
+from fastai.learner import Learner
+from fastai.metrics import accuracy
+from fastai.optimizer import OptimWrapper
+from torch import nn
+
+from .. import runtime
+from ..models import freeze_backbone
+from ..tickets.mask import Mask
+from .callbacks import AdversarialTraining, AttackFn, GaussianNoise, MaskEnforcer, RaiseOnNaN
+from .schedules import SCHEDULES, make_schedule
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer and schedule of one run (defaults: official CIFAR adversarial transfer)."""
+
+    epochs: int = 100
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "step"            # step | cosine | constant
+    milestones: tuple[int, ...] = (50, 75)
+    gamma: float = 0.1
+    batch_size: int = 128
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r} is not allowed; allowed: {', '.join(SCHEDULES)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.schedule == "step":
+            make_schedule("step", self.lr, self.epochs, self.milestones, self.gamma)  # validates milestones
+
+    def scheduler(self) -> ParamScheduler:
+        return ParamScheduler({"lr": make_schedule(self.schedule, self.lr, self.epochs, self.milestones, self.gamma)})
+
+
+def sgd(cfg: TrainConfig):
+    """``torch.optim.SGD`` (coupled L2 weight decay, as the official code) for fastai."""
+    return partial(OptimWrapper, opt=torch.optim.SGD, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def make_learner(
+    dls: DataLoaders,
+    model: nn.Module,
+    cfg: TrainConfig,
+    *,
+    mask: Mask | None = None,
+    attack: AttackFn | None = None,
+    attack_bn_mode: str = "train",
+    noise_sigma: float = 0.0,
+    linear_eval: bool = False,
+    live_dir: str | Path | None = None,
+    progress: bool = True,
+    extra_cbs: Iterable[Callback] = (),
+) -> Learner:
+    """A fastai Learner for one run.
+
+    mask: ticket enforced throughout training; attack: adversarial training
+    (PGD-k or FGSM-RS callable); noise_sigma > 0: random-smoothing
+    pretraining; linear_eval: freeze everything but the classifier (and keep
+    frozen BatchNorm statistics); live_dir: DVCLive logs in that folder
+    (no dvc.yaml is written there: the stage's own folder, not the root).
+    """
+    dev = torch.device(dls.device) if dls.device is not None else runtime.device()
+    model = runtime.prepare_model(model, dev)
+    cbs: list[Callback] = [RaiseOnNaN()]
+    if mask is not None:
+        mask.apply(model)
+        cbs.append(MaskEnforcer(mask))
+    if attack is not None:
+        cbs.append(AdversarialTraining(attack, bn_mode=attack_bn_mode))
+    if noise_sigma > 0:
+        cbs.append(GaussianNoise(noise_sigma))
+    if linear_eval:
+        freeze_backbone(model)
+        cbs.append(BnFreeze())
+    if live_dir is not None:
+        from dvclive import Live
+        from dvclive.fastai import DVCLiveCallback
+
+        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None)
+        cbs.append(DVCLiveCallback(live=live))
+    cbs.extend(extra_cbs)
+    learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), opt_func=sgd(cfg), lr=cfg.lr,
+                    cbs=cbs, metrics=[accuracy], wd_bn_bias=True, train_bn=True)
+    if runtime.use_amp(dev):
+        learn = learn.to_fp16()
+    if not progress:
+        learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ in ("ProgressCallback",)])
+        learn.logger = lambda *a, **k: None
+    return learn
+
+
+def train(dls: DataLoaders, model: nn.Module, cfg: TrainConfig, **kwargs) -> Learner:
+    """Build the learner and fit ``cfg.epochs`` epochs with the configured LR schedule."""
+    learn = make_learner(dls, model, cfg, **kwargs)
+    learn.fit(cfg.epochs, lr=cfg.lr, cbs=[cfg.scheduler()])
+    return learn

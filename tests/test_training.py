@@ -1,0 +1,212 @@
+"""fastai training and the paper's callbacks (issue: core building blocks)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from fastai.callback.core import Callback
+from torch import nn
+
+from repro.attacks import pgd
+from repro.tickets.mask import Mask
+from repro.training import (AdversarialTraining, NonFiniteLossError, TrainConfig, make_learner, train)
+
+from conftest import tiny_model, toy_dls, toy_images
+
+
+def _random_mask(model, sparsity=0.5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    m = Mask.ones_like(model)
+    for k in list(m.keys()):
+        m[k] = torch.rand(m[k].shape, generator=g) >= sparsity
+    return m
+
+
+def test_mask_enforced_through_sgd_momentum_and_weight_decay():
+    """Official code: a ticket's pruned weights stay 0 for the whole fine-tuning run.
+
+    50 SGD steps with momentum 0.9 and weight decay 5e-4 (coupled L2, as torch.optim.SGD):
+    every masked weight is exactly 0 afterwards and the unmasked ones moved.
+    """
+    dls = toy_dls(n_train=400, bs=8)
+    model = tiny_model()
+    mask = _random_mask(model)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    cfg = TrainConfig(epochs=1, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="constant", batch_size=8)
+    learn = train(dls, model, cfg, mask=mask, progress=False)
+    assert learn.train_iter == 50
+    params = dict(model.named_parameters())
+    for k, m in mask.items():
+        w = params[k].detach()
+        assert torch.count_nonzero(w[~m]) == 0, f"{k}: pruned weights drifted back"
+        kept_moved = (w[m] != before[k][m]).float().mean()
+        assert kept_moved > 0.9, f"{k}: unmasked weights did not train"
+
+
+def test_train_uses_torch_sgd_with_configured_hyperparameters(dls, model):
+    """Official code: SGD, momentum 0.9, coupled weight decay (torch.optim.SGD)."""
+    cfg = TrainConfig(epochs=1, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="constant")
+    learn = make_learner(dls, model, cfg, progress=False)
+    learn.create_opt()
+    opt = learn.opt.opt
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.param_groups[0]["momentum"] == 0.9
+    assert opt.param_groups[0]["weight_decay"] == 5e-4
+
+
+class _Recorder(Callback):
+    """Records what the forward pass is about to see, right after the adversarial callback."""
+
+    order = AdversarialTraining.order + 1
+
+    def __init__(self):
+        self.grads_clean, self.modes, self.changed = [], [], []
+
+    def before_fit(self):
+        self.x_seen = []
+
+    def before_batch(self):
+        if not self.training:
+            return
+        self.grads_clean.append(all(p.grad is None or not p.grad.any() for p in self.learn.model.parameters()))
+        self.modes.append([m.training for m in self.learn.model.modules()])
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+def test_adversarial_callback_leaves_no_param_grads_and_restores_mode(bn_mode):
+    """The attack must only take gradients w.r.t. the input, and hand the model back
+    to the forward pass in the train/eval mode it found (official: attack in train mode;
+    torchattacks/MadryLab: eval mode; a parameter)."""
+    dls = toy_dls(n_train=64, bs=16)
+    model = tiny_model()
+    seen_modes = []
+
+    def attack(m, x, y):
+        seen_modes.append(m.training)
+        return pgd(m, x, y, eps=8 / 255, alpha=2 / 255, steps=3)
+
+    rec = _Recorder()
+    cfg = TrainConfig(epochs=1, lr=0.01, schedule="constant")
+    learn = make_learner(dls, model, cfg, attack=attack, attack_bn_mode=bn_mode, progress=False, extra_cbs=[rec])
+    learn.fit(1)
+    assert rec.grads_clean and all(rec.grads_clean)
+    assert all(all(flags) for flags in rec.modes), "model not back in train mode for the forward pass"
+    assert seen_modes and all(s == (bn_mode == "train") for s in seen_modes)
+
+
+def test_adversarial_callback_replaces_training_batch_only():
+    """Adversarial training attacks training batches; validation sees clean inputs."""
+    dls = toy_dls(n_train=32, n_valid=32, bs=16)
+    model = tiny_model()
+    calls = {"n": 0}
+
+    def attack(m, x, y):
+        calls["n"] += 1
+        return (x + 0.01).clamp(0, 1)
+
+    learn = make_learner(dls, model, TrainConfig(epochs=1, lr=0.01, schedule="constant"), attack=attack,
+                         progress=False)
+    learn.fit(1)
+    assert calls["n"] == 2  # 32 training images / 16, no validation batches
+
+
+def _pgd_acc(model, x, y, eps=8 / 255):
+    model.eval()
+    torch.manual_seed(0)
+    x_adv = pgd(model, x, y, eps=eps, alpha=eps / 4, steps=10)
+    with torch.no_grad():
+        return (model(x_adv).argmax(1) == y).float().mean().item()
+
+
+def test_adversarial_training_improves_robust_accuracy_end_to_end():
+    """Adversarial training really works: PGD-trained beats standard-trained under PGD-10."""
+    eps = 16 / 255
+    accs = {}
+    x_test, y_test = toy_images(256, seed=7)
+    for kind in ("standard", "adversarial"):
+        dls = toy_dls(n_train=512, bs=32, seed=3)
+        model = tiny_model(seed=3)
+        attack = None
+        if kind == "adversarial":
+            attack = lambda m, x, y: pgd(m, x, y, eps=eps, alpha=eps / 2, steps=3)  # noqa: E731
+        train(dls, model, TrainConfig(epochs=4, lr=0.05, schedule="cosine"), attack=attack,
+              attack_bn_mode="train", progress=False)
+        accs[kind] = _pgd_acc(model, x_test, y_test, eps)
+    assert accs["adversarial"] > accs["standard"] + 0.1, accs
+
+
+def test_step_schedule_drops_lr_at_the_milestone_epochs():
+    """Official CIFAR recipe: lr x0.1 at given epochs (MultiStepLR), checked per batch."""
+    dls = toy_dls(n_train=64, n_valid=16, bs=16)
+    cfg = TrainConfig(epochs=4, lr=0.1, schedule="step", milestones=(2, 3), gamma=0.1)
+    learn = train(dls, tiny_model(), cfg, progress=False)
+    lrs = learn.recorder.hps["lr"]  # one entry per training batch, 4 batches per epoch
+    assert len(lrs) == 16
+    per_epoch = [lrs[i * 4:(i + 1) * 4] for i in range(4)]
+    for got, want in zip(per_epoch, [0.1, 0.1, 0.01, 0.001]):
+        assert got == pytest.approx([want] * 4)
+
+
+def test_linear_eval_trains_only_the_classifier(dls, model):
+    """Linear evaluation (Robust Tickets Fig. 2): backbone frozen, incl. BN statistics."""
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train(dls, model, TrainConfig(epochs=1, lr=0.05, schedule="constant"), linear_eval=True, progress=False)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k]) and "num_batches" not in k}
+    assert changed == {"fc.weight", "fc.bias"}
+
+
+def test_gaussian_noise_only_on_training_inputs():
+    """Random-smoothing pretraining: N(0, sigma^2) noise is added to training inputs only."""
+    from fastai.data.core import DataLoaders
+    from torch.utils.data import TensorDataset
+
+    seen = {"train": [], "valid": []}
+
+    class Spy(Callback):
+        order = 60
+
+        def before_batch(self):
+            seen["train" if self.training else "valid"].append(self.learn.xb[0].clone())
+
+    x = torch.full((64, 3, 16, 16), 0.5)
+    y = torch.arange(64) % 4
+    dls = DataLoaders.from_dsets(TensorDataset(x, y), TensorDataset(x, y), bs=64, device="cpu")
+    learn = make_learner(dls, tiny_model(), TrainConfig(epochs=1, lr=0.01, schedule="constant"),
+                         noise_sigma=0.25, progress=False, extra_cbs=[Spy()])
+    learn.fit(1)
+    noise = seen["train"][0] - 0.5
+    assert noise.mean().abs() < 0.01 and noise.std() == pytest.approx(0.25, rel=0.02)
+    assert torch.equal(seen["valid"][0], x)
+
+
+def test_nan_loss_stops_with_clear_error(dls):
+    """A NaN loss must fail the run, never produce a silent result."""
+    model = tiny_model()
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="loss became nan"):
+        train(dls, model, TrainConfig(epochs=1, lr=0.01, schedule="constant"), progress=False)
+
+
+def test_dvclive_logs_into_the_stage_folder(tmp_path, dls, model, monkeypatch):
+    """Metrics go to the stage's own folder through DVCLive; no dvc.yaml is written."""
+    monkeypatch.chdir(tmp_path)
+    train(dls, model, TrainConfig(epochs=2, lr=0.01, schedule="constant"), live_dir=tmp_path / "run" / "live",
+          progress=False)
+    live = tmp_path / "run" / "live"
+    assert (live / "metrics.json").is_file()
+    metrics = json.loads((live / "metrics.json").read_text())
+    assert "train" in metrics or any("loss" in k for k in metrics)
+    assert not list(tmp_path.rglob("dvc.yaml"))
+
+
+def test_train_config_rejects_bad_values():
+    """Bad hyperparameters fail at construction with the key named."""
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=-1)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="milestones"):
+        TrainConfig(epochs=10, milestones=(50,))
