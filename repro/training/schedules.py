@@ -16,7 +16,7 @@ def step_decay(lr: float, milestones: Sequence[int], n_epoch: int, gamma: float 
     """MultiStepLR: ``lr * gamma**(number of milestones reached)``."""
     bad = [m for m in milestones if not 0 < m <= n_epoch]
     if bad:
-        raise ValueError(f"lr milestones {bad} are outside (0, {n_epoch}] epochs")
+        raise ValueError(f"milestones: {bad} are outside (0, {n_epoch}] epochs (lr step decay)")
     ms = sorted(milestones)
 
     def sched(pct: float) -> float:

@@ -1,0 +1,299 @@
+"""The typed schema of params.yaml. Every stage validates the whole file at start.
+
+``load_params()`` reads params.yaml and returns a frozen ``Params``; any
+invalid key or value raises ``ConfigError`` naming the key and what is allowed,
+before any work starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+from .typed import ConfigError, check, from_dict
+
+PRETRAIN_KINDS = ("standard", "fast_adversarial", "pgd_adversarial", "random_smoothing")
+# ticket methods of the experiments: registry method + granularity + where it is drawn
+METHODS = ("omp", "random", "imp", "a_imp", "a_imp_ds", "lmp", "omp_row", "omp_kernel", "omp_channel")
+REGIMES = ("standard", "adversarial", "linear", "mask")
+TIERS = ("default", "small", "paper")
+
+
+@dataclass(frozen=True)
+class AttackParams:
+    """L-inf attack; eps/alpha accept fractions like '8/255'."""
+
+    name: Literal["pgd", "fgsm_rs", "fgsm"] = "pgd"
+    eps: float = 8 / 255
+    alpha: float = 2 / 255
+    steps: int = 10
+    restarts: int = 1
+    random_start: bool = True
+
+    def __post_init__(self):
+        check(0 <= self.eps <= 1, "eps", f"{self.eps} is outside [0, 1] (pixel scale)")
+        check(self.alpha > 0, "alpha", f"{self.alpha} must be > 0")
+        check(self.steps >= 0, "steps", f"{self.steps} must be >= 0")
+        check(self.restarts >= 1, "restarts", f"{self.restarts} must be >= 1")
+
+    def kwargs(self) -> dict:
+        if self.name == "pgd":
+            return dict(eps=self.eps, alpha=self.alpha, steps=self.steps, restarts=self.restarts,
+                        random_start=self.random_start)
+        if self.name == "fgsm_rs":
+            return dict(eps=self.eps, alpha=self.alpha)
+        return dict(eps=self.eps)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = 1
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["step", "cosine", "constant"] = "step"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    batch_size: int = 128
+
+    def config(self):
+        from ..training import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, lr=self.lr, momentum=self.momentum,
+                           weight_decay=self.weight_decay, schedule=self.schedule,
+                           milestones=self.milestones, gamma=self.gamma, batch_size=self.batch_size)
+
+    def __post_init__(self):
+        try:
+            self.config()
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """Sizes of the generated offline tasks (embedded default)."""
+
+    source_classes: int = 20
+    downstream_classes: int = 10
+    n_train_source: int = 4000
+    n_test_source: int = 1000
+    n_train_downstream: int = 1000
+    n_test_downstream: int = 500
+    n_ood: int = 500
+    gaps: dict[str, float] = field(default_factory=lambda: {"synth_near": 0.15, "synth_mid": 0.5, "synth_far": 0.9})
+
+    def __post_init__(self):
+        for k in ("source_classes", "downstream_classes"):
+            check(getattr(self, k) >= 2, k, f"{getattr(self, k)} must be >= 2")
+        for k in ("n_train_source", "n_test_source", "n_train_downstream", "n_test_downstream", "n_ood"):
+            check(getattr(self, k) >= 1, k, f"{getattr(self, k)} must be >= 1")
+        for k, g in self.gaps.items():
+            check(0 <= g <= 1, f"gaps.{k}", f"{g} is outside [0, 1]")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    root: str = "data"
+    source: str = "synth_source"
+    downstream: tuple[str, ...] = ("synth_near", "synth_mid", "synth_far")
+    ood: str = "synth_ood"
+    image_size: int = 16
+    recipe: Literal["cifar", "imagenet224"] = "cifar"
+    fraction_how: Literal["stratified", "first"] = "stratified"
+    num_workers: int = 0
+    synthetic: SyntheticParams = field(default_factory=SyntheticParams)
+
+    def __post_init__(self):
+        check(len(self.downstream) >= 1, "downstream", "needs at least one task")
+        check(len(set(self.downstream)) == len(self.downstream), "downstream", "tasks must be unique")
+        check(self.image_size >= 8, "image_size", f"{self.image_size} must be >= 8")
+        check(self.num_workers >= 0, "num_workers", f"{self.num_workers} must be >= 0")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    arch: str = "cifar_resnet"
+    depths: tuple[int, ...] = (1, 1, 1)
+    width: int = 8
+    block: Literal["basic", "bottleneck"] = "basic"
+
+    def __post_init__(self):
+        from ..models import ARCHS
+
+        check(self.arch in ARCHS, "arch", f"{self.arch!r} is not allowed; allowed: {', '.join(ARCHS.names())}")
+        check(len(self.depths) >= 1 and all(d >= 1 for d in self.depths), "depths",
+              f"{list(self.depths)} must be positive block counts")
+        check(self.width >= 1, "width", f"{self.width} must be >= 1")
+
+    def build(self, num_classes: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
+        from ..models import build_model
+
+        if self.arch == "cifar_resnet":
+            return build_model(self.arch, num_classes, depths=self.depths, width=self.width, block=self.block,
+                               mean=mean, std=std)
+        return build_model(self.arch, num_classes, mean=mean, std=std)
+
+
+@dataclass(frozen=True)
+class PretrainParams:
+    kinds: tuple[str, ...] = PRETRAIN_KINDS
+    train: TrainParams = field(default_factory=lambda: TrainParams(epochs=6, lr=0.1, schedule="cosine"))
+    pgd: AttackParams = field(default_factory=lambda: AttackParams("pgd", 8 / 255, 2 / 255, 3))
+    fgsm_rs: AttackParams = field(default_factory=lambda: AttackParams("fgsm_rs", 8 / 255, 10 / 255, 1))
+    smoothing_sigma: float = 0.25
+    bn_mode: Literal["train", "eval"] = "train"
+
+    def __post_init__(self):
+        bad = [k for k in self.kinds if k not in PRETRAIN_KINDS]
+        check(not bad, "kinds", f"{bad[0] if bad else ''!r} is not allowed; allowed: {', '.join(PRETRAIN_KINDS)}")
+        check(self.smoothing_sigma > 0, "smoothing_sigma", f"{self.smoothing_sigma} must be > 0")
+
+
+@dataclass(frozen=True)
+class ImpParams:
+    rate: float = 0.2
+    max_rounds: int = 10
+    retrain: TrainParams = field(default_factory=lambda: TrainParams(epochs=1, lr=0.01, schedule="constant"))
+    attack: AttackParams = field(default_factory=lambda: AttackParams("pgd", 8 / 255, 16 / (3 * 255), 3))
+
+    def __post_init__(self):
+        check(0 < self.rate < 1, "rate", f"{self.rate} is outside (0, 1)")
+        check(self.max_rounds >= 1, "max_rounds", f"{self.max_rounds} must be >= 1")
+
+
+@dataclass(frozen=True)
+class LmpParams:
+    train: TrainParams = field(default_factory=lambda: TrainParams(epochs=3, lr=0.1, schedule="cosine"))
+    train_head: bool = True
+
+
+@dataclass(frozen=True)
+class TicketParams:
+    imp: ImpParams = field(default_factory=ImpParams)
+    lmp: LmpParams = field(default_factory=LmpParams)
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    standard: TrainParams = field(default_factory=lambda: TrainParams(epochs=3, lr=0.01, schedule="step", milestones=(2,)))
+    adversarial: TrainParams = field(default_factory=lambda: TrainParams(epochs=3, lr=0.05, schedule="step", milestones=(2,)))
+    linear: TrainParams = field(default_factory=lambda: TrainParams(epochs=3, lr=0.1, schedule="cosine"))
+    attack: AttackParams = field(default_factory=lambda: AttackParams("pgd", 8 / 255, 2 / 255, 10))
+    bn_mode: Literal["train", "eval"] = "train"
+    seeds: tuple[int, ...] = (0, 1)
+
+    def __post_init__(self):
+        check(len(self.seeds) >= 1, "seeds", "needs at least one seed")
+        check(len(set(self.seeds)) == len(self.seeds), "seeds", "seeds must be unique")
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    attack: AttackParams = field(default_factory=lambda: AttackParams("pgd", 8 / 255, 2 / 255, 20))
+    ece_bins: int = 15
+    batch_size: int = 256
+    transfer_attack_task: Optional[str] = None  # None: the first downstream task
+    reference: TrainParams = field(default_factory=lambda: TrainParams(epochs=4, lr=0.05, schedule="cosine"))
+    landscape_points: int = 11
+    trajectory_level: float = 0.7379  # runs at this sparsity keep per-epoch weights (Fig. 6/A9)
+    n_robust: int = 0  # test images attacked for RA / transfer attack; 0 = the whole test set
+
+    def __post_init__(self):
+        check(self.ece_bins >= 1, "ece_bins", f"{self.ece_bins} must be >= 1")
+        check(self.landscape_points >= 3, "landscape_points", f"{self.landscape_points} must be >= 3")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One figure's grid: (pretraining kind, ticket method) pairs x regimes x fractions x tasks."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    regimes: tuple[str, ...] = ("standard",)
+    fractions: tuple[float, ...] = (1.0,)
+    tasks: Optional[tuple[str, ...]] = None  # None: every downstream task
+    seeds: Optional[tuple[int, ...]] = None  # None: transfer.seeds
+    dense: bool = True  # also run each kind's dense (unpruned) baseline
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    sparsities: tuple[float, ...] = (0.488, 0.7379, 0.8926)
+
+
+@dataclass(frozen=True)
+class StudyParams:
+    """The ticket under study (top-level ``sparsity``): method and downstream tasks."""
+
+    method: Literal["imp", "a_imp", "omp", "random"] = "imp"
+    tasks: Optional[tuple[str, ...]] = None  # None: the first downstream task
+
+
+@dataclass(frozen=True)
+class Params:
+    sparsity: float = 0.9
+    tier: Literal["default", "small", "paper"] = "default"
+    seed: int = 0
+    device: str = "auto"
+    data: DataParams = field(default_factory=DataParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
+    tickets: TicketParams = field(default_factory=TicketParams)
+    transfer: TransferParams = field(default_factory=TransferParams)
+    evaluation: EvalParams = field(default_factory=EvalParams)
+    sweep: SweepParams = field(default_factory=SweepParams)
+    study: StudyParams = field(default_factory=StudyParams)
+    experiments: dict[str, Experiment] = field(default_factory=dict)
+
+    def __post_init__(self):
+        check(0 <= self.sparsity < 1, "sparsity", f"{self.sparsity} is outside [0, 1)")
+        check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
+              f"{self.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
+        levels = self.sweep.sparsities
+        for s in levels:
+            check(0 < s < 1, "sweep.sparsities", f"{s} is outside (0, 1)")
+        check(len(set(levels)) == len(levels), "sweep.sparsities", "levels must be unique")
+        from ..data import DATASETS
+
+        for name in (self.data.source, *self.data.downstream, self.data.ood):
+            check(name in DATASETS, "data", f"dataset {name!r} is unknown; allowed: {', '.join(DATASETS.names())}")
+        if self.evaluation.transfer_attack_task is not None:
+            check(self.evaluation.transfer_attack_task in self.data.downstream, "evaluation.transfer_attack_task",
+                  f"{self.evaluation.transfer_attack_task!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")
+        for t in self.study.tasks or ():
+            check(t in self.data.downstream, "study.tasks",
+                  f"{t!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")
+        for ename, e in self.experiments.items():
+            key = f"experiments.{ename}"
+            for kind, method in e.pairs:
+                check(kind in self.pretrain.kinds, f"{key}.pairs",
+                      f"pretraining kind {kind!r} is not in pretrain.kinds; allowed: {', '.join(self.pretrain.kinds)}")
+                check(method in METHODS, f"{key}.pairs", f"method {method!r} is not allowed; allowed: {', '.join(METHODS)}")
+            for r in e.regimes:
+                check(r in REGIMES, f"{key}.regimes", f"{r!r} is not allowed; allowed: {', '.join(REGIMES)}")
+            for f in e.fractions:
+                check(0 < f <= 1, f"{key}.fractions", f"{f} is outside (0, 1]")
+            for t in e.tasks or ():
+                check(t in self.data.downstream, f"{key}.tasks",
+                      f"{t!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")
+
+    @property
+    def study_tasks(self) -> tuple[str, ...]:
+        return self.study.tasks or (self.data.downstream[0],)
+
+    @property
+    def transfer_attack_task(self) -> str:
+        return self.evaluation.transfer_attack_task or self.data.downstream[0]
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"params file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return from_dict(Params, raw or {})

@@ -1,0 +1,49 @@
+"""Datasets: uint8 array tasks, albumentations recipes, fastai loaders, synthetic tasks.
+
+``DATASETS`` (a registry) builds tasks by name: the offline synthetic source
+(``synth_source``), downstream tasks at growing domain gap (``synth_near``,
+``synth_mid``, ``synth_far``) and an out-of-distribution set (``synth_ood``).
+``domain_gap_score`` is the FID-style gap between two tasks.
+"""
+from .arrays import (
+    RECIPES,
+    SUBSET_METHODS,
+    ArrayDataset,
+    ArrayTask,
+    DataError,
+    Recipe,
+    array_loader,
+    channel_stats,
+    make_dataloaders,
+    subset_indices,
+    test_loader,
+    test_transform,
+    train_transform,
+    validation_split,
+)
+from .synthetic import (
+    DATASETS,
+    DOWNSTREAM_GAPS,
+    FAR_FAMILY,
+    OOD_KINDS,
+    SOURCE_FAMILY,
+    Family,
+    Nuisance,
+    default_features,
+    domain_gap_score,
+    family_at,
+    frechet_distance,
+    load_dataset,
+    make_ood_task,
+    make_task,
+    model_feature_fn,
+)
+
+__all__ = [
+    "RECIPES", "SUBSET_METHODS", "ArrayDataset", "ArrayTask", "DataError", "Recipe", "array_loader",
+    "channel_stats", "make_dataloaders", "subset_indices", "test_loader", "test_transform",
+    "train_transform", "validation_split",
+    "DATASETS", "DOWNSTREAM_GAPS", "FAR_FAMILY", "OOD_KINDS", "SOURCE_FAMILY", "Family", "Nuisance",
+    "default_features", "domain_gap_score", "family_at", "frechet_distance", "load_dataset",
+    "make_ood_task", "make_task", "model_feature_fn",
+]

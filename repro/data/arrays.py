@@ -1,0 +1,419 @@
+"""Image classification tasks held as uint8 arrays, and their fastai loaders.
+
+* ``ArrayTask``: ``x_train [N,H,W,3] uint8``, ``y_train [N] int64``, the test
+  split, ``num_classes`` and ``name``; ``mean``/``std`` per channel are computed
+  from the training images in [0, 1] (the official code normalizes with the
+  downstream dataset's own statistics, inside the model).
+  ``save``/``load`` use one ``.npz`` file, written atomically and validated on
+  load.
+* Augmentation recipes (albumentations, a registry ``RECIPES``):
+  ``"cifar"`` = pad 4 (zeros) + random crop back + horizontal flip for
+  training, identity (or a resize) for testing; ``"imagenet224"`` =
+  RandomResizedCrop + flip for training, Resize 256 + CenterCrop 224 for
+  testing (the official code's 224-px transfer setting).
+* ``ArrayDataset`` yields ``(float32 CHW tensor in [0, 1], int64 label)``.
+* ``subset_indices`` (data-limited transfer, 100/10/1 %), ``validation_split``
+  (the official "last n_val training images") and ``make_dataloaders`` /
+  ``test_loader`` / ``array_loader`` (fastai ``DataLoader`` s).
+"""
+from __future__ import annotations
+
+import math
+import random
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from torch.utils.data import Dataset
+
+from .. import runtime
+from ..io import atomic_path
+from ..registry import Registry
+
+__all__ = [
+    "DataError", "ArrayTask", "channel_stats", "Recipe", "RECIPES", "train_transform",
+    "test_transform", "ArrayDataset", "subset_indices", "validation_split",
+    "make_dataloaders", "test_loader", "array_loader", "SUBSET_METHODS",
+]
+
+SUBSET_METHODS = ("stratified", "first")
+_KEYS = ("x_train", "y_train", "x_test", "y_test", "num_classes", "name")
+
+
+class DataError(ValueError):
+    """A dataset file or array is missing, truncated, corrupted or inconsistent."""
+
+
+# --------------------------------------------------------------------------- task
+
+
+def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 images ``[N,H,W,C]`` scaled to [0, 1]."""
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise DataError(f"channel_stats needs a non-empty [N,H,W,C] array, got shape {x.shape}")
+    c = x.shape[-1]
+    s1 = np.zeros(c, np.float64)
+    s2 = np.zeros(c, np.float64)
+    for i in range(0, x.shape[0], chunk):
+        b = x[i:i + chunk].reshape(-1, c).astype(np.float64)
+        s1 += b.sum(0)
+        s2 += (b * b).sum(0)
+    n = x.shape[0] * x.shape[1] * x.shape[2]
+    mean = s1 / n
+    var = np.maximum(s2 / n - mean**2, 0.0)
+    mean, std = mean / 255.0, np.sqrt(var) / 255.0
+    std = np.maximum(std, 1e-6)  # a constant channel must not divide by zero in Normalize
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _check_arrays(x_train, y_train, x_test, y_test, num_classes, where: str) -> None:
+    """Raise one clear ``DataError`` naming ``where`` and the first problem found."""
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise DataError(f"{where}: num_classes must be a positive int, got {num_classes!r}")
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
+            raise DataError(f"{where}: x_{split} must be a uint8 array, got {getattr(x, 'dtype', type(x).__name__)}")
+        if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] < 1 or x.shape[2] < 1:
+            raise DataError(f"{where}: x_{split} must have shape [N,H,W,3], got {list(x.shape)}")
+        if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu":
+            raise DataError(f"{where}: y_{split} must be an integer array, got {getattr(y, 'dtype', type(y).__name__)}")
+        if y.ndim != 1 or y.shape[0] != x.shape[0]:
+            raise DataError(f"{where}: y_{split} must have shape [{x.shape[0]}] to match x_{split}, got {list(y.shape)}")
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise DataError(f"{where}: y_{split} labels must lie in [0, {num_classes - 1}], "
+                            f"found [{int(y.min())}, {int(y.max())}]")
+    if x_train.shape[0] == 0:
+        raise DataError(f"{where}: the training split is empty")
+    if x_test.shape[0] and x_test.shape[1:] != x_train.shape[1:]:
+        raise DataError(f"{where}: x_test images {list(x_test.shape[1:])} differ from x_train {list(x_train.shape[1:])}")
+
+
+@dataclass(eq=False)
+class ArrayTask:
+    """One classification task as uint8 arrays (images NHWC RGB, labels int64)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    mean: tuple[float, float, float] = field(init=False)
+    std: tuple[float, float, float] = field(init=False)
+
+    def __post_init__(self):
+        self.y_train = np.asarray(self.y_train)
+        self.y_test = np.asarray(self.y_test)
+        _check_arrays(self.x_train, self.y_train, self.x_test, self.y_test, self.num_classes,
+                      f"task {self.name!r}")
+        self.y_train = self.y_train.astype(np.int64, copy=False)
+        self.y_test = self.y_test.astype(np.int64, copy=False)
+        self.num_classes = int(self.num_classes)
+        self.mean, self.std = channel_stats(self.x_train)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.x_train.shape[1]), int(self.x_train.shape[2])
+
+    def __repr__(self) -> str:
+        return (f"ArrayTask({self.name!r}, classes={self.num_classes}, train={len(self.y_train)}, "
+                f"test={len(self.y_test)}, size={self.image_size})")
+
+    def save(self, path: str | Path) -> Path:
+        """Write one uncompressed ``.npz`` atomically (temporary file + rename)."""
+        path = Path(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            # a file object: np.savez would append '.npz' to a temporary name
+            np.savez(f, x_train=self.x_train, y_train=self.y_train, x_test=self.x_test,
+                     y_test=self.y_test, num_classes=np.int64(self.num_classes), name=np.str_(self.name))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ArrayTask":
+        """Read and validate a file written by ``save``; every failure is one ``DataError``."""
+        path = Path(path)
+        where = f"dataset file {str(path)!r}"
+        if not path.is_file():
+            raise DataError(f"{where} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in _KEYS if k not in z.files]
+                if missing:
+                    raise DataError(f"{where} lacks the arrays {', '.join(missing)}")
+                arrs = {k: z[k] for k in _KEYS}  # reads (and CRC-checks) every member now
+        except DataError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(f"{where} is truncated or corrupted ({type(e).__name__}: {first})") from None
+        nc, name = arrs["num_classes"], arrs["name"]
+        if nc.shape != () or nc.dtype.kind not in "iu":
+            raise DataError(f"{where}: num_classes must be an integer scalar, got {nc.dtype} {list(nc.shape)}")
+        if name.shape != () or name.dtype.kind != "U":
+            raise DataError(f"{where}: name must be a string scalar, got {name.dtype} {list(name.shape)}")
+        _check_arrays(arrs["x_train"], arrs["y_train"], arrs["x_test"], arrs["y_test"], int(nc), where)
+        return cls(str(name), arrs["x_train"], arrs["y_train"], arrs["x_test"], arrs["y_test"], int(nc))
+
+
+# ----------------------------------------------------------------------- transforms
+
+
+class Recipe(NamedTuple):
+    """Builders of the training (augmenting) and test albumentations pipelines."""
+
+    train: Callable[[int], list]
+    test: Callable[[int], list]
+
+
+RECIPES: Registry[Recipe] = Registry("augmentation recipe")
+
+
+class _MaybeResize(A.ImageOnlyTransform):
+    """Resize to ``size`` x ``size`` only if needed (identity for native-size images)."""
+
+    def __init__(self, size: int, p: float = 1.0):
+        super().__init__(p=p)
+        self.size = size
+
+    def apply(self, img, **params):
+        if img.shape[0] == self.size and img.shape[1] == self.size:
+            return img
+        return cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+
+    def get_transform_init_args_names(self):
+        return ("size",)
+
+
+RECIPES.register("cifar")(Recipe(
+    # the CIFAR recipe: zero-pad 4, random crop back to size, horizontal flip
+    train=lambda size: [_MaybeResize(size), A.Pad(padding=4, fill=0, border_mode=cv2.BORDER_CONSTANT),
+                        A.RandomCrop(size, size), A.HorizontalFlip(p=0.5)],
+    test=lambda size: [_MaybeResize(size)],
+))
+
+RECIPES.register("imagenet224")(Recipe(
+    # the official 224-px transfer: RandomResizedCrop + flip; Resize 256 + CenterCrop 224
+    train=lambda size: [A.RandomResizedCrop(size=(size, size)), A.HorizontalFlip(p=0.5)],
+    test=lambda size: [A.SmallestMaxSize(max_size=int(round(size * 256 / 224))), A.CenterCrop(size, size)],
+))
+
+
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"image size must be a positive int, got {size!r}")
+    return int(size)
+
+
+def train_transform(size: int, seed: int | None = 0, recipe: str = "cifar") -> A.Compose:
+    """Augmenting pipeline of ``recipe`` producing ``size`` x ``size`` uint8 HWC images.
+
+    The random stream belongs to the ``Compose`` (``seed``), independent of global RNGs.
+    """
+    return A.Compose(RECIPES.get(recipe).train(_check_size(size)), seed=seed)
+
+
+def test_transform(size: int, recipe: str = "cifar") -> A.Compose:
+    """Deterministic evaluation pipeline of ``recipe`` (identity for native-size CIFAR images)."""
+    return A.Compose(RECIPES.get(recipe).test(_check_size(size)), seed=0)
+
+
+# pytest must not collect these public helpers as tests when a test module imports them
+train_transform.__test__ = test_transform.__test__ = False  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------- dataset
+
+
+class ArrayDataset(Dataset):
+    """``(float32 CHW in [0, 1], int64 label)`` items from uint8 HWC images.
+
+    ``indices`` selects a view of the arrays without copying them; ``transform``
+    is an albumentations pipeline applied to each uint8 image (None = identity).
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose | None = None,
+                 indices: Sequence[int] | np.ndarray | None = None):
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise DataError(f"ArrayDataset needs uint8 images [N,H,W,3], got {images.dtype} {list(images.shape)}")
+        labels = np.asarray(labels)
+        if labels.shape != (images.shape[0],):
+            raise DataError(f"ArrayDataset needs labels of shape [{images.shape[0]}], got {list(labels.shape)}")
+        self.images, self.labels, self.transform = images, labels.astype(np.int64, copy=False), transform
+        if indices is None:
+            self.indices = np.arange(images.shape[0], dtype=np.int64)
+        else:
+            self.indices = np.asarray(indices, dtype=np.int64)
+            if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= images.shape[0]):
+                raise DataError(f"ArrayDataset indices must lie in [0, {images.shape[0] - 1}]")
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def __getitem__(self, i: int):
+        j = self.indices[i]
+        img = self.images[j]
+        if self.transform is not None:
+            img = self.transform(image=img)["image"]
+        x = torch.from_numpy(np.ascontiguousarray(img).transpose(2, 0, 1).astype(np.float32) / 255.0)
+        return x, torch.tensor(self.labels[j], dtype=torch.int64)
+
+    def reseed(self, seed: int) -> None:
+        """Reseed the augmentation stream (used per DataLoader worker)."""
+        if self.transform is not None and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(int(seed) % 2**32)
+
+
+# ----------------------------------------------------------------------- subsets
+
+
+def _check_fraction(fraction) -> float:
+    try:
+        f = float(fraction)
+    except (TypeError, ValueError):
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}") from None
+    if isinstance(fraction, bool) or not math.isfinite(f) or not 0 < f <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    return f
+
+
+def subset_indices(y: np.ndarray, fraction: float, how: str = "stratified", seed: int = 0) -> np.ndarray:
+    """Sorted indices of a ``fraction`` of the samples with labels ``y`` (data-limited transfer).
+
+    ``"stratified"`` (default): per class, ``max(1, round(fraction * n_c))`` samples
+    drawn at random (``seed``), so class proportions are kept and every present
+    class keeps at least one sample (for tiny fractions the total may therefore
+    exceed ``round(fraction * N)``). ``"first"``: the official code's first
+    ``max(1, round(fraction * N))`` samples, in dataset order.
+    """
+    f = _check_fraction(fraction)
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"labels must be a non-empty 1-D array, got shape {list(y.shape)}")
+    n = y.shape[0]
+    if how == "first":
+        return np.arange(max(1, int(round(f * n))), dtype=np.int64)
+    if how != "stratified":
+        raise ValueError(f"subset method {how!r} is not allowed; allowed: {', '.join(SUBSET_METHODS)}")
+    if f == 1.0:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed) % 2**32, 0x5B5E7]))
+    picked = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = min(idx.size, max(1, int(round(f * idx.size))))
+        picked.append(rng.permutation(idx)[:k])
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def validation_split(n: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
+    """The official code's validation set: the last ``n_val`` of ``n`` training images.
+
+    Returns ``(train_indices, val_indices)``.
+    """
+    if isinstance(n_val, bool) or not isinstance(n_val, (int, np.integer)) or not 0 <= n_val < n:
+        raise ValueError(f"n_val must be an int in [0, {n - 1}] for {n} training images, got {n_val!r}")
+    return np.arange(n - n_val, dtype=np.int64), np.arange(n - n_val, n, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------- loaders
+
+
+def _wif_reseed(dl_self=None):
+    """fastai calls ``wif`` in each worker after seeding it: give each worker its own augmentation stream."""
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return
+    ds = info.dataset.d.dataset  # _FakeLoader -> fastai DataLoader -> ArrayDataset
+    if isinstance(ds, ArrayDataset):
+        ds.reseed(info.seed)
+
+
+def _device(device) -> torch.device:
+    return runtime.device() if device is None else torch.device(device)
+
+
+def array_loader(images: np.ndarray, labels: np.ndarray | None, bs: int, size: int, recipe: str = "cifar",
+                 device=None, num_workers: int = 0) -> DataLoader:
+    """A plain evaluation loader (no shuffle, no augmentation) over uint8 images.
+
+    ``labels=None`` gives zeros (e.g. out-of-distribution images).
+    """
+    if labels is None:
+        labels = np.zeros(images.shape[0], np.int64)
+    ds = ArrayDataset(images, labels, test_transform(size, recipe))
+    return DataLoader(ds, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers, device=_device(device))
+
+
+def test_loader(task: ArrayTask, bs: int, size: int | None = None, recipe: str = "cifar",
+                device=None, num_workers: int = 0) -> DataLoader:
+    """Plain evaluation loader over ``task``'s test split (no augmentation)."""
+    size = task.image_size[0] if size is None else size
+    return array_loader(task.x_test, task.y_test, bs, size, recipe, device, num_workers)
+
+
+test_loader.__test__ = False  # type: ignore[attr-defined]
+
+
+def make_dataloaders(
+    task: ArrayTask,
+    bs: int,
+    size: int | None = None,
+    fraction: float = 1.0,
+    how: str = "stratified",
+    seed: int = 0,
+    num_workers: int = 0,
+    device=None,
+    val_from_train: int = 0,
+    recipe: str = "cifar",
+    valid_bs: int | None = None,
+    drop_last: bool = False,
+) -> DataLoaders:
+    """fastai ``DataLoaders(train, valid)`` for one run.
+
+    train: shuffled, augmented (``recipe``), restricted to ``fraction`` of the
+    training pool (``how``: "stratified" or the official "first"); valid: the
+    test split, or, when ``val_from_train > 0``, the last ``val_from_train``
+    training images (held out *before* the fraction is taken; not augmented).
+    Deterministic given ``seed``: the shuffle RNG and the augmentation stream are
+    both derived from it (global RNG states are left untouched). ``device=None``
+    puts batches on ``runtime.device()`` (CUDA when present).
+    ``dls.c`` is the number of classes, ``dls.task`` the task.
+    """
+    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
+        raise ValueError(f"batch size must be a positive int, got {bs!r}")
+    size = task.image_size[0] if size is None else size
+    n = task.y_train.shape[0]
+    if val_from_train:
+        pool, val_idx = validation_split(n, val_from_train)
+        vx, vy, v_idx = task.x_train, task.y_train, val_idx
+    else:
+        pool = np.arange(n, dtype=np.int64)
+        vx, vy, v_idx = task.x_test, task.y_test, None
+        if task.x_test.shape[0] == 0:
+            raise DataError(f"task {task.name!r} has an empty test split; use val_from_train > 0")
+    train_idx = pool[subset_indices(task.y_train[pool], fraction, how, seed)]
+    train_ds = ArrayDataset(task.x_train, task.y_train, train_transform(size, seed, recipe), train_idx)
+    valid_ds = ArrayDataset(vx, vy, test_transform(size, recipe), v_idx)
+    dev = _device(device)
+    # fastai draws each DataLoader's shuffle RNG from the global `random` module at
+    # construction; build under a seeded state and restore the caller's state after.
+    state = random.getstate()
+    try:
+        random.seed(int(seed))
+        train_dl = DataLoader(train_ds, bs=bs, shuffle=True, drop_last=drop_last, num_workers=num_workers,
+                              device=dev, wif=_wif_reseed)
+        valid_dl = DataLoader(valid_ds, bs=valid_bs or bs, shuffle=False, drop_last=False,
+                              num_workers=num_workers, device=dev)
+    finally:
+        random.setstate(state)
+    dls = DataLoaders(train_dl, valid_dl, device=dev)
+    dls.c = task.num_classes
+    dls.task = task
+    return dls

@@ -1,0 +1,313 @@
+"""Evaluation metrics on logits / probabilities.
+
+* SA / RA: top-1 accuracy on clean / PGD-20 (eps 8/255, alpha 2/255, random
+  start) examples, attacks always crafted with the model in eval mode.
+* ECE: equal-width confidence bins (15 by default), sum over bins of
+  ``|acc - conf| * fraction of examples`` (Guo et al. 2017).
+* NLL: mean cross-entropy.
+* OoD AUROC with the maximum softmax probability as the score (Hendrycks &
+  Gimpel); in-distribution is the positive class. Computed via ranks
+  (Mann-Whitney U), ties count 1/2; no scikit-learn at run time.
+* Transfer-attack accuracy: PGD-20 examples crafted on an independently
+  trained source model, evaluated on the target (Double-Win Table A2).
+
+Accuracies, ECE and AUROC are fractions in [0, 1] (multiply by 100 for the
+papers' percentages). Logits are collected on the CPU in float32.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Iterable, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import runtime
+from .attacks import bn_mode, pgd
+
+__all__ = [
+    "accuracy",
+    "auroc",
+    "collect_logits",
+    "ece",
+    "evaluate",
+    "nll",
+    "ood_auroc",
+    "robust_accuracy",
+    "transfer_attack_accuracy",
+]
+
+AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+ArrayLike = Union[torch.Tensor, np.ndarray, list]
+
+# loaders with more batches than this get a progress bar (when progress=True)
+PROGRESS_MIN_BATCHES = 4
+
+
+# --------------------------------------------------------------------------- #
+# helpers
+# --------------------------------------------------------------------------- #
+def _model_device(model: nn.Module, device=None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return runtime.device()
+
+
+def _batches(loader: Iterable, progress: bool, desc: str) -> Iterable:
+    if not progress:
+        return loader
+    try:
+        n = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        n = None
+    if n is not None and n < PROGRESS_MIN_BATCHES:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, total=n, desc=desc, leave=False)
+
+
+def _xy(batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = batch[0], batch[1]
+    if isinstance(x, torch.Tensor) and type(x) is not torch.Tensor:
+        x = x.as_subclass(torch.Tensor)  # e.g. fastai TensorImage: plain tensors are faster in the attack
+    if isinstance(y, torch.Tensor) and type(y) is not torch.Tensor:
+        y = y.as_subclass(torch.Tensor)
+    x = torch.as_tensor(x).to(device, non_blocking=True)
+    y = torch.as_tensor(y).to(device, non_blocking=True).long()
+    return x, y
+
+
+def _to_tensor(a: ArrayLike, dtype=None) -> torch.Tensor:
+    t = a.detach().cpu() if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
+    return t.to(dtype) if dtype is not None else t
+
+
+# --------------------------------------------------------------------------- #
+# collecting predictions
+# --------------------------------------------------------------------------- #
+def collect_logits(
+    model: nn.Module,
+    loader: Iterable,
+    attack: Optional[AttackFn] = None,
+    device=None,
+    progress: bool = True,
+    amp: Optional[bool] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``[N, C]`` (float32, CPU) and labels ``[N]`` over a loader of ``(x in [0,1], y)``.
+
+    The model runs in eval mode (every module's flag is restored afterwards).
+    Clean forward passes run under ``torch.no_grad()``; with ``attack`` each
+    batch is first replaced by ``attack(model, x, y)`` (crafted in eval mode,
+    with input gradients) and then classified under ``no_grad``.
+    ``amp`` defaults to :func:`repro.runtime.use_amp` of the device.
+    """
+    dev = _model_device(model, device)
+    amp = runtime.use_amp(dev) if amp is None else amp
+    all_logits, all_labels = [], []
+    with bn_mode(model, "eval"):
+        for batch in _batches(loader, progress, "attack+eval" if attack else "eval"):
+            x, y = _xy(batch, dev)
+            if attack is not None:
+                x = attack(model, x, y)
+            with torch.no_grad(), torch.autocast(device_type=dev.type, enabled=amp):
+                logits = model(x)
+            all_logits.append(logits.float().cpu())
+            all_labels.append(y.cpu())
+    if not all_logits:
+        raise ValueError("collect_logits: the loader yielded no batches")
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    attack: Optional[AttackFn] = None,
+    device=None,
+    progress: bool = True,
+    n_bins: int = 15,
+    return_logits: bool = False,
+) -> dict:
+    """Accuracy, NLL and ECE of ``model`` on ``loader`` (clean, or under ``attack``), in eval mode.
+
+    Returns ``{'accuracy', 'nll', 'ece', 'n'}`` (fractions / floats); with
+    ``return_logits=True`` also ``'logits'`` and ``'labels'``.
+    """
+    logits, labels = collect_logits(model, loader, attack=attack, device=device, progress=progress)
+    out = {
+        "accuracy": accuracy(logits, labels),
+        "nll": nll(logits, labels),
+        "ece": ece(logits, labels, n_bins=n_bins, from_logits=True),
+        "n": int(labels.numel()),
+    }
+    if return_logits:
+        out["logits"], out["labels"] = logits, labels
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# metrics on logits / probabilities
+# --------------------------------------------------------------------------- #
+def accuracy(logits: ArrayLike, y: ArrayLike) -> float:
+    """Top-1 accuracy as a fraction (SA on clean logits, RA on adversarial ones)."""
+    logits, y = _to_tensor(logits), _to_tensor(y).long()
+    if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
+        raise ValueError(f"accuracy needs logits [N, C] and labels [N], got {tuple(logits.shape)} and {tuple(y.shape)}")
+    if y.numel() == 0:
+        raise ValueError("accuracy of zero examples is undefined")
+    return (logits.argmax(1) == y).float().mean().item()
+
+
+def _looks_like_probs(t: torch.Tensor) -> bool:
+    return bool((t >= 0).all() and (t <= 1).all() and torch.allclose(t.sum(1), torch.ones(t.shape[0], dtype=t.dtype), atol=1e-4))
+
+
+def ece(
+    probs_or_logits: ArrayLike,
+    y: ArrayLike,
+    n_bins: int = 15,
+    from_logits: Optional[bool] = None,
+) -> float:
+    """Expected calibration error with ``n_bins`` equal-width confidence bins.
+
+    Confidence is the max probability; bin b covers ``(b/n, (b+1)/n]``.
+    ``ECE = sum_b |acc_b - conf_b| * n_b / N``. Input is ``[N, C]``
+    probabilities or logits: ``from_logits=None`` treats rows that are
+    non-negative and sum to 1 as probabilities, anything else as logits.
+    """
+    if n_bins < 1:
+        raise ValueError(f"ece n_bins must be >= 1, got {n_bins}")
+    p, y = _to_tensor(probs_or_logits).double(), _to_tensor(y).long()
+    if p.ndim != 2 or p.shape[0] != y.shape[0] or y.numel() == 0:
+        raise ValueError(f"ece needs [N, C] scores and [N] labels (N > 0), got {tuple(p.shape)} and {tuple(y.shape)}")
+    if from_logits is None:
+        from_logits = not _looks_like_probs(p)
+    if from_logits:
+        p = p.softmax(1)
+    conf, pred = p.max(1)
+    correct = (pred == y).double()
+    edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64)
+    # right-closed bins (lo, hi]; a confidence of exactly 0 (impossible for a max-prob) goes to bin 0
+    idx = (torch.bucketize(conf, edges[1:-1], right=False)).clamp_(0, n_bins - 1)
+    n = torch.bincount(idx, minlength=n_bins).double()
+    conf_sum = torch.bincount(idx, weights=conf, minlength=n_bins)
+    acc_sum = torch.bincount(idx, weights=correct, minlength=n_bins)
+    nonempty = n > 0
+    gap = (acc_sum[nonempty] - conf_sum[nonempty]).abs()  # = |acc_b - conf_b| * n_b
+    return (gap.sum() / y.numel()).item()
+
+
+def nll(logits: ArrayLike, y: ArrayLike) -> float:
+    """Mean cross-entropy (negative log-likelihood) of the labels."""
+    logits, y = _to_tensor(logits).float(), _to_tensor(y).long()
+    return F.cross_entropy(logits, y).item()
+
+
+def _average_ranks(a: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given their average rank."""
+    order = np.argsort(a, kind="mergesort")
+    s = a[order]
+    # boundaries of runs of equal values
+    new_run = np.empty(len(s), dtype=bool)
+    new_run[0] = True
+    new_run[1:] = s[1:] != s[:-1]
+    starts = np.flatnonzero(new_run)
+    ends = np.append(starts[1:], len(s))  # exclusive
+    avg = (starts + ends + 1) / 2.0  # mean of 1-based positions starts+1 .. ends
+    run_id = np.cumsum(new_run) - 1
+    ranks = np.empty(len(s), dtype=np.float64)
+    ranks[order] = avg[run_id]
+    return ranks
+
+
+def auroc(scores_in: ArrayLike, scores_out: ArrayLike) -> float:
+    """P(score_in > score_out) for a random in/out pair, ties counting 1/2 (Mann-Whitney U).
+
+    In-distribution examples are the positive class, as in
+    ``sklearn.metrics.roc_auc_score(labels=in, scores)``.
+    """
+    a = _to_tensor(scores_in).double().numpy().ravel()
+    b = _to_tensor(scores_out).double().numpy().ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"auroc needs non-empty score sets, got {a.size} in and {b.size} out")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("auroc scores contain NaN")
+    ranks = _average_ranks(np.concatenate([a, b]))
+    u = ranks[: a.size].sum() - a.size * (a.size + 1) / 2.0
+    return float(u / (a.size * b.size))
+
+
+def ood_auroc(logits_in: ArrayLike, logits_out: ArrayLike) -> float:
+    """AUROC of in- vs out-of-distribution detection by maximum softmax probability."""
+    msp_in = _to_tensor(logits_in).double().softmax(1).amax(1)
+    msp_out = _to_tensor(logits_out).double().softmax(1).amax(1)
+    return auroc(msp_in, msp_out)
+
+
+# --------------------------------------------------------------------------- #
+# robustness
+# --------------------------------------------------------------------------- #
+def _pgd_attack(seed: Optional[int], **pgd_kw) -> AttackFn:
+    """PGD with a dedicated seeded CPU generator for the random starts (when seed is given)."""
+    if seed is not None and pgd_kw.get("generator") is None:
+        pgd_kw["generator"] = torch.Generator().manual_seed(int(seed))
+    return functools.partial(pgd, **pgd_kw)
+
+
+def robust_accuracy(
+    model: nn.Module,
+    loader: Iterable,
+    eps: float = 8 / 255,
+    alpha: float = 2 / 255,
+    steps: int = 20,
+    random_start: bool = True,
+    restarts: int = 1,
+    device=None,
+    progress: bool = True,
+    seed: Optional[int] = None,
+) -> float:
+    """RA: accuracy under PGD (default PGD-20, eps 8/255, alpha 2/255, random start), eval mode.
+
+    ``seed`` makes the random starts reproducible (a dedicated generator);
+    otherwise the global RNG is used.
+    """
+    dev = _model_device(model, device)
+    attack = _pgd_attack(seed, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
+                         restarts=restarts, amp=runtime.use_amp(dev))
+    logits, labels = collect_logits(model, loader, attack=attack, device=dev, progress=progress)
+    return accuracy(logits, labels)
+
+
+def transfer_attack_accuracy(
+    target_model: nn.Module,
+    source_model: nn.Module,
+    loader: Iterable,
+    device=None,
+    progress: bool = True,
+    seed: Optional[int] = None,
+    **pgd_kw,
+) -> float:
+    """Accuracy of ``target_model`` on PGD examples crafted on ``source_model`` (transfer attack).
+
+    Defaults to PGD-20, eps 8/255, alpha 2/255, random start; ``pgd_kw``
+    overrides them (any :func:`repro.attacks.pgd` option). Both models run in
+    eval mode. With the source equal to the target and the same seed this is
+    exactly the white-box :func:`robust_accuracy`.
+    """
+    dev = _model_device(target_model, device)
+    kw = dict(eps=8 / 255, alpha=2 / 255, steps=20, random_start=True, amp=runtime.use_amp(dev))
+    kw.update(pgd_kw)
+    craft = _pgd_attack(seed, **kw)
+
+    def attack(_target: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with bn_mode(source_model, "eval"):
+            return craft(source_model, x, y)
+
+    logits, labels = collect_logits(target_model, loader, attack=attack, device=dev, progress=progress)
+    return accuracy(logits, labels)

@@ -1,0 +1,110 @@
+"""The experiment grid: which transfer runs each sparsity level needs.
+
+Each entry of ``params.experiments`` is one figure's grid; the union of all
+grids, deduplicated, is the work of a level. A run is named by its content:
+``<kind>-<method>/<task>/<regime>-f<fraction>-seed<seed>`` under the level's
+folder, so the same experiment always lands in the same place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Params
+
+RUNS = Path("runs")
+DENSE = "dense"
+IMP_GRID_TOL = 5e-4
+
+
+@dataclass(frozen=True, order=True)
+class RunSpec:
+    kind: str
+    method: str          # a ticket method, or "dense"
+    task: str
+    regime: str          # standard | adversarial | linear | mask
+    fraction: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.method}/{self.task}/{self.regime}-f{self.fraction:g}-seed{self.seed}"
+
+
+def level_name(sparsity: float) -> str:
+    """Folder of a sparsity level: 0 -> 'dense', 0.7379 -> 's0.7379' (str of the float, as in dvc.yaml)."""
+    return DENSE if sparsity == 0 else f"s{float(sparsity)}"  # as DVC writes ${item}
+
+
+def imp_round_of(sparsity: float, rate: float = 0.2, max_rounds: int = 200) -> int | None:
+    """k with 1-(1-rate)^k within IMP_GRID_TOL of ``sparsity``, else None."""
+    for k in range(1, max_rounds + 1):
+        s = 1 - (1 - rate) ** k
+        if abs(s - sparsity) <= IMP_GRID_TOL:
+            return k
+        if s > sparsity:
+            return None
+    return None
+
+
+def runs_for_level(p: Params, sparsity: float) -> list[RunSpec]:
+    """Every transfer run of one level (``sparsity == 0``: the dense baselines)."""
+    out: set[RunSpec] = set()
+    for e in p.experiments.values():
+        tasks = e.tasks or p.data.downstream
+        for kind, method in e.pairs:
+            if sparsity == 0:
+                if not e.dense or method == "lmp":
+                    continue
+                method = DENSE
+            for task in tasks:
+                for regime in e.regimes:
+                    if (method == "lmp") != (regime == "mask") and method != DENSE:
+                        continue
+                    for fraction in e.fractions:
+                        for seed in e.seeds or p.transfer.seeds:
+                            out.add(RunSpec(kind, method, task, regime, fraction, seed))
+    if sparsity == 0:  # the study stage compares its ticket with these dense baselines
+        for kind in p.pretrain.kinds:
+            for task in p.study_tasks:
+                for regime in ("standard", "adversarial"):
+                    for seed in p.transfer.seeds:
+                        out.add(RunSpec(kind, DENSE, task, regime, 1.0, seed))
+    return sorted(out)
+
+
+def tickets_for_level(p: Params, sparsity: float) -> list[tuple[str, str, str | None]]:
+    """(kind, method, task-or-None) of every mask a level needs (LMP masks are learned in transfer)."""
+    out = set()
+    for r in runs_for_level(p, sparsity):
+        if r.method in (DENSE, "lmp"):
+            continue
+        out.add((r.kind, r.method, r.task if r.method == "a_imp_ds" else None))
+    return sorted(out, key=lambda t: (t[0], t[1], t[2] or ""))
+
+
+def imp_runs(p: Params) -> list[tuple[str, str, str | None]]:
+    """(kind, retraining, task-or-None) of every IMP run the experiments need."""
+    need = set()
+    for e in p.experiments.values():
+        for kind, method in e.pairs:
+            if method == "imp":
+                need.add((kind, "standard", None))
+            elif method == "a_imp":
+                need.add((kind, "adversarial", None))
+            elif method == "a_imp_ds":
+                for t in e.tasks or p.data.downstream:
+                    need.add((kind, "adversarial", t))
+    if p.study.method in ("imp", "a_imp"):  # the study draws its ticket for every kind
+        for kind in p.pretrain.kinds:
+            need.add((kind, "standard" if p.study.method == "imp" else "adversarial", None))
+    return sorted(need, key=lambda t: (t[0], t[1], t[2] or ""))
+
+
+def imp_dir(kind: str, retrain: str, task: str | None) -> Path:
+    return RUNS / "imp" / (f"{kind}-{retrain}" + (f"-ds-{task}" if task else "-us"))
+
+
+def ticket_path(sparsity: float, kind: str, method: str, task: str | None) -> Path:
+    sub = f"{kind}-{method}" + (f"-{task}" if task else "")
+    return RUNS / "tickets" / level_name(sparsity) / sub / "mask.pt"

@@ -1,0 +1,143 @@
+"""Stage `analysis`: mask similarity, zero kernels, loss landscapes and trajectories, domain gap.
+
+* ``analysis/mask_similarity.csv``: IoU |a∩b|/|a∪b| of the IMP tickets drawn
+  from different pretraining kinds at every level (Double-Win Fig. A8 top);
+* ``analysis/zero_kernels.csv`` and ``analysis/kernel_maps.npz``: completely
+  pruned kernels per layer and the [out, in] maps at the highest level (Fig. 7, A8);
+* ``analysis/landscape/<run>.npz``: loss contours on clean and PGD-20 test data
+  along the trajectory plane, and the trajectory (Fig. 6, A9);
+* ``analysis/domain_gap.json``: Fréchet distance of features between the source
+  and each downstream task (Robust Tickets Sec. V-B, FID in the paper).
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import landscape
+from ..attacks import bn_mode, pgd
+from ..config import Params
+from ..data import domain_gap_score
+from ..io import atomic_path, load_torch, save_json
+from ..plan import RUNS, level_name
+from ..tickets.mask import Mask, kernel_zero_map, mask_iou, zero_kernels
+from .common import load_task, log, read_json, run_stage
+from .evaluate import load_run_model
+
+OUT = Path("analysis")
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        with tmp.open("w", newline="") as f:
+            fields = list(rows[0]) if rows else ["empty"]
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+
+
+def imp_masks(p: Params) -> dict[float, dict[str, Mask]]:
+    out: dict[float, dict[str, Mask]] = {}
+    for lv in p.sweep.sparsities:
+        d = RUNS / "tickets" / level_name(lv)
+        for kind in p.pretrain.kinds:
+            f = d / f"{kind}-imp" / "mask.pt"
+            if f.is_file():
+                out.setdefault(lv, {})[kind] = Mask.load(f)
+    return out
+
+
+def mask_stats(p: Params) -> None:
+    masks = imp_masks(p)
+    sim, zk = [], []
+    for lv, by_kind in sorted(masks.items()):
+        for a, b in itertools.combinations(sorted(by_kind), 2):
+            sim.append({"level": lv, "kind_a": a, "kind_b": b, "iou": round(mask_iou(by_kind[a], by_kind[b]), 6)})
+        for kind, m in sorted(by_kind.items()):
+            per_layer = zero_kernels(m)
+            total_kernels = sum(v.shape[0] * v.shape[1] for v in m._m.values() if v.dim() == 4)
+            zk.append({"level": lv, "kind": kind, "zero_kernels": sum(per_layer.values()),
+                       "total_kernels": total_kernels, "sparsity": round(m.sparsity, 6)})
+    _write_csv(OUT / "mask_similarity.csv", sim)
+    _write_csv(OUT / "zero_kernels.csv", zk)
+    arrays = {}
+    if masks:
+        top = max(masks)
+        for kind, m in masks[top].items():
+            for name in m:
+                if m[name].dim() == 4:
+                    arrays[f"{kind}|{name}"] = kernel_zero_map(m, name).numpy()
+    with atomic_path(OUT / "kernel_maps.npz") as tmp:
+        with tmp.open("wb") as f:
+            np.savez_compressed(f, **arrays)
+    log("analysis", f"mask similarity: {len(sim)} pairs; zero kernels: {len(zk)} masks")
+
+
+def landscapes(p: Params) -> None:
+    lv = p.evaluation.trajectory_level
+    root = RUNS / "transfer" / level_name(lv)
+    found = sorted(root.rglob("trajectory.pt")) if root.is_dir() else []
+    summary = []
+    for traj_file in found:
+        run_dir = traj_file.parent
+        spec = read_json(run_dir / "spec.json")
+        task = load_task(spec["task"])
+        model = load_run_model(p, run_dir, task)
+        snaps = load_torch(traj_file)
+        mask_flat = None
+        if (run_dir / "mask.pt").is_file():
+            mask = Mask.load(run_dir / "mask.pt")
+            names = sorted(snaps[-1])
+            mask_flat = torch.cat([mask[n].reshape(-1).double() if n in mask else
+                                   torch.ones(snaps[-1][n].numel(), dtype=torch.float64) for n in names])
+        plane = landscape.trajectory_plane(snaps, mask_flat)
+        n = min(256, task.x_test.shape[0])
+        x = torch.from_numpy(task.x_test[:n]).permute(0, 3, 1, 2).float() / 255
+        y = torch.from_numpy(task.y_test[:n]).long()
+        a = p.evaluation.attack
+        with bn_mode(model, "eval"):
+            x_adv = pgd(model, x, y, eps=a.eps, alpha=a.alpha, steps=a.steps,
+                        generator=torch.Generator().manual_seed(p.seed))
+        alphas, betas = landscape.grid_axes(plane.coords, p.evaluation.landscape_points)
+        clean = landscape.loss_grid(model, plane, alphas, betas, x, y)
+        adv = landscape.loss_grid(model, plane, alphas, betas, x_adv, y)
+        rel = run_dir.relative_to(root)
+        key = str(rel).replace("/", "__")
+        with atomic_path(OUT / "landscape" / f"{key}.npz") as tmp:
+            with tmp.open("wb") as f:
+                np.savez_compressed(f, alphas=alphas, betas=betas, loss_clean=clean, loss_adv=adv,
+                                    trajectory=plane.coords, explained=np.array(plane.explained))
+        summary.append({"run": key, **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction")},
+                        "level": lv, "explained_1": round(plane.explained[0], 4),
+                        "explained_2": round(plane.explained[1], 4),
+                        "final_loss_clean": round(float(clean[np.argmin(np.abs(betas)), np.argmin(np.abs(alphas))]), 5)})
+    (OUT / "landscape").mkdir(parents=True, exist_ok=True)
+    _write_csv(OUT / "landscape" / "index.csv", summary)
+    log("analysis", f"loss landscapes: {len(summary)} runs")
+
+
+def domain_gaps(p: Params) -> None:
+    src = load_task(p.data.source)
+    gaps = {t: round(float(domain_gap_score(src, load_task(t))), 6) for t in p.data.downstream}
+    save_json(gaps, OUT / "domain_gap.json")
+    log("analysis", f"domain gap: {gaps}")
+
+
+def body(p: Params) -> None:
+    OUT.mkdir(exist_ok=True)
+    mask_stats(p)
+    landscapes(p)
+    domain_gaps(p)
+
+
+def main(argv=None) -> int:
+    return run_stage("analysis", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

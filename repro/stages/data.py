@@ -1,0 +1,44 @@
+"""Stage `data`: materialise every task the experiments use as ``runs/data/<name>.npz``.
+
+Embedded default: the synthetic source task, the downstream tasks (domain gap
+from ``data.synthetic.gaps``) and the OoD set, generated deterministically.
+"""
+from __future__ import annotations
+
+import sys
+
+from ..config import Params
+from ..data import DATASETS
+from .common import log, run_stage, task_path
+
+
+def build_task(p: Params, name: str):
+    s = p.data.synthetic
+    size = p.data.image_size
+    factory = DATASETS.get(name)
+    if name == p.data.source:
+        return factory(num_classes=s.source_classes, n_train=s.n_train_source, n_test=s.n_test_source,
+                       size=size, seed=p.seed)
+    if name == p.data.ood:
+        return factory(n_train=s.n_ood, n_test=s.n_ood, size=size, seed=p.seed)
+    kw = dict(num_classes=s.downstream_classes, n_train=s.n_train_downstream, n_test=s.n_test_downstream,
+              size=size, seed=p.seed)
+    if name in s.gaps:
+        kw["gap"] = s.gaps[name]
+    return factory(**kw)
+
+
+def body(p: Params) -> None:
+    for name in (p.data.source, *p.data.downstream, p.data.ood):
+        task = build_task(p, name)
+        task.save(task_path(name))
+        log("data", f"{name}: {task.x_train.shape[0]} train / {task.x_test.shape[0]} test, "
+                    f"{task.num_classes} classes, {task.x_train.shape[1]} px")
+
+
+def main(argv=None) -> int:
+    return run_stage("data", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

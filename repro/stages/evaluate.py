@@ -1,0 +1,112 @@
+"""Stage `evaluate@<level>`: metrics of every transfer run of a level.
+
+SA, NLL and ECE (15 bins) on the clean test set; RA under PGD-20 (eps 8/255,
+alpha 2/255, eval mode); OoD AUROC from max-softmax scores against the OoD
+set; for adversarially fine-tuned runs on the transfer-attack task, accuracy
+under PGD-20 examples crafted on the independently trained robust reference
+model (Double-Win Table A2). Also checks that pruned weights are still zero.
+Writes ``runs/eval/<level>/<run>/metrics.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import metrics
+from ..config import Params
+from ..data import ArrayTask, array_loader, test_loader
+from ..plan import RUNS, level_name
+from ..tickets.mask import Mask
+from .common import load_into, load_state, load_task, log, read_json, run_stage, write_json
+from .tickets import parse_level
+
+
+def reference_path(task: str) -> Path:
+    return RUNS / "reference" / task / "model.pt"
+
+
+def robust_subset(task: ArrayTask, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if n <= 0 or n >= task.x_test.shape[0]:
+        return task.x_test, task.y_test
+    return task.x_test[:n], task.y_test[:n]
+
+
+def load_run_model(p: Params, run_dir: Path, task: ArrayTask) -> torch.nn.Module:
+    model = p.model.build(task.num_classes, mean=task.mean, std=task.std)
+    load_into(model, load_state(run_dir / "model.pt"), run_dir / "model.pt")
+    return model
+
+
+def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, reference: dict) -> dict:
+    spec = read_json(run_dir / "spec.json")
+    if spec["task"] not in tasks:
+        tasks[spec["task"]] = load_task(spec["task"])
+    task = tasks[spec["task"]]
+    model = load_run_model(p, run_dir, task)
+    e = p.evaluation
+    size, bs = p.data.image_size, e.batch_size
+    clean = metrics.evaluate(model, test_loader(task, bs, size, device="cpu", recipe=p.data.recipe),
+                             progress=False, n_bins=e.ece_bins, return_logits=True)
+    ood_logits, _ = metrics.collect_logits(model, array_loader(ood.x_test, None, bs, size, recipe=p.data.recipe,
+                                                               device="cpu"), progress=False)
+    xr, yr = robust_subset(task, e.n_robust)
+    rloader = array_loader(xr, yr, bs, size, recipe=p.data.recipe, device="cpu")
+    a = e.attack
+    ra = metrics.robust_accuracy(model, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
+                                 random_start=a.random_start, restarts=a.restarts, progress=False, seed=p.seed)
+    out = {
+        "sa": clean["accuracy"], "nll": clean["nll"], "ece": clean["ece"], "ra": ra,
+        "ood_auroc": metrics.ood_auroc(clean["logits"], ood_logits),
+        "n_test": clean["n"], "n_robust": int(yr.shape[0]),
+        "measured_sparsity": spec["measured_sparsity"],
+        **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
+    }
+    mask_file = run_dir / "mask.pt"
+    if mask_file.is_file():
+        mask = Mask.load(mask_file)
+        params = dict(model.named_parameters())
+        out["mask_violations"] = int(sum(int(torch.count_nonzero(params[k].detach()[~m])) for k, m in mask.items()))
+    if spec["regime"] == "adversarial" and spec["task"] in reference:
+        out["transfer_attack_acc"] = metrics.transfer_attack_accuracy(
+            model, reference[spec["task"]], rloader, progress=False, seed=p.seed,
+            eps=a.eps, alpha=a.alpha, steps=a.steps, random_start=a.random_start)
+    return out
+
+
+def body_for(sparsity: float):
+    def body(p: Params) -> None:
+        lv = level_name(sparsity)
+        src = RUNS / "transfer" / lv
+        if not src.is_dir():
+            raise FileNotFoundError(f"{str(src)!r} is missing; run transfer@{lv} first")
+        run_dirs = sorted(d.parent for d in src.rglob("spec.json"))
+        tasks: dict = {}
+        ood = load_task(p.data.ood)
+        reference = {}
+        t = p.transfer_attack_task
+        if reference_path(t).is_file():
+            tasks[t] = load_task(t)
+            reference[t] = load_run_model(p, reference_path(t).parent, tasks[t])
+        for i, run_dir in enumerate(run_dirs, 1):
+            rel = run_dir.relative_to(src)
+            m = evaluate_run(p, run_dir, tasks, ood, reference)
+            write_json(RUNS / "eval" / lv / rel / "metrics.json", m)
+            log(f"evaluate@{lv}", f"[{i}/{len(run_dirs)}] {rel}: SA {m['sa']:.3f} RA {m['ra']:.3f}")
+        (RUNS / "eval" / lv).mkdir(parents=True, exist_ok=True)
+    return body
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("level", type=parse_level)
+    a = ap.parse_args(argv)
+    return run_stage(f"evaluate@{level_name(a.level)}", body_for(a.level))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Stage `pretrain@<kind>`: pretrain on the source task (θ_STD, θ_FAT, θ_AT, random smoothing).
+
+Writes ``runs/pretrain/<kind>/model.pt`` (a plain state_dict with torchvision
+names), ``metrics.json`` (source SA) and DVCLive logs in ``live/``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import metrics
+from ..config import Params
+from ..data import make_dataloaders, test_loader
+from ..io import save_torch
+from ..pretraining import PRETRAIN, learner_kwargs
+from ..training import train
+from .common import atomic_dir, config_hash, device, load_task, log, run_stage, source_model, write_json
+from ..plan import RUNS
+
+
+def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None):
+    task = load_task(p.data.source)
+    progress = sys.stdout.isatty() if progress is None else progress  # bars on a terminal, not in logs
+    dev = device(p)
+    model = source_model(p, task.num_classes, task.mean, task.std)
+    tp = p.pretrain.train
+    dls = make_dataloaders(task, bs=tp.batch_size, size=p.data.image_size, seed=p.seed, device=dev,
+                           num_workers=p.data.num_workers, recipe=p.data.recipe)
+    learn = train(dls, model, tp.config(), live_dir=out_dir / "live", progress=progress,
+                  **learner_kwargs(kind, p.pretrain))
+    model = learn.model.cpu()
+    loader = test_loader(task, bs=p.evaluation.batch_size, size=p.data.image_size, device="cpu",
+                         recipe=p.data.recipe)
+    sa = metrics.evaluate(model, loader, progress=False)["accuracy"]
+    return model, sa
+
+
+def body_for(kind: str):
+    def body(p: Params) -> None:
+        PRETRAIN.get(kind)
+        if kind not in p.pretrain.kinds:
+            raise ValueError(f"pretraining kind {kind!r} is not in pretrain.kinds {list(p.pretrain.kinds)}")
+        final = RUNS / "pretrain" / kind
+        with atomic_dir(final) as out:
+            model, sa = pretrain(p, kind, out)
+            save_torch(model.state_dict(), out / "model.pt")
+            write_json(out / "metrics.json", {"kind": kind, "source_sa": sa,
+                                             "config": config_hash([p.pretrain, p.model, p.data.source, p.seed])})
+        log(f"pretrain@{kind}", f"source SA {sa:.3f}")
+    return body
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("kind", help=f"one of {', '.join(PRETRAIN.names())}")
+    a = ap.parse_args(argv)
+    return run_stage(f"pretrain@{a.kind}", body_for(a.kind))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Stage `study`: the ticket under study, ``sparsity`` (``dvc exp run -S sparsity=0.9``).
+
+For every pretraining kind: draw the ticket of ``study.method`` (default IMP
+with standard retraining, the Double-Win m^ST) at exactly ``sparsity``
+(continuing IMP from the `imp` stage's nearest lower round), transfer it with
+standard and adversarial fine-tuning on the study tasks, evaluate, and compare
+with the dense baselines of the `evaluate@dense` stage (which this stage only
+reads, so pretraining and dense baselines are never re-run). Writes
+``metrics/study.json`` (DVC metrics: dense/ticket SA, adversarial SA/RA,
+measured sparsity, double-win verdict) and ``runs/study/``.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+
+from ..config import Params
+from ..io import save_json
+from ..plan import RUNS, RunSpec
+from ..verdicts import aggregate, matching
+from .common import load_task, log, read_json, run_stage
+from .evaluate import evaluate_run, load_run_model, reference_path
+from .tickets import draw
+from . import transfer as transfer_stage
+
+STUDY_DIR = RUNS / "study"
+
+
+def body(p: Params) -> None:
+    s = p.sparsity
+    if s == 0:
+        raise ValueError("sparsity 0 is the dense model; the study needs a ticket (0 < sparsity < 1)")
+    if STUDY_DIR.exists():
+        shutil.rmtree(STUDY_DIR)
+    tasks_used = p.study_tasks
+    rows = []
+    tasks: dict = {}
+    ood = load_task(p.data.ood)
+    reference = {}
+    t = p.transfer_attack_task
+    if reference_path(t).is_file():
+        tasks[t] = load_task(t)
+        reference[t] = load_run_model(p, reference_path(t).parent, tasks[t])
+    for kind in p.pretrain.kinds:
+        mask = draw(p, kind, p.study.method, None, s)
+        mask.save(STUDY_DIR / "tickets" / f"{kind}-{p.study.method}" / "mask.pt")
+        log("study", f"{kind}-{p.study.method}: measured sparsity {mask.sparsity:.4f}")
+        for task in tasks_used:
+            for regime in ("standard", "adversarial"):
+                for seed in p.transfer.seeds:
+                    spec = RunSpec(kind, p.study.method, task, regime, 1.0, seed)
+                    run_dir = transfer_stage.run_one(p, spec, s, tasks, mask=mask,
+                                                     out_final=STUDY_DIR / "runs" / spec.name)
+                    rows.append(evaluate_run(p, run_dir, tasks, ood, reference))
+    # dense baselines from evaluate@dense (read, never re-run)
+    dense_rows = []
+    for kind in p.pretrain.kinds:
+        for task in tasks_used:
+            for regime in ("standard", "adversarial"):
+                for seed in p.transfer.seeds:
+                    spec = RunSpec(kind, "dense", task, regime, 1.0, seed)
+                    dense_rows.append(read_json(RUNS / "eval" / "dense" / spec.name / "metrics.json"))
+    agg = {(r["kind"], r["method"], r["task"], r["regime"]): r for r in aggregate(rows + dense_rows)}
+    out: dict = {"sparsity": s, "method": p.study.method}
+    for kind in p.pretrain.kinds:
+        for task in tasks_used:
+            d_std, d_adv = agg[(kind, "dense", task, "standard")], agg[(kind, "dense", task, "adversarial")]
+            t_std, t_adv = agg[(kind, p.study.method, task, "standard")], agg[(kind, p.study.method, task, "adversarial")]
+            crit = [matching(t_std["sa_mean"], d_std["sa_mean"], d_std["sa_std"]),
+                    matching(t_adv["sa_mean"], d_adv["sa_mean"], d_adv["sa_std"]),
+                    matching(t_adv["ra_mean"], d_adv["ra_mean"], d_adv["ra_std"])]
+            out.setdefault(kind, {})[task] = {
+                "measured_sparsity": round(t_std["measured_sparsity_mean"], 6),
+                "dense_sa_std": round(d_std["sa_mean"], 4), "ticket_sa_std": round(t_std["sa_mean"], 4),
+                "dense_sa_adv": round(d_adv["sa_mean"], 4), "ticket_sa_adv": round(t_adv["sa_mean"], 4),
+                "dense_ra_adv": round(d_adv["ra_mean"], 4), "ticket_ra_adv": round(t_adv["ra_mean"], 4),
+                "double_win": all(crit),
+            }
+    save_json(out, "metrics/study.json")
+    log("study", "wrote metrics/study.json")
+
+
+def main(argv=None) -> int:
+    return run_stage("study", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Stage `summary`: aggregate every evaluated run into DVC metrics and plots.
+
+* ``metrics/summary.json`` (DVC metrics): dense baselines and run counts;
+* ``metrics/double_win.json`` (DVC metrics): extreme double-win sparsity per
+  (pretraining, method, task), with the per-level verdicts;
+* ``plots/curves.csv``: mean and std over seeds of SA, RA, ECE, NLL, AUROC per
+  (kind, method, task, regime, fraction, level), long format;
+* ``plots/<regime>_<metric>/<kind>.csv``: one series per pretraining kind for
+  ``dvc plots`` (SA/RA vs sparsity per pretraining kind and regime).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from ..config import Params
+from ..io import atomic_path, save_json
+from ..plan import RUNS
+from ..verdicts import METRICS, aggregate, double_win
+from .common import log, run_stage
+
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+
+
+def collect(root: Path = RUNS / "eval") -> list[dict]:
+    rows = []
+    for f in sorted(root.rglob("metrics.json")):
+        rows.append(json.loads(f.read_text()))
+    if not rows:
+        raise FileNotFoundError(f"no evaluated runs under {str(root)!r}; run the evaluate stages first")
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
+    with atomic_path(path) as tmp:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+#: dvc plots series: (regime, metric) -> the ticket method plotted (first downstream task)
+PLOT_SERIES = {("standard", "sa"): "imp", ("adversarial", "sa"): "imp", ("adversarial", "ra"): "imp",
+               ("linear", "sa"): "omp"}
+
+
+def plot_series(agg: list[dict], kinds, task: str) -> dict[str, list[dict]]:
+    """``<regime>_<metric>/<kind>`` -> rows (sparsity, metric, metric_std), dense baseline at sparsity 0."""
+    out = {}
+    for (regime, metric), method in PLOT_SERIES.items():
+        for kind in kinds:
+            rows = [r for r in agg if r["kind"] == kind and r["task"] == task and r["regime"] == regime
+                    and r["fraction"] == 1.0 and r["method"] in (method, "dense") and f"{metric}_mean" in r]
+            out[f"{regime}_{metric}/{kind}"] = [
+                {"sparsity": r["level"], metric: r[f"{metric}_mean"], f"{metric}_std": r[f"{metric}_std"]}
+                for r in sorted(rows, key=lambda r: r["level"])]
+    return out
+
+
+def body(p: Params) -> None:
+    rows = collect()
+    agg = aggregate(rows)
+    fields = ["kind", "method", "task", "regime", "fraction", "level", "n_seeds"] + \
+        [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    write_csv(PLOTS_DIR / "curves.csv", agg, fields)
+    for name, series in plot_series(agg, p.pretrain.kinds, p.data.downstream[0]).items():
+        metric = name.split("/")[0].rsplit("_", 1)[1]
+        write_csv(PLOTS_DIR / f"{name}.csv", series, ["sparsity", metric, f"{metric}_std"])
+    verdicts = double_win(agg)
+    save_json(_nest(verdicts), METRICS_DIR / "double_win.json")
+    save_json({f"verdicts_{v['kind']}-{v['method']}-{v['task']}": v for v in verdicts},
+              PLOTS_DIR / "double_win_levels.json")
+    dense = {}
+    for r in agg:
+        if r["method"] == "dense" and r["fraction"] == 1.0:
+            dense.setdefault(r["kind"], {}).setdefault(r["task"], {})[r["regime"]] = {
+                "sa": round(r["sa_mean"], 4), "ra": round(r.get("ra_mean", float("nan")), 4)}
+    violations = sum(r.get("mask_violations", 0) for r in rows)
+    save_json({"runs": len(rows), "groups": len(agg), "mask_violations": violations, "dense": dense},
+              METRICS_DIR / "summary.json")
+    log("summary", f"{len(rows)} runs in {len(agg)} groups; {len(verdicts)} double-win verdicts")
+
+
+def _nest(verdicts: list[dict]) -> dict:
+    out: dict = {}
+    for v in verdicts:
+        out.setdefault(f"{v['kind']}-{v['method']}", {})[v["task"]] = {"extreme_sparsity": v["extreme_sparsity"]}
+    return out
+
+
+def main(argv=None) -> int:
+    return run_stage("summary", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
