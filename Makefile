@@ -24,8 +24,11 @@ $(STAMP): requirements.lock pyproject.toml
 test: venv
 	$(VENV)/bin/pytest -q
 
+# `make repro` runs the embedded default; `make repro TIER=small|paper` first merges tiers/<TIER>.yaml
+# into params.yaml (`git checkout params.yaml` returns to the default).
+TIER ?= default
 repro: venv
-	$(VENV)/bin/dvc config --local core.analytics false 2>/dev/null || true
+	@if [ "$(TIER)" != default ]; then $(PY) -m repro.tiers use $(TIER); fi
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 
 bench: venv

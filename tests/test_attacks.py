@@ -8,11 +8,9 @@ accuracy is intermediate -- which makes attack-strength comparisons meaningful.
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from repro.attacks import (
@@ -24,7 +22,9 @@ from repro.attacks import (
     no_param_grad,
     pgd,
 )
-from repro.models import build_model, freeze_backbone
+from repro.models import freeze_backbone
+
+from helpers import make_synthetic, train_tiny
 
 EPS, ALPHA = 8 / 255, 2 / 255
 N_TEST = 512
@@ -40,38 +40,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-def make_synthetic(n: int, seed: int, size: int = 16, k: int = 4, signal: float = 0.1, noise: float = 0.3):
-    """Class c: a colour offset plus a sinusoid of frequency c+1 (alternating axis), plus noise; clamped to [0,1]."""
-    g = torch.Generator().manual_seed(seed)
-    y = (torch.arange(n) % k)[torch.randperm(n, generator=g)]
-    colours = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1.0, 0]])[:k]
-    ii = torch.arange(size, dtype=torch.float32)
-    rr, cc = torch.meshgrid(ii, ii, indexing="ij")
-    pats = torch.stack([torch.sin(2 * math.pi * (f + 1) * (rr if f % 2 == 0 else cc) / size) for f in range(k)])
-    x = 0.5 + signal * (colours[y] - 0.5)[:, :, None, None] + signal * pats[y][:, None]
-    x = x + noise * torch.randn(n, 3, size, size, generator=g)
-    return x.clamp(0, 1), y
-
-
-def train_tiny(seed: int = 0, n_train: int = 1024, epochs: int = 3) -> nn.Module:
-    torch.manual_seed(seed)
-    x, y = make_synthetic(n_train, seed=1000 + seed)
-    model = build_model("cifar_resnet", 4, depths=(1, 1), width=8)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    g = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(n_train, generator=g)
-        for i in range(0, n_train, 64):
-            idx = perm[i:i + 64]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    opt.zero_grad(set_to_none=True)
-    return model.eval()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,18 @@ def test_committed_params_validate():
     p = load_params(ROOT / "params.yaml")
     assert isinstance(p, Params)
     assert abs(p.transfer.attack.eps - 8 / 255) < 1e-12  # '8/255' parsed
-    assert p.evaluation.attack.steps == 20 and p.transfer.attack.steps == 10  # PGD-20 eval, PGD-10 training
+    assert p.evaluation.attack.steps == 20  # RA is always PGD-20
+
+
+def test_tiers_use_the_official_attack_steps():
+    """small/paper tiers: PGD-10 adversarial fine-tuning and PGD-20 evaluation (official code)."""
+    from repro.tiers import merge
+
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for tier in ("small", "paper"):
+        merged = merge(base, yaml.safe_load((ROOT / "tiers" / f"{tier}.yaml").read_text()))
+        assert merged["transfer"]["attack"]["steps"] == 10
+        assert merged["evaluation"]["attack"]["steps"] == 20
 
 
 @pytest.mark.parametrize("bad, key", [

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import numpy as np
 import pytest
@@ -314,13 +313,6 @@ def test_synthetic_labels_in_range_and_balanced():
     assert make_task("s32", 4, 40, 8, size=32, gap=0.5, seed=0).x_train.shape == (40, 32, 32, 3)
     with pytest.raises(ValueError, match="gap"):
         make_task("x", 4, 40, 8, gap=1.5)
-
-
-def test_synthetic_generation_is_fast():
-    """20k 16x16 images generate in < 5 s of CPU time (vectorised numpy)."""
-    t0 = time.process_time()
-    make_task("speed", 64, 20000, 0, 16, 0.0, 0)
-    assert time.process_time() - t0 < 5.0
 
 
 def test_domain_gap_monotone_in_gap():

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 from fastai.callback.core import Callback
-from torch import nn
 
 from repro.attacks import pgd
 from repro.tickets.mask import Mask

@@ -101,7 +101,7 @@ class DataParams:
     downstream: tuple[str, ...] = ("synth_near", "synth_mid", "synth_far")
     ood: str = "synth_ood"
     image_size: int = 16
-    recipe: Literal["cifar", "imagenet224"] = "cifar"
+    recipe: Literal["cifar", "pad_crop", "none", "imagenet224"] = "cifar"
     fraction_how: Literal["stratified", "first"] = "stratified"
     num_workers: int = 0
     synthetic: SyntheticParams = field(default_factory=SyntheticParams)
@@ -198,6 +198,7 @@ class EvalParams:
     transfer_attack_task: Optional[str] = None  # None: the first downstream task
     reference: TrainParams = field(default_factory=lambda: TrainParams(epochs=4, lr=0.05, schedule="cosine"))
     landscape_points: int = 11
+    landscape_images: int = 256  # test images of the loss contours
     trajectory_level: float = 0.7379  # runs at this sparsity keep per-epoch weights (Fig. 6/A9)
     n_robust: int = 0  # test images attacked for RA / transfer attack; 0 = the whole test set
 
@@ -237,6 +238,7 @@ class Params:
     tier: Literal["default", "small", "paper"] = "default"
     seed: int = 0
     device: str = "auto"
+    workers: int = 0  # processes for independent runs; 0 = auto (CPU cores on CPU, 1 on CUDA)
     data: DataParams = field(default_factory=DataParams)
     model: ModelParams = field(default_factory=ModelParams)
     pretrain: PretrainParams = field(default_factory=PretrainParams)
@@ -249,6 +251,7 @@ class Params:
 
     def __post_init__(self):
         check(0 <= self.sparsity < 1, "sparsity", f"{self.sparsity} is outside [0, 1)")
+        check(self.workers >= 0, "workers", f"{self.workers} must be >= 0 (0 = auto)")
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
               f"{self.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
         levels = self.sweep.sparsities

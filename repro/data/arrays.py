@@ -29,8 +29,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
+from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import Dataset
 
 from .. import runtime
@@ -198,6 +197,21 @@ RECIPES.register("cifar")(Recipe(
     test=lambda size: [_MaybeResize(size)],
 ))
 
+RECIPES.register("pad_crop")(Recipe(
+    # the CIFAR translation scaled to the image (pad size/8: 4 px at 32, 2 px at 16), no flip:
+    # for the synthetic tasks, whose classes are oriented patterns a mirror image would change
+    train=lambda size: [_MaybeResize(size), A.Pad(padding=max(1, size // 8), fill=0, border_mode=cv2.BORDER_CONSTANT),
+                        A.RandomCrop(size, size)],
+    test=lambda size: [_MaybeResize(size)],
+))
+
+RECIPES.register("none")(Recipe(
+    # no augmentation: the synthetic tasks draw a fresh translation, contrast, phase and noise
+    # for every image, so their training set already carries these nuisances
+    train=lambda size: [_MaybeResize(size)],
+    test=lambda size: [_MaybeResize(size)],
+))
+
 RECIPES.register("imagenet224")(Recipe(
     # the official 224-px transfer: RandomResizedCrop + flip; Resize 256 + CenterCrop 224
     train=lambda size: [A.RandomResizedCrop(size=(size, size)), A.HorizontalFlip(p=0.5)],
@@ -340,19 +354,22 @@ def _device(device) -> torch.device:
 
 
 def array_loader(images: np.ndarray, labels: np.ndarray | None, bs: int, size: int, recipe: str = "cifar",
-                 device=None, num_workers: int = 0) -> DataLoader:
+                 device=None, num_workers: int = 0) -> TorchDataLoader:
     """A plain evaluation loader (no shuffle, no augmentation) over uint8 images.
 
-    ``labels=None`` gives zeros (e.g. out-of-distribution images).
+    ``labels=None`` gives zeros (e.g. out-of-distribution images). A plain torch
+    DataLoader (batches on the CPU; the evaluation functions move them to the
+    model's device), so evaluation-only stages never import fastai.
     """
     if labels is None:
         labels = np.zeros(images.shape[0], np.int64)
     ds = ArrayDataset(images, labels, test_transform(size, recipe))
-    return DataLoader(ds, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers, device=_device(device))
+    return TorchDataLoader(ds, batch_size=bs, shuffle=False, drop_last=False, num_workers=num_workers,
+                           pin_memory=_device(device).type == "cuda")
 
 
 def test_loader(task: ArrayTask, bs: int, size: int | None = None, recipe: str = "cifar",
-                device=None, num_workers: int = 0) -> DataLoader:
+                device=None, num_workers: int = 0) -> TorchDataLoader:
     """Plain evaluation loader over ``task``'s test split (no augmentation)."""
     size = task.image_size[0] if size is None else size
     return array_loader(task.x_test, task.y_test, bs, size, recipe, device, num_workers)
@@ -374,7 +391,7 @@ def make_dataloaders(
     recipe: str = "cifar",
     valid_bs: int | None = None,
     drop_last: bool = False,
-) -> DataLoaders:
+):
     """fastai ``DataLoaders(train, valid)`` for one run.
 
     train: shuffled, augmented (``recipe``), restricted to ``fraction`` of the
@@ -386,6 +403,9 @@ def make_dataloaders(
     puts batches on ``runtime.device()`` (CUDA when present).
     ``dls.c`` is the number of classes, ``dls.task`` the task.
     """
+    from fastai.data.core import DataLoaders  # heavy import, only where training needs it
+    from fastai.data.load import DataLoader
+
     if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
         raise ValueError(f"batch size must be a positive int, got {bs!r}")
     size = task.image_size[0] if size is None else size

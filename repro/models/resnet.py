@@ -7,9 +7,11 @@
 * ``resnet18`` / ``resnet50``: torchvision's ImageNet networks (7x7 stem,
   max-pool), used with published checkpoints at 224 px.
 
-Both use torchvision's ``BasicBlock`` / ``Bottleneck`` and its names
-(``conv1``, ``bn1``, ``layerK.i.conv1``, ``layerK.i.downsample.0``, ``fc``),
-so published masks and weights apply directly.
+The CIFAR networks use residual blocks with torchvision's structure and
+parameter names (``conv1``, ``bn1``, ``layerK.i.conv1``, ``layerK.i.downsample.0``,
+``fc``; Bottleneck stride on the 3x3 conv, as torchvision), so published masks
+and weights apply directly; the ImageNet ones are torchvision's own classes,
+imported only when built (importing torchvision costs ~2 s per stage).
 """
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
-from torchvision.models import resnet as tvr
 
 from ..registry import Registry
 
@@ -48,7 +49,52 @@ class Normalize(nn.Module):
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
 
 
-_BLOCKS = {"basic": tvr.BasicBlock, "bottleneck": tvr.Bottleneck}
+class BasicBlock(nn.Module):
+    """3x3 -> 3x3 residual block (torchvision's BasicBlock structure and names)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (stride) -> 1x1 residual block, expansion 4 (torchvision's Bottleneck, ResNet v1.5)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+_BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class CifarResNet(nn.Module):
@@ -108,21 +154,27 @@ class CifarResNet(nn.Module):
         return self.fc(self.features(x))
 
 
-class ImageNetResNet(tvr.ResNet):
-    """torchvision's ImageNet ResNet with the normalization inside."""
+def ImageNetResNet(block: str, layers: Sequence[int], num_classes: int = 1000,
+                   mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> nn.Module:
+    """torchvision's ImageNet ResNet (7x7 stem, max-pool) with the normalization inside."""
+    from torchvision.models import resnet as tvr
 
-    def __init__(self, block: str, layers: Sequence[int], num_classes: int = 1000,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-        super().__init__(_BLOCKS[block], list(layers), num_classes=num_classes)
-        self.normalize = Normalize(mean, std)
+    class _ImageNetResNet(tvr.ResNet):
+        def __init__(self):
+            super().__init__({"basic": tvr.BasicBlock, "bottleneck": tvr.Bottleneck}[block], list(layers),
+                             num_classes=num_classes)
+            self.normalize = Normalize(mean, std)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(self.normalize(x)))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
+        def features(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.maxpool(self.relu(self.bn1(self.conv1(self.normalize(x)))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return torch.flatten(self.avgpool(x), 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.features(x))
+
+    _ImageNetResNet.__name__ = _ImageNetResNet.__qualname__ = "ImageNetResNet"
+    return _ImageNetResNet()
 
 
 def _init_like_torchvision(model: nn.Module) -> None:

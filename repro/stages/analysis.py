@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import itertools
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from ..data import domain_gap_score
 from ..io import atomic_path, load_torch, save_json
 from ..plan import RUNS, level_name
 from ..tickets.mask import Mask, kernel_zero_map, mask_iou, zero_kernels
-from .common import load_task, log, read_json, run_stage
+from .common import load_task, log, n_workers, parallel_map, read_json, run_stage
 from .evaluate import load_run_model
 
 OUT = Path("analysis")
@@ -78,44 +79,47 @@ def mask_stats(p: Params) -> None:
     log("analysis", f"mask similarity: {len(sim)} pairs; zero kernels: {len(zk)} masks")
 
 
+def _landscape(p: Params, root: Path, traj_file: Path) -> dict:
+    """Loss contours (clean and PGD) over the trajectory plane of one run."""
+    run_dir = traj_file.parent
+    spec = read_json(run_dir / "spec.json")
+    task = load_task(spec["task"])
+    model = load_run_model(p, run_dir, task)
+    snaps = load_torch(traj_file)
+    mask_flat = None
+    if (run_dir / "mask.pt").is_file():
+        mask = Mask.load(run_dir / "mask.pt")
+        names = sorted(snaps[-1])
+        mask_flat = torch.cat([mask[n].reshape(-1).double() if n in mask else
+                               torch.ones(snaps[-1][n].numel(), dtype=torch.float64) for n in names])
+    plane = landscape.trajectory_plane(snaps, mask_flat)
+    n = min(p.evaluation.landscape_images, task.x_test.shape[0])
+    x = torch.from_numpy(task.x_test[:n]).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(task.y_test[:n]).long()
+    a = p.evaluation.attack
+    with bn_mode(model, "eval"):
+        x_adv = pgd(model, x, y, eps=a.eps, alpha=a.alpha, steps=a.steps,
+                    generator=torch.Generator().manual_seed(p.seed))
+    alphas, betas = landscape.grid_axes(plane.coords, p.evaluation.landscape_points)
+    clean = landscape.loss_grid(model, plane, alphas, betas, x, y)
+    adv = landscape.loss_grid(model, plane, alphas, betas, x_adv, y)
+    rel = run_dir.relative_to(root)
+    key = str(rel).replace("/", "__")
+    with atomic_path(OUT / "landscape" / f"{key}.npz") as tmp:
+        with tmp.open("wb") as f:
+            np.savez_compressed(f, alphas=alphas, betas=betas, loss_clean=clean, loss_adv=adv,
+                                trajectory=plane.coords, explained=np.array(plane.explained))
+    return {"run": key, **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction")},
+            "level": p.evaluation.trajectory_level, "explained_1": round(plane.explained[0], 4),
+            "explained_2": round(plane.explained[1], 4),
+            "final_loss_clean": round(float(clean[np.argmin(np.abs(betas)), np.argmin(np.abs(alphas))]), 5)}
+
+
 def landscapes(p: Params) -> None:
     lv = p.evaluation.trajectory_level
     root = RUNS / "transfer" / level_name(lv)
     found = sorted(root.rglob("trajectory.pt")) if root.is_dir() else []
-    summary = []
-    for traj_file in found:
-        run_dir = traj_file.parent
-        spec = read_json(run_dir / "spec.json")
-        task = load_task(spec["task"])
-        model = load_run_model(p, run_dir, task)
-        snaps = load_torch(traj_file)
-        mask_flat = None
-        if (run_dir / "mask.pt").is_file():
-            mask = Mask.load(run_dir / "mask.pt")
-            names = sorted(snaps[-1])
-            mask_flat = torch.cat([mask[n].reshape(-1).double() if n in mask else
-                                   torch.ones(snaps[-1][n].numel(), dtype=torch.float64) for n in names])
-        plane = landscape.trajectory_plane(snaps, mask_flat)
-        n = min(256, task.x_test.shape[0])
-        x = torch.from_numpy(task.x_test[:n]).permute(0, 3, 1, 2).float() / 255
-        y = torch.from_numpy(task.y_test[:n]).long()
-        a = p.evaluation.attack
-        with bn_mode(model, "eval"):
-            x_adv = pgd(model, x, y, eps=a.eps, alpha=a.alpha, steps=a.steps,
-                        generator=torch.Generator().manual_seed(p.seed))
-        alphas, betas = landscape.grid_axes(plane.coords, p.evaluation.landscape_points)
-        clean = landscape.loss_grid(model, plane, alphas, betas, x, y)
-        adv = landscape.loss_grid(model, plane, alphas, betas, x_adv, y)
-        rel = run_dir.relative_to(root)
-        key = str(rel).replace("/", "__")
-        with atomic_path(OUT / "landscape" / f"{key}.npz") as tmp:
-            with tmp.open("wb") as f:
-                np.savez_compressed(f, alphas=alphas, betas=betas, loss_clean=clean, loss_adv=adv,
-                                    trajectory=plane.coords, explained=np.array(plane.explained))
-        summary.append({"run": key, **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction")},
-                        "level": lv, "explained_1": round(plane.explained[0], 4),
-                        "explained_2": round(plane.explained[1], 4),
-                        "final_loss_clean": round(float(clean[np.argmin(np.abs(betas)), np.argmin(np.abs(alphas))]), 5)})
+    summary = list(parallel_map(partial(_landscape, p, root), found, n_workers(p)))
     (OUT / "landscape").mkdir(parents=True, exist_ok=True)
     _write_csv(OUT / "landscape" / "index.csv", summary)
     log("analysis", f"loss landscapes: {len(summary)} runs")

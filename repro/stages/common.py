@@ -35,6 +35,25 @@ def log(stage: str, msg: str) -> None:
     print(f"[{stage}] {msg}", flush=True)
 
 
+def parse_level(s: str) -> float:
+    v = float(s)
+    if not 0 <= v < 1:
+        raise SystemExit(f"sparsity level {v} is outside [0, 1)")
+    return v
+
+
+def level_main(stage: str, body_for: Callable[[float], Callable[[Params], None]], doc: str, argv=None) -> int:
+    """Entry point of a per-level stage: ``python -m repro.stages.<stage> <level>`` (0 = dense)."""
+    import argparse
+
+    from ..plan import level_name
+
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("level", type=parse_level, help="sparsity level; 0 = the dense baselines")
+    a = ap.parse_args(argv)
+    return run_stage(f"{stage}@{level_name(a.level)}", body_for(a.level))
+
+
 def run_stage(name: str, body: Callable[[Params], None], params_path: str = "params.yaml") -> int:
     """Validate params, run ``body``, map expected errors to a one-line message and exit code 2."""
     t0 = time.time()
@@ -59,6 +78,35 @@ def run_stage(name: str, body: Callable[[Params], None], params_path: str = "par
 
 def device(p: Params) -> torch.device:
     return runtime.device(p.device)
+
+
+def n_workers(p: Params) -> int:
+    """Processes for the independent runs of a stage: ``workers``, or (0 = auto) one per CPU core
+    with one thread each on the CPU (tiny networks do not scale over threads), 1 on CUDA."""
+    if p.workers:
+        return p.workers
+    if device(p).type == "cuda":
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def parallel_map(fn: Callable, items: list, workers: int) -> Iterator:
+    """``fn(item)`` for every item, in order; in ``workers`` forked processes when > 1.
+
+    Each run seeds itself from its own spec, so results do not depend on the worker
+    that ran it or on the number of workers.
+    """
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+        yield from pool.imap(fn, items)
 
 
 def config_hash(obj) -> str:
@@ -105,6 +153,22 @@ def load_into(model: torch.nn.Module, sd: dict, path: Path, skip_head: bool = Fa
 
 def source_model(p: Params, num_classes: int, mean, std) -> torch.nn.Module:
     return p.model.build(num_classes, mean=mean, std=std)
+
+
+def pretrained_source_model(p: Params, kind: str) -> tuple[ArrayTask, torch.nn.Module]:
+    """The source task and the pretrained network of ``kind`` on it."""
+    task = load_task(p.data.source)
+    model = source_model(p, task.num_classes, task.mean, task.std)
+    load_into(model, load_state(pretrained_path(kind)), pretrained_path(kind))
+    return task, model
+
+
+def ticket_base(p: Params, kind: str, task_name: str | None) -> tuple[ArrayTask, torch.nn.Module]:
+    """Where a ticket is drawn: the pretrained source network, or (downstream A-IMP) its transfer to a task."""
+    if task_name is None:
+        return pretrained_source_model(p, kind)
+    task = load_task(task_name)
+    return task, downstream_model(p, kind, task)
 
 
 def downstream_model(p: Params, kind: str, task: ArrayTask) -> torch.nn.Module:

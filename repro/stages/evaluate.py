@@ -9,9 +9,8 @@ Writes ``runs/eval/<level>/<run>/metrics.json``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,7 @@ from ..config import Params
 from ..data import ArrayTask, array_loader, test_loader
 from ..plan import RUNS, level_name
 from ..tickets.mask import Mask
-from .common import load_into, load_state, load_task, log, read_json, run_stage, write_json
-from .tickets import parse_level
+from .common import level_main, load_into, load_state, load_task, log, n_workers, parallel_map, read_json, write_json
 
 
 def reference_path(task: str) -> Path:
@@ -40,6 +38,16 @@ def load_run_model(p: Params, run_dir: Path, task: ArrayTask) -> torch.nn.Module
     model = p.model.build(task.num_classes, mean=task.mean, std=task.std)
     load_into(model, load_state(run_dir / "model.pt"), run_dir / "model.pt")
     return model
+
+
+def load_reference(p: Params, tasks: dict) -> dict:
+    """{task: robust reference model} for the transfer attack (empty when the stage has not run)."""
+    t = p.transfer_attack_task
+    if not reference_path(t).is_file():
+        return {}
+    if t not in tasks:
+        tasks[t] = load_task(t)
+    return {t: load_run_model(p, reference_path(t).parent, tasks[t])}
 
 
 def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, reference: dict) -> dict:
@@ -78,6 +86,16 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, referenc
     return out
 
 
+_STATE: dict = {}  # tasks, OoD set and reference model, loaded once and shared with forked workers
+
+
+def _evaluate_one(p: Params, src: Path, dst: Path, run_dir: Path) -> tuple[str, dict]:
+    rel = run_dir.relative_to(src)
+    m = evaluate_run(p, run_dir, _STATE["tasks"], _STATE["ood"], _STATE["reference"])
+    write_json(dst / rel / "metrics.json", m)
+    return str(rel), m
+
+
 def body_for(sparsity: float):
     def body(p: Params) -> None:
         lv = level_name(sparsity)
@@ -85,27 +103,18 @@ def body_for(sparsity: float):
         if not src.is_dir():
             raise FileNotFoundError(f"{str(src)!r} is missing; run transfer@{lv} first")
         run_dirs = sorted(d.parent for d in src.rglob("spec.json"))
-        tasks: dict = {}
-        ood = load_task(p.data.ood)
-        reference = {}
-        t = p.transfer_attack_task
-        if reference_path(t).is_file():
-            tasks[t] = load_task(t)
-            reference[t] = load_run_model(p, reference_path(t).parent, tasks[t])
-        for i, run_dir in enumerate(run_dirs, 1):
-            rel = run_dir.relative_to(src)
-            m = evaluate_run(p, run_dir, tasks, ood, reference)
-            write_json(RUNS / "eval" / lv / rel / "metrics.json", m)
+        _STATE.clear()
+        _STATE.update(tasks={}, ood=load_task(p.data.ood))
+        _STATE["reference"] = load_reference(p, _STATE["tasks"])
+        work = partial(_evaluate_one, p, src, RUNS / "eval" / lv)
+        for i, (rel, m) in enumerate(parallel_map(work, run_dirs, n_workers(p)), 1):
             log(f"evaluate@{lv}", f"[{i}/{len(run_dirs)}] {rel}: SA {m['sa']:.3f} RA {m['ra']:.3f}")
         (RUNS / "eval" / lv).mkdir(parents=True, exist_ok=True)
     return body
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("level", type=parse_level)
-    a = ap.parse_args(argv)
-    return run_stage(f"evaluate@{level_name(a.level)}", body_for(a.level))
+    return level_main("evaluate", body_for, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Each round k is saved as ``runs/imp/<run>/level_<k>/mask.pt`` with its
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 from ..attacks import attack_from_config
 from ..config import Params
@@ -19,8 +20,7 @@ from ..plan import RUNS, imp_dir, imp_runs
 from ..tickets import PruneContext, run_imp
 from ..tickets.mask import Mask
 from ..training import train
-from .common import atomic_dir, device, downstream_model, load_into, load_state, load_task, log, pretrained_path, \
-    run_stage, source_model, write_json
+from .common import atomic_dir, device, log, n_workers, parallel_map, run_stage, ticket_base, write_json
 
 
 def imp_retrainer(p: Params, task, adversarial: bool, seed: int):
@@ -44,13 +44,7 @@ def imp_retrainer(p: Params, task, adversarial: bool, seed: int):
 def run_one(p: Params, kind: str, retrain: str, task_name: str | None) -> None:
     ip = p.tickets.imp
     stage = f"imp {kind}-{retrain}" + (f"-ds-{task_name}" if task_name else "-us")
-    if task_name is None:
-        task = load_task(p.data.source)
-        model = source_model(p, task.num_classes, task.mean, task.std)
-        load_into(model, load_state(pretrained_path(kind)), pretrained_path(kind))
-    else:
-        task = load_task(task_name)
-        model = downstream_model(p, kind, task)
+    task, model = ticket_base(p, kind, task_name)
     target = 1 - (1 - ip.rate) ** ip.max_rounds
     final = imp_dir(kind, retrain, task_name)
     with atomic_dir(final) as out:
@@ -68,8 +62,12 @@ def body(p: Params) -> None:
     todo = imp_runs(p)
     if not todo:
         (RUNS / "imp").mkdir(parents=True, exist_ok=True)
-    for kind, retrain, task in todo:
-        run_one(p, kind, retrain, task)
+    for _ in parallel_map(partial(_run, p), todo, n_workers(p)):
+        pass
+
+
+def _run(p: Params, item: tuple) -> None:
+    run_one(p, *item)
 
 
 def main(argv=None) -> int:

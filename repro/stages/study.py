@@ -13,17 +13,27 @@ from __future__ import annotations
 
 import shutil
 import sys
+from functools import partial
 
 from ..config import Params
 from ..io import save_json
 from ..plan import RUNS, RunSpec
 from ..verdicts import aggregate, matching
-from .common import load_task, log, read_json, run_stage
-from .evaluate import evaluate_run, load_run_model, reference_path
+from .common import load_task, log, n_workers, parallel_map, read_json, run_stage
+from .evaluate import evaluate_run, load_reference
 from .tickets import draw
 from . import transfer as transfer_stage
 
 STUDY_DIR = RUNS / "study"
+
+
+_STATE: dict = {}  # tasks, OoD set, reference model and masks, shared with forked workers
+
+
+def _transfer_and_evaluate(p: Params, spec: RunSpec) -> dict:
+    run_dir = transfer_stage.run_one(p, spec, p.sparsity, _STATE["tasks"], mask=_STATE["masks"][spec.kind],
+                                     out_final=STUDY_DIR / "runs" / spec.name)
+    return evaluate_run(p, run_dir, _STATE["tasks"], _STATE["ood"], _STATE["reference"])
 
 
 def body(p: Params) -> None:
@@ -33,25 +43,20 @@ def body(p: Params) -> None:
     if STUDY_DIR.exists():
         shutil.rmtree(STUDY_DIR)
     tasks_used = p.study_tasks
+    masks = {}
+    for kind in p.pretrain.kinds:  # IMP partial rounds; tickets at exactly `sparsity`
+        masks[kind] = draw(p, kind, p.study.method, None, s)
+        masks[kind].save(STUDY_DIR / "tickets" / f"{kind}-{p.study.method}" / "mask.pt")
+        log("study", f"{kind}-{p.study.method}: measured sparsity {masks[kind].sparsity:.4f}")
+    _STATE.clear()
+    _STATE.update(tasks={}, ood=load_task(p.data.ood), masks=masks)
+    _STATE["reference"] = load_reference(p, _STATE["tasks"])
+    specs = [RunSpec(kind, p.study.method, task, regime, 1.0, seed) for kind in p.pretrain.kinds
+             for task in tasks_used for regime in ("standard", "adversarial") for seed in p.transfer.seeds]
     rows = []
-    tasks: dict = {}
-    ood = load_task(p.data.ood)
-    reference = {}
-    t = p.transfer_attack_task
-    if reference_path(t).is_file():
-        tasks[t] = load_task(t)
-        reference[t] = load_run_model(p, reference_path(t).parent, tasks[t])
-    for kind in p.pretrain.kinds:
-        mask = draw(p, kind, p.study.method, None, s)
-        mask.save(STUDY_DIR / "tickets" / f"{kind}-{p.study.method}" / "mask.pt")
-        log("study", f"{kind}-{p.study.method}: measured sparsity {mask.sparsity:.4f}")
-        for task in tasks_used:
-            for regime in ("standard", "adversarial"):
-                for seed in p.transfer.seeds:
-                    spec = RunSpec(kind, p.study.method, task, regime, 1.0, seed)
-                    run_dir = transfer_stage.run_one(p, spec, s, tasks, mask=mask,
-                                                     out_final=STUDY_DIR / "runs" / spec.name)
-                    rows.append(evaluate_run(p, run_dir, tasks, ood, reference))
+    for i, row in enumerate(parallel_map(partial(_transfer_and_evaluate, p), specs, n_workers(p)), 1):
+        rows.append(row)
+        log("study", f"[{i}/{len(specs)}] {specs[i - 1].name}: SA {row['sa']:.3f} RA {row['ra']:.3f}")
     # dense baselines from evaluate@dense (read, never re-run)
     dense_rows = []
     for kind in p.pretrain.kinds:

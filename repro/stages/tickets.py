@@ -8,7 +8,6 @@ LMP masks are task-specific and learned in the transfer stage.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 
@@ -17,8 +16,7 @@ from ..plan import ticket_path, tickets_for_level, imp_dir, imp_round_of, level_
 from ..tickets import PruneContext, draw_ticket
 from ..tickets.imp import continue_imp
 from ..tickets.mask import Mask
-from .common import load_into, load_state, load_task, log, pretrained_path, run_stage, source_model, downstream_model
-from .imp import imp_retrainer
+from .common import level_main, log, pretrained_source_model, ticket_base
 
 ONE_SHOT = {"omp": ("omp", "unstructured"), "random": ("random", "unstructured"),
             "omp_row": ("omp", "row"), "omp_kernel": ("omp", "kernel"), "omp_channel": ("omp", "channel")}
@@ -33,13 +31,9 @@ def imp_ticket(p: Params, kind: str, method: str, task_name: str | None, sparsit
         return Mask.load(run / f"level_{k}" / "mask.pt")
     # off the 1-0.8^k grid: continue from the nearest lower round with one partial round
     lower = [j for j in range(1, ip.max_rounds + 1) if 1 - (1 - ip.rate) ** j < sparsity]
-    if task_name is None:
-        task = load_task(p.data.source)
-        model = source_model(p, task.num_classes, task.mean, task.std)
-        load_into(model, load_state(pretrained_path(kind)), pretrained_path(kind))
-    else:
-        task = load_task(task_name)
-        model = downstream_model(p, kind, task)
+    from .imp import imp_retrainer  # imports the training stack; only needed off the grid
+
+    task, model = ticket_base(p, kind, task_name)
     start = Mask.load(run / f"level_{lower[-1]}" / "mask.pt") if lower else None
     ctx = PruneContext(seed=p.seed, rate=ip.rate,
                        retrain=imp_retrainer(p, task, IMP_RUN[method] == "adversarial", p.seed + 1000))
@@ -49,9 +43,7 @@ def imp_ticket(p: Params, kind: str, method: str, task_name: str | None, sparsit
 def draw(p: Params, kind: str, method: str, task_name: str | None, sparsity: float) -> Mask:
     if method in ONE_SHOT:
         name, granularity = ONE_SHOT[method]
-        task = load_task(p.data.source)
-        model = source_model(p, task.num_classes, task.mean, task.std)
-        load_into(model, load_state(pretrained_path(kind)), pretrained_path(kind))
+        _, model = pretrained_source_model(p, kind)
         return draw_ticket(name, model, sparsity, PruneContext(seed=p.seed, granularity=granularity))
     if method in IMP_RUN:
         return imp_ticket(p, kind, method, task_name, sparsity)
@@ -71,18 +63,8 @@ def body_for(sparsity: float):
     return body
 
 
-def parse_level(s: str) -> float:
-    v = float(s)
-    if not 0 <= v < 1:
-        raise SystemExit(f"sparsity level {v} is outside [0, 1)")
-    return v
-
-
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("level", type=parse_level)
-    a = ap.parse_args(argv)
-    return run_stage(f"tickets@{a.level}", body_for(a.level))
+    return level_main("tickets", body_for, __doc__, argv)
 
 
 if __name__ == "__main__":

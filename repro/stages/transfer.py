@@ -5,15 +5,14 @@ fine-tuning), ``linear`` (frozen backbone, new classifier), ``mask`` (LMP:
 learn the mask over frozen pretrained weights). Data fractions take the
 stratified sample (default) or the official "first N". Each run writes
 ``runs/transfer/<level>/<kind>-<method>/<task>/<regime>-f<frac>-seed<s>/``
-with ``model.pt``, ``mask.pt`` (the ticket used), ``spec.json`` and DVCLive logs.
+with ``model.pt``, ``mask.pt`` (the ticket used), ``spec.json`` and ``history.csv`` (per-epoch log).
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
-import torch
 from fastai.callback.core import Callback
 
 from .. import runtime
@@ -24,8 +23,8 @@ from ..io import save_torch
 from ..plan import DENSE, RUNS, RunSpec, level_name, runs_for_level, ticket_path
 from ..tickets.mask import Mask
 from ..training import LearnableMask, train
-from .common import atomic_dir, config_hash, device, downstream_model, load_task, log, run_stage, write_json
-from .tickets import parse_level
+from .common import (atomic_dir, config_hash, device, downstream_model, level_main, load_task, log, n_workers,
+                     parallel_map, write_json)
 
 
 class WeightSnapshots(Callback):
@@ -85,11 +84,12 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
     if snaps is not None:
         extra.append(snaps)
     with atomic_dir(out_final) as out:
-        learn = train(dls, model, regime_cfg.config(), live_dir=out / "live", progress=False, extra_cbs=extra,
+        learn = train(dls, model, regime_cfg.config(), csv_log=out / "history.csv", progress=False, extra_cbs=extra,
                       **kwargs)
         model = learn.model.cpu()
         if spec.regime == "mask":
             mask = lm.mask
+            mask.apply(model)  # the LMP ticket is the frozen pretrained weights times the learned mask
         save_torch(model.state_dict(), out / "model.pt")
         if mask is not None:
             mask.save(out / "mask.pt", report=False)
@@ -103,24 +103,28 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
     return out_final
 
 
+_TASKS: dict = {}  # per-process cache of loaded tasks
+
+
+def _run(p: Params, sparsity: float, spec: RunSpec) -> str:
+    run_one(p, spec, sparsity, _TASKS)
+    return spec.name
+
+
 def body_for(sparsity: float):
     def body(p: Params) -> None:
         runs = runs_for_level(p, sparsity)
         stage = f"transfer@{level_name(sparsity)}"
-        tasks: dict = {}
         (RUNS / "transfer" / level_name(sparsity)).mkdir(parents=True, exist_ok=True)
         log(stage, f"{len(runs)} runs")
-        for i, spec in enumerate(runs, 1):
-            run_one(p, spec, sparsity, tasks)
-            log(stage, f"[{i}/{len(runs)}] {spec.name}")
+        work = partial(_run, p, sparsity)
+        for i, name in enumerate(parallel_map(work, runs, n_workers(p)), 1):
+            log(stage, f"[{i}/{len(runs)}] {name}")
     return body
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("level", type=parse_level, help="sparsity level; 0 = dense baselines")
-    a = ap.parse_args(argv)
-    return run_stage(f"transfer@{level_name(a.level)}", body_for(a.level))
+    return level_main("transfer", body_for, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,23 @@ def imp_schedule(target: float, rate: float = 0.2) -> list[float]:
     return out
 
 
+def prune_remaining(model: nn.Module, mask: Mask, num_pruned: int) -> Mask:
+    """Global magnitude pruning of the model's current weights until ``num_pruned`` scope weights
+    are pruned in total; weights already pruned by ``mask`` stay pruned."""
+    params = dict(model.named_parameters())
+    names = list(mask.keys())
+    scores = []
+    with torch.no_grad():
+        for n in names:
+            w = params[n].detach()
+            check_finite(n, w)
+            sc = w.abs().to("cpu", torch.float64).reshape(-1)
+            sc[~mask[n].reshape(-1)] = -float("inf")  # already pruned: stays pruned
+            scores.append(sc)
+    pruned = global_select(scores, [1] * len(names), num_pruned)
+    return Mask({n: ~pr.reshape(params[n].shape) for n, pr in zip(names, pruned)})
+
+
 def run_imp(model: nn.Module, sparsity: float, ctx: PruneContext) -> list[Mask]:
     """Run IMP; returns the cumulative mask of every round (last = the ticket).
 
@@ -65,17 +82,7 @@ def run_imp(model: nn.Module, sparsity: float, ctx: PruneContext) -> list[Mask]:
     for k, s in enumerate(schedule, start=1):
         if k > 1:
             ctx.retrain(model, mask)
-        params = dict(model.named_parameters())
-        scores = []
-        with torch.no_grad():
-            for n in names:
-                w = params[n].detach()
-                check_finite(n, w)
-                sc = w.abs().to("cpu", torch.float64).reshape(-1)
-                sc[~mask[n].reshape(-1)] = -float("inf")  # already pruned: stays pruned
-                scores.append(sc)
-        pruned = global_select(scores, [1] * len(names), round(s * total))
-        mask = Mask({n: ~pr.reshape(params[n].shape) for n, pr in zip(names, pruned)})
+        mask = prune_remaining(model, mask, round(s * total))
         model.load_state_dict(pretrained)
         mask.apply(model)
         history.append(mask)
@@ -106,21 +113,10 @@ def continue_imp(model: nn.Module, start: Mask | None, sparsity: float, ctx: Pru
         raise ValueError(f"IMP cannot continue from sparsity {start.sparsity:.4f} to the lower {target}")
     if ctx.retrain is None:
         raise ValueError("continue_imp needs ctx.retrain")
-    names = list(start.keys())
     pretrained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start.apply(model)
     ctx.retrain(model, start)
-    params = dict(model.named_parameters())
-    scores = []
-    with torch.no_grad():
-        for n in names:
-            w = params[n].detach()
-            check_finite(n, w)
-            sc = w.abs().to("cpu", torch.float64).reshape(-1)
-            sc[~start[n].reshape(-1)] = -float("inf")
-            scores.append(sc)
-    pruned = global_select(scores, [1] * len(names), round(target * start.num_total))
-    mask = Mask({n: ~pr.reshape(params[n].shape) for n, pr in zip(names, pruned)})
+    mask = prune_remaining(model, start, round(target * start.num_total))
     model.load_state_dict(pretrained)
     mask.apply(model)
     return mask

@@ -7,7 +7,7 @@ learner; ``train`` builds and fits it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Iterable
@@ -78,6 +78,7 @@ def make_learner(
     noise_sigma: float = 0.0,
     linear_eval: bool = False,
     live_dir: str | Path | None = None,
+    csv_log: str | Path | None = None,
     progress: bool = True,
     extra_cbs: Iterable[Callback] = (),
 ) -> Learner:
@@ -87,7 +88,9 @@ def make_learner(
     (PGD-k or FGSM-RS callable); noise_sigma > 0: random-smoothing
     pretraining; linear_eval: freeze everything but the classifier (and keep
     frozen BatchNorm statistics); live_dir: DVCLive logs in that folder
-    (no dvc.yaml is written there: the stage's own folder, not the root).
+    (no dvc.yaml is written there: the stage's own folder, not the root);
+    csv_log: a per-epoch CSV (fastai's CSVLogger), the cheap log for the
+    hundreds of short runs of a transfer stage (DVCLive costs seconds per run).
     """
     dev = torch.device(dls.device) if dls.device is not None else runtime.device()
     model = runtime.prepare_model(model, dev)
@@ -108,6 +111,11 @@ def make_learner(
 
         live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None)
         cbs.append(DVCLiveCallback(live=live))
+    if csv_log is not None:
+        from fastai.callback.progress import CSVLogger
+
+        Path(csv_log).parent.mkdir(parents=True, exist_ok=True)
+        cbs.append(CSVLogger(fname=str(Path(csv_log).resolve())))
     cbs.extend(extra_cbs)
     learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), opt_func=sgd(cfg), lr=cfg.lr,
                     cbs=cbs, metrics=[accuracy], wd_bn_bias=True, train_bn=True)
