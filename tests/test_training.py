@@ -121,7 +121,7 @@ def _pgd_acc(model, x, y, eps=8 / 255):
 def test_adversarial_training_improves_robust_accuracy_end_to_end():
     """Adversarial training really works: PGD-trained beats standard-trained under PGD-10."""
     eps = 16 / 255
-    accs = {}
+    accs, clean = {}, {}
     x_test, y_test = toy_images(256, seed=7)
     for kind in ("standard", "adversarial"):
         dls = toy_dls(n_train=512, bs=32, seed=3)
@@ -132,6 +132,10 @@ def test_adversarial_training_improves_robust_accuracy_end_to_end():
         train(dls, model, TrainConfig(epochs=4, lr=0.05, schedule="cosine"), attack=attack,
               attack_bn_mode="train", progress=False)
         accs[kind] = _pgd_acc(model, x_test, y_test, eps)
+        with torch.no_grad():
+            clean[kind] = (model.eval()(x_test).argmax(1) == y_test).float().mean().item()
+    # the adversarially trained model really learned the task (robustness is not an untrained model's)
+    assert clean["adversarial"] > 0.6, clean
     assert accs["adversarial"] > accs["standard"] + 0.1, accs
 
 
