@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test repro bench lock clean-venv
+.PHONY: venv test repro lock clean-venv
 
 venv: $(STAMP)
 
@@ -30,9 +30,6 @@ TIER ?= default
 repro: venv
 	@if [ "$(TIER)" != default ]; then $(PY) -m repro.tiers use $(TIER); fi
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
-
-bench: venv
-	$(PY) -m bench.run
 
 # Re-resolve the lock file from pyproject.toml (needs the package index).
 lock:
