@@ -1,8 +1,10 @@
 """Shared test helpers: a small pattern task and a plainly trained tiny model (attacks, metrics)."""
 from __future__ import annotations
 
+import contextlib
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,3 +42,21 @@ def train_tiny(seed: int = 0, n_train: int = 1024, epochs: int = 3) -> nn.Module
             opt.step()
     opt.zero_grad(set_to_none=True)
     return model.eval()
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Tiny convolutions are much slower with 2 OpenMP threads on a shared 2-core box; restore afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Imported by a test module: its tests run with one thread."""
+    with one_thread():
+        yield

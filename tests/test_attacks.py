@@ -24,7 +24,7 @@ from repro.attacks import (
 )
 from repro.models import freeze_backbone
 
-from helpers import make_synthetic, train_tiny
+from helpers import _one_thread, make_synthetic, one_thread, train_tiny  # noqa: F401 (autouse fixture)
 
 EPS, ALPHA = 8 / 255, 2 / 255
 N_TEST = 512
@@ -33,27 +33,14 @@ N_TEST = 512
 # --------------------------------------------------------------------------- #
 # fixtures
 # --------------------------------------------------------------------------- #
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions are much slower with 2 OpenMP threads on a shared 2-core box; restore afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="session")
 def trained():
     """(model in eval mode, x_test [512,3,16,16] in [0,1], y_test, clean accuracy)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         model = train_tiny(seed=0)
         x, y = make_synthetic(N_TEST, seed=7)
         with torch.no_grad():
             sa = (model(x).argmax(1) == y).float().mean().item()
-    finally:
-        torch.set_num_threads(old)
     assert sa > 0.8, f"fixture model did not learn the synthetic task (SA={sa:.3f})"
     return model, x, y, sa
 

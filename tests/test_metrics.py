@@ -30,7 +30,7 @@ from repro.metrics import (
     transfer_attack_accuracy,
 )
 
-from helpers import make_synthetic, train_tiny
+from helpers import _one_thread, make_synthetic, one_thread, train_tiny  # noqa: F401 (autouse fixture)
 
 EPS, ALPHA = 8 / 255, 2 / 255
 
@@ -38,24 +38,11 @@ EPS, ALPHA = 8 / 255, 2 / 255
 # --------------------------------------------------------------------------- #
 # fixtures
 # --------------------------------------------------------------------------- #
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions are much slower with 2 OpenMP threads on a shared 2-core box; restore afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="session")
 def models():
     """(target model, independently trained source model, test loader of 256 examples, x, y)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         target, source = train_tiny(seed=0), train_tiny(seed=1)
-    finally:
-        torch.set_num_threads(old)
     x, y = make_synthetic(256, seed=7)
     loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=False)
     return target, source, loader, x, y
