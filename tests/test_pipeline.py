@@ -56,7 +56,7 @@ def test_no_output_nests_in_another():
 
 
 @pytest.mark.skipif(not DVC.exists(), reason="dvc is not installed in this environment")
-@pytest.mark.parametrize("tier", ["small", "paper"])
+@pytest.mark.parametrize("tier", ["smoke", "small", "paper"])
 def test_tier_resolves_into_a_dag_offline(tmp_path, tier):
     """`make repro TIER=small|paper`: the tier's params resolve into DVC stages (no network needed)."""
     for f in ("dvc.yaml", "params.yaml", ".dvcignore"):

@@ -18,7 +18,7 @@ PRETRAIN_KINDS = ("standard", "fast_adversarial", "pgd_adversarial", "random_smo
 # ticket methods of the experiments: registry method + granularity + where it is drawn
 METHODS = ("omp", "random", "imp", "a_imp", "a_imp_ds", "lmp", "omp_row", "omp_kernel", "omp_channel")
 REGIMES = ("standard", "adversarial", "linear", "mask")
-TIERS = ("default", "small", "paper")
+TIERS = ("default", "smoke", "small", "paper")
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,30 @@ class DataParams:
     fraction_how: Literal["stratified", "first"] = "stratified"
     num_workers: int = 0
     synthetic: SyntheticParams = field(default_factory=SyntheticParams)
+    # public datasets (repro/data/public.py), read from `root`:
+    download: bool = False  # fetch missing files with torchvision (needs internet)
+    max_train: Optional[int] = None  # keep the first N training images per class (file order); None = all
+    max_test: Optional[int] = None  # the same for the test split
+    max_train_per_task: dict[str, int] = field(default_factory=dict)  # overrides of max_train, e.g. {imagenet: 100}
+    max_test_per_task: dict[str, int] = field(default_factory=dict)  # overrides of max_test
 
     def __post_init__(self):
         check(len(self.downstream) >= 1, "downstream", "needs at least one task")
         check(len(set(self.downstream)) == len(self.downstream), "downstream", "tasks must be unique")
         check(self.image_size >= 8, "image_size", f"{self.image_size} must be >= 8")
         check(self.num_workers >= 0, "num_workers", f"{self.num_workers} must be >= 0")
+        for k in ("max_train", "max_test"):
+            v = getattr(self, k)
+            check(v is None or v >= 1, k, f"{v} must be >= 1 (images per class) or null (no cap)")
+        tasks = (self.source, *self.downstream, self.ood)
+        for k in ("max_train_per_task", "max_test_per_task"):
+            for t, v in getattr(self, k).items():
+                check(t in tasks, f"{k}.{t}", f"{t!r} is not a task of this config; allowed: {', '.join(dict.fromkeys(tasks))}")
+                check(v >= 1, f"{k}.{t}", f"{v} must be >= 1 (images per class)")
+
+    def caps(self, task: str) -> tuple[Optional[int], Optional[int]]:
+        """Per-class (max_train, max_test) caps of a public task: its override, else the global cap."""
+        return self.max_train_per_task.get(task, self.max_train), self.max_test_per_task.get(task, self.max_test)
 
 
 @dataclass(frozen=True)
@@ -235,7 +253,7 @@ class StudyParams:
 @dataclass(frozen=True)
 class Params:
     sparsity: float = 0.9
-    tier: Literal["default", "small", "paper"] = "default"
+    tier: Literal["default", "smoke", "small", "paper"] = "default"
     seed: int = 0
     device: str = "auto"
     workers: int = 0  # processes for independent runs; 0 = auto (CPU cores on CPU, 1 on CUDA)
@@ -258,10 +276,11 @@ class Params:
         for s in levels:
             check(0 < s < 1, "sweep.sparsities", f"{s} is outside (0, 1)")
         check(len(set(levels)) == len(levels), "sweep.sparsities", "levels must be unique")
-        from ..data import DATASETS
+        from ..data import DATASETS, PUBLIC_DATASETS
 
+        allowed = ", ".join(sorted({*DATASETS.names(), *PUBLIC_DATASETS.names()}))
         for name in (self.data.source, *self.data.downstream, self.data.ood):
-            check(name in DATASETS, "data", f"dataset {name!r} is unknown; allowed: {', '.join(DATASETS.names())}")
+            check(name in DATASETS or name in PUBLIC_DATASETS, "data", f"dataset {name!r} is unknown; allowed: {allowed}")
         if self.evaluation.transfer_attack_task is not None:
             check(self.evaluation.transfer_attack_task in self.data.downstream, "evaluation.transfer_attack_task",
                   f"{self.evaluation.transfer_attack_task!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")
