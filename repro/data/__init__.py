@@ -4,6 +4,9 @@
 (``synth_source``), downstream tasks at growing domain gap (``synth_near``,
 ``synth_mid``, ``synth_far``) and an out-of-distribution set (``synth_ood``).
 ``domain_gap_score`` is the FID-style gap between two tasks.
+``PUBLIC_DATASETS`` / ``load_public`` read the real datasets (CIFAR-10/100, SVHN,
+Tiny-ImageNet, capped ImageNet, the Robust Tickets Fig. 9 sets) from their
+published on-disk formats under ``data.root`` (``repro/data/public.py``).
 """
 from .arrays import (
     RECIPES,
@@ -21,6 +24,7 @@ from .arrays import (
     train_transform,
     validation_split,
 )
+from .public import PUBLIC_DATASETS, TORCHVISION_SETS, first_per_class, fit_square, load_public, safe_unpickle
 from .synthetic import (
     DATASETS,
     DOWNSTREAM_GAPS,
@@ -46,4 +50,5 @@ __all__ = [
     "DATASETS", "DOWNSTREAM_GAPS", "FAR_FAMILY", "OOD_KINDS", "SOURCE_FAMILY", "Family", "Nuisance",
     "default_features", "domain_gap_score", "family_at", "frechet_distance", "load_dataset",
     "make_ood_task", "make_task", "model_feature_fn",
+    "PUBLIC_DATASETS", "TORCHVISION_SETS", "first_per_class", "fit_square", "load_public", "safe_unpickle",
 ]

@@ -2,17 +2,27 @@
 
 Embedded default: the synthetic source task, the downstream tasks (domain gap
 from ``data.synthetic.gaps``) and the OoD set, generated deterministically.
+Public datasets (``repro.data.PUBLIC_DATASETS``: cifar10, cifar100, svhn,
+tiny_imagenet, imagenet, the Fig. 9 sets) are read from ``data.root`` in their
+published formats at ``data.image_size`` (fixed-size sets smaller than that stay
+at their native size: every recipe resizes at load time), capped per class by
+``data.max_train`` / ``data.max_test`` (or the ``*_per_task`` overrides), and
+fetched first when ``data.download`` is true.
 """
 from __future__ import annotations
 
 import sys
 
 from ..config import Params
-from ..data import DATASETS
+from ..data import DATASETS, PUBLIC_DATASETS, load_public
 from .common import log, run_stage, task_path
 
 
 def build_task(p: Params, name: str):
+    if name in PUBLIC_DATASETS:
+        max_train, max_test = p.data.caps(name)
+        return load_public(name, root=p.data.root, size=p.data.image_size, max_train=max_train, max_test=max_test,
+                           download=p.data.download, upscale=False)
     s = p.data.synthetic
     size = p.data.image_size
     factory = DATASETS.get(name)
@@ -29,9 +39,14 @@ def build_task(p: Params, name: str):
 
 
 def body(p: Params) -> None:
+    done: set[str] = set()
     for name in (p.data.source, *p.data.downstream, p.data.ood):
+        if name in done:  # a public set in two roles (e.g. svhn downstream and OoD) is one file
+            continue
         task = build_task(p, name)
         task.save(task_path(name))
+        if name in PUBLIC_DATASETS:
+            done.add(name)
         log("data", f"{name}: {task.x_train.shape[0]} train / {task.x_test.shape[0]} test, "
                     f"{task.num_classes} classes, {task.x_train.shape[1]} px")
 

@@ -1,0 +1,478 @@
+"""Public-dataset loaders on tiny files built in the exact published on-disk formats (no download)."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+import yaml
+from PIL import Image
+
+from repro.config import ConfigError, DataParams, Params, from_dict
+from repro.data import DATASETS, PUBLIC_DATASETS, ArrayTask, DataError, first_per_class, fit_square, load_public
+from repro.data.public import TORCHVISION_SETS, safe_unpickle
+
+# ------------------------------------------------------------------ file builders
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Writes what Python 2's cPickle wrote for the real CIFAR files: protocol 2, str as BINSTRING."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def _save_str(self, obj):
+        if isinstance(obj, str):
+            obj = obj.encode("latin1")
+        n = len(obj)
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_str
+    dispatch[str] = _save_str
+
+
+def _py2_pickle(obj) -> bytes:
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(obj)
+    # numpy 1.x (which wrote the real files) named the reconstructor numpy.core.multiarray._reconstruct
+    return buf.getvalue().replace(b"cnumpy._core.multiarray\n_reconstruct\n", b"cnumpy.core.multiarray\n_reconstruct\n")
+
+
+def _rows(rng, n):
+    return rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+
+
+def make_cifar10(root: Path, seed: int = 0) -> dict:
+    """cifar-10-batches-py with 2 images per batch; returns the rows and labels written, in file order."""
+    rng = np.random.default_rng(seed)
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True, exist_ok=True)
+    rows, labels = [], []
+    for i, label_pair in enumerate([[3, 7], [3, 1], [7, 3], [0, 9], [3, 3]], 1):
+        data = _rows(rng, 2)
+        (base / f"data_batch_{i}").write_bytes(_py2_pickle({
+            "batch_label": f"training batch {i} of 5", "labels": label_pair, "data": data,
+            "filenames": [f"img_{i}_{k}.png" for k in range(2)]}))
+        rows.append(data)
+        labels += label_pair
+    test = _rows(rng, 3)
+    (base / "test_batch").write_bytes(_py2_pickle({
+        "batch_label": "testing batch 1 of 1", "labels": [5, 5, 2], "data": test,
+        "filenames": ["t0.png", "t1.png", "t2.png"]}))
+    (base / "batches.meta").write_bytes(_py2_pickle({"label_names": [f"c{k}" for k in range(10)],
+                                                     "num_cases_per_batch": 2, "num_vis": 3072}))
+    return {"train": np.concatenate(rows), "y_train": np.array(labels), "test": test, "y_test": np.array([5, 5, 2])}
+
+
+def make_cifar100(root: Path) -> dict:
+    rng = np.random.default_rng(1)
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, fine, coarse in (("train", [99, 0, 42, 99], [19, 4, 7, 19]), ("test", [42, 1], [7, 1])):
+        data = _rows(rng, len(fine))
+        (base / split).write_bytes(_py2_pickle({
+            "filenames": [f"{split}_{k}.png" for k in range(len(fine))], "batch_label": f"{split} batch",
+            "fine_labels": fine, "coarse_labels": coarse, "data": data}))
+        out[split], out[f"y_{split}"] = data, np.array(fine)
+    return out
+
+
+def make_svhn(folder: Path) -> dict:
+    rng = np.random.default_rng(2)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, labels in (("train", [10, 1, 10, 5, 10]), ("test", [3, 10])):
+        x = rng.integers(0, 256, (32, 32, 3, len(labels)), dtype=np.uint8)
+        y = np.array(labels, np.uint8).reshape(-1, 1)
+        scipy.io.savemat(str(folder / f"{split}_32x32.mat"), {"X": x, "y": y})
+        out[split], out[f"y_{split}"] = x, np.array(labels)
+    return out
+
+
+def _jpeg(path: Path, rng, shape=(64, 64), gray: bool = False) -> np.ndarray:
+    """Write a JPEG; return what PIL decodes from it as RGB (the loader's reference)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gray:
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), "L").save(path, "JPEG")
+    else:
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8), "RGB").save(path, "JPEG")
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+WNIDS = ["n02000002", "n01000001"]  # line order, deliberately not sorted
+
+
+def make_tiny(root: Path) -> dict:
+    rng = np.random.default_rng(3)
+    base = root / "tiny-imagenet-200"
+    base.mkdir(parents=True)
+    (base / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
+    (base / "words.txt").write_text("n02000002\tsecond\nn01000001\tfirst\n")
+    train = {}
+    for w in WNIDS:
+        (base / "train" / w).mkdir(parents=True)
+        (base / "train" / w / f"{w}_boxes.txt").write_text("")
+        for i in (10, 0, 2):  # natural file order: 0, 2, 10
+            train[(w, i)] = _jpeg(base / "train" / w / "images" / f"{w}_{i}.JPEG", rng, gray=(w == WNIDS[1] and i == 2))
+    ann, val = [], []
+    for i, w in enumerate([WNIDS[1], WNIDS[0], WNIDS[1]]):
+        val.append(_jpeg(base / "val" / "images" / f"val_{i}.JPEG", rng))
+        ann.append(f"val_{i}.JPEG\t{w}\t0\t0\t63\t63")
+    (base / "val" / "val_annotations.txt").write_text("\n".join(ann) + "\n")
+    (base / "test" / "images").mkdir(parents=True)  # unlabeled in the real archive; not used
+    return {"train": train, "val": val}
+
+
+def make_imagenet(root: Path) -> dict:
+    rng = np.random.default_rng(4)
+    imgs = {}
+    for split, per in (("train", 3), ("val", 2)):
+        for w in ("n09999999", "n01440764"):
+            for i in range(per):
+                shape = (24, 36) if i == 0 else (30, 20)
+                imgs[(split, w, i)] = _jpeg(root / "imagenet" / split / w / f"{w}_{i}.JPEG", rng, shape)
+    return imgs
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def test_first_per_class_keeps_the_first_n_of_every_class_in_order():
+    y = np.array([2, 0, 2, 2, 1, 0, 0, 2])
+    assert first_per_class(y, 2).tolist() == [0, 1, 2, 4, 5]
+    assert first_per_class(y, None).tolist() == list(range(8))
+    assert first_per_class(y, 100).tolist() == list(range(8))
+    with pytest.raises(ValueError):
+        first_per_class(y, 0)
+
+
+def test_fit_square_resizes_the_shorter_side_and_centre_crops():
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, 10:30] = 200  # the centre 20 columns
+    img[:, 30:] = 50
+    out = fit_square(img, 10)
+    assert out.shape == (10, 10, 3) and (out == 200).all()
+    sq = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert fit_square(sq, 32) is sq
+    assert np.array_equal(fit_square(sq, 16), cv2.resize(sq, (16, 16), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(fit_square(sq, 40), cv2.resize(sq, (40, 40), interpolation=cv2.INTER_LINEAR))
+
+
+def test_registry_names_and_disjoint_from_synthetic():
+    expected = {"cifar10", "cifar100", "svhn", "tiny_imagenet", "imagenet", "aircraft", "pets", "flowers", "cars",
+                "food", "dtd", "sun397", "caltech101", "caltech256"}
+    assert set(PUBLIC_DATASETS.names()) == expected
+    assert not set(PUBLIC_DATASETS.names()) & set(DATASETS.names())
+    import torchvision.datasets as tvd
+
+    for name, spec in TORCHVISION_SETS.items():
+        assert callable(getattr(tvd, spec.tv_class)), name
+
+
+# -------------------------------------------------------------------------- CIFAR
+
+
+def test_cifar10_pixels_and_labels_are_exact(tmp_path):
+    ref = make_cifar10(tmp_path)
+    t = load_public("cifar10", tmp_path, 32)
+    assert isinstance(t, ArrayTask) and t.name == "cifar10" and t.num_classes == 10
+    assert t.x_train.dtype == np.uint8 and t.x_train.shape == (10, 32, 32, 3) and t.y_train.dtype == np.int64
+    for i in range(10):  # row-major CHW -> HWC, batches 1..5 in order
+        assert np.array_equal(t.x_train[i], ref["train"][i].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert t.y_train.tolist() == ref["y_train"].tolist()
+    assert np.array_equal(t.x_test[2], ref["test"][2].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert t.y_test.tolist() == [5, 5, 2]
+    # mean/std come from the training images (the downstream normalization)
+    assert np.allclose(t.mean, t.x_train.reshape(-1, 3).mean(0) / 255, atol=1e-9)
+
+
+def test_cifar10_caps_keep_the_first_n_per_class_in_file_order(tmp_path):
+    ref = make_cifar10(tmp_path)
+    t = load_public("cifar10", tmp_path, 32, max_train=2, max_test=1)
+    keep = [0, 1, 2, 3, 4, 6, 7]  # labels 3,7,3,1,7,[3],0,9,[3],[3]: the 3rd+ '3' are dropped
+    assert t.y_train.tolist() == ref["y_train"][keep].tolist() == [3, 7, 3, 1, 7, 0, 9]
+    assert np.array_equal(t.x_train[5], ref["train"][6].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert t.y_test.tolist() == [5, 2]
+
+
+def test_cifar10_resizes_with_inter_area(tmp_path):
+    ref = make_cifar10(tmp_path)
+    t = load_public("cifar10", tmp_path, 16)
+    img = ref["train"][4].reshape(3, 32, 32).transpose(1, 2, 0)
+    assert t.x_train.shape == (10, 16, 16, 3)
+    assert np.array_equal(t.x_train[4], cv2.resize(np.ascontiguousarray(img), (16, 16), interpolation=cv2.INTER_AREA))
+    # upscale=False keeps the native 32 px when a larger size is asked (the recipes resize at load time)
+    assert load_public("cifar10", tmp_path, 224, upscale=False).image_size == (32, 32)
+
+
+def test_cifar100_uses_fine_labels(tmp_path):
+    ref = make_cifar100(tmp_path)
+    t = load_public("cifar100", tmp_path, 32)
+    assert t.num_classes == 100 and t.y_train.tolist() == [99, 0, 42, 99] and t.y_test.tolist() == [42, 1]
+    assert np.array_equal(t.x_test[1], ref["test"][1].reshape(3, 32, 32).transpose(1, 2, 0))
+
+
+def test_cifar_missing_and_truncated_files_are_one_clear_error(tmp_path):
+    with pytest.raises(DataError) as e:
+        load_public("cifar10", tmp_path, 32)
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path / "cifar-10-batches-py" / "data_batch_1") in msg
+    assert "data.root" in msg and "data.download: true" in msg
+    make_cifar10(tmp_path)
+    f = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    f.write_bytes(f.read_bytes()[:500])
+    with pytest.raises(DataError, match="truncated or corrupted") as e:
+        load_public("cifar10", tmp_path, 32)
+    assert str(f) in str(e.value)
+
+
+def test_a_pickle_with_a_forbidden_global_is_refused_and_not_run(tmp_path):
+    make_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    f = tmp_path / "cifar-10-batches-py" / "test_batch"
+    f.write_bytes(pickle.dumps({b"data": Evil(), b"labels": [0]}, protocol=4))
+    with pytest.raises(DataError, match=r"refusing to unpickle the global (posix|os|nt)\.system") as e:
+        load_public("cifar10", tmp_path, 32)
+    assert str(f) in str(e.value) and not marker.exists()
+    # builtins are globals too
+    f.write_bytes(pickle.dumps({b"data": eval, b"labels": [0]}, protocol=4))
+    with pytest.raises(DataError, match=r"builtins\.eval"):
+        load_public("cifar10", tmp_path, 32)
+
+
+def test_safe_unpickle_reads_numpy_arrays_of_any_protocol(tmp_path):
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    for proto in (3, 4, 5):  # (protocol 2 from Python 2: the CIFAR tests above)
+        (tmp_path / "a.pkl").write_bytes(pickle.dumps({b"data": a, b"labels": [1, 2, 3]}, protocol=proto))
+        d = safe_unpickle(tmp_path / "a.pkl")
+        assert np.array_equal(d[b"data"], a) and d[b"labels"] == [1, 2, 3]
+
+
+def test_cifar_download_calls_torchvision_only_when_files_are_missing(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    calls = []
+
+    def fake_cifar10(root, train=True, download=False, **kw):
+        calls.append((root, train, download))
+        make_cifar10(Path(root))
+
+    monkeypatch.setattr(tvd, "CIFAR10", fake_cifar10)
+    t = load_public("cifar10", tmp_path / "d", 32, download=True)
+    assert calls == [(str(tmp_path / "d"), False, True)] and t.y_train.size == 10
+    load_public("cifar10", tmp_path / "d", 32, download=True)
+    assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------- SVHN
+
+
+@pytest.mark.parametrize("sub", ["", "svhn"])
+def test_svhn_pixels_exact_and_label_10_is_digit_0(tmp_path, sub):
+    ref = make_svhn(tmp_path / sub if sub else tmp_path)
+    t = load_public("svhn", tmp_path, 32)
+    assert t.num_classes == 10 and t.y_train.tolist() == [0, 1, 0, 5, 0] and t.y_test.tolist() == [3, 0]
+    assert np.array_equal(t.x_train[3], ref["train"][:, :, :, 3])
+    assert np.array_equal(t.x_test[1], ref["test"][..., 1])
+    capped = load_public("svhn", tmp_path, 32, max_train=2)
+    assert capped.y_train.tolist() == [0, 1, 0, 5]
+
+
+def test_svhn_missing_and_truncated(tmp_path):
+    with pytest.raises(DataError) as e:
+        load_public("svhn", tmp_path, 32)
+    assert str(tmp_path / "train_32x32.mat") in str(e.value) and "\n" not in str(e.value)
+    make_svhn(tmp_path)
+    f = tmp_path / "test_32x32.mat"
+    f.write_bytes(f.read_bytes()[:300])
+    with pytest.raises(DataError, match="truncated or corrupted") as e:
+        load_public("svhn", tmp_path, 32)
+    assert str(f) in str(e.value)
+
+
+# ------------------------------------------------------------------ Tiny-ImageNet
+
+
+def test_tiny_imagenet_labels_order_grayscale_and_val_annotations(tmp_path):
+    ref = make_tiny(tmp_path)
+    t = load_public("tiny_imagenet", tmp_path, 64)
+    assert t.num_classes == 2 and t.image_size == (64, 64)
+    # class order = wnids.txt line order; files in natural order 0, 2, 10
+    assert t.y_train.tolist() == [0, 0, 0, 1, 1, 1]
+    order = [(w, i) for w in WNIDS for i in (0, 2, 10)]
+    for k, key in enumerate(order):
+        assert np.array_equal(t.x_train[k], ref["train"][key]), key
+    gray = t.x_train[order.index((WNIDS[1], 2))]
+    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])
+    # val = test split, labels from val_annotations.txt
+    assert t.y_test.tolist() == [1, 0, 1]
+    assert np.array_equal(t.x_test[1], ref["val"][1])
+
+
+def test_tiny_imagenet_resize_and_caps(tmp_path):
+    ref = make_tiny(tmp_path)
+    t = load_public("tiny_imagenet", tmp_path, 32, max_train=2, max_test=1)
+    assert t.image_size == (32, 32)
+    assert t.y_train.tolist() == [0, 0, 1, 1] and t.y_test.tolist() == [1, 0]
+    exp = cv2.resize(ref["train"][(WNIDS[0], 2)], (32, 32), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(t.x_train[1], exp)
+
+
+def test_tiny_imagenet_missing_and_corrupted(tmp_path):
+    with pytest.raises(DataError) as e:
+        load_public("tiny_imagenet", tmp_path, 32)
+    assert str(tmp_path / "tiny-imagenet-200" / "wnids.txt") in str(e.value)
+    make_tiny(tmp_path)
+    f = tmp_path / "tiny-imagenet-200" / "val" / "images" / "val_2.JPEG"
+    f.write_bytes(f.read_bytes()[:200])
+    with pytest.raises(DataError, match="truncated or corrupted") as e:
+        load_public("tiny_imagenet", tmp_path, 32)
+    assert str(f) in str(e.value)
+    (tmp_path / "tiny-imagenet-200" / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99999999\t0\t0\t1\t1\n")
+    with pytest.raises(DataError, match="line 1"):
+        load_public("tiny_imagenet", tmp_path, 32)
+
+
+# ----------------------------------------------------------------------- ImageNet
+
+
+def test_imagenet_requires_a_cap_and_reads_sorted_class_folders(tmp_path):
+    ref = make_imagenet(tmp_path)
+    with pytest.raises(DataError, match="max_train"):
+        load_public("imagenet", tmp_path, 16)
+    t = load_public("imagenet", tmp_path, 16, max_train=2)
+    assert t.num_classes == 2 and t.image_size == (16, 16)
+    assert t.y_train.tolist() == [0, 0, 1, 1] and t.y_test.tolist() == [0, 0, 1, 1]  # n01440764 < n09999999
+    assert np.array_equal(t.x_train[0], fit_square(ref[("train", "n01440764", 0)], 16))  # 24x36: crop the centre
+    assert np.array_equal(t.x_test[3], fit_square(ref[("val", "n09999999", 1)], 16))
+    with pytest.raises(DataError) as e:
+        load_public("imagenet", tmp_path / "nowhere", 16, max_train=1)
+    assert str(tmp_path / "nowhere" / "imagenet" / "train") in str(e.value)
+
+
+# ------------------------------------------------------ Fig. 9 sets via torchvision
+
+
+def make_dtd(root: Path) -> dict:
+    """torchvision's DTD layout: dtd/dtd/images/<class>/*.jpg + dtd/dtd/labels/{train,val,test}1.txt."""
+    rng = np.random.default_rng(5)
+    base = root / "dtd" / "dtd"
+    imgs, lists = {}, {"train": [], "val": [], "test": []}
+    for cls in ("zigzagged", "banded"):
+        for i, split in enumerate(("train", "train", "val", "test")):
+            name = f"{cls}_{i:04d}.jpg"
+            imgs[f"{cls}/{name}"] = _jpeg(base / "images" / cls / name, rng, (40, 30))
+            lists[split].append(f"{cls}/{name}")
+    (base / "labels").mkdir(parents=True)
+    for split, lines in lists.items():
+        (base / "labels" / f"{split}1.txt").write_text("\n".join(lines) + "\n")
+    (base / "imdb").mkdir()
+    return imgs
+
+
+def test_dtd_through_torchvision_in_its_layout(tmp_path):
+    imgs = make_dtd(tmp_path)
+    t = load_public("dtd", tmp_path, 16)
+    # classes sorted (banded=0, zigzagged=1); train = train1 + val1 in file order
+    assert t.num_classes == 2 and t.y_train.tolist() == [1, 1, 0, 0, 1, 0] and t.y_test.tolist() == [1, 0]
+    assert np.array_equal(t.x_train[0], fit_square(imgs["zigzagged/zigzagged_0000.jpg"], 16))
+    assert np.array_equal(t.x_train[4], fit_square(imgs["zigzagged/zigzagged_0002.jpg"], 16))
+    assert np.array_equal(t.x_test[1], fit_square(imgs["banded/banded_0003.jpg"], 16))
+    capped = load_public("dtd", tmp_path, 16, max_train=1)
+    assert capped.y_train.tolist() == [1, 0]
+    with pytest.raises(DataError) as e:
+        load_public("dtd", tmp_path / "nowhere", 16)
+    assert str(tmp_path / "nowhere" / "dtd" / "dtd") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_caltech101_split_first_30_per_class(tmp_path):
+    rng = np.random.default_rng(6)
+    cats = tmp_path / "caltech101" / "101_ObjectCategories"
+    for c, n in (("BACKGROUND_Google", 1), ("accordion", 32), ("Faces", 31)):
+        for i in range(1, n + 1):
+            _jpeg(cats / c / f"image_{i:04d}.jpg", rng, (8, 8), gray=(i == 1))
+    t = load_public("caltech101", tmp_path, 8)
+    # categories sorted, BACKGROUND_Google dropped: Faces=0, accordion=1
+    assert t.num_classes == 2 and t.y_train.tolist() == [0] * 30 + [1] * 30 and t.y_test.tolist() == [0, 1, 1]
+
+
+# --------------------------------------------------------- config and the data stage
+
+
+def test_params_accept_public_names_and_list_every_allowed_name():
+    p = from_dict(Params, {"data": {"source": "tiny_imagenet", "downstream": ["cifar10", "dtd"], "ood": "svhn"}})
+    assert p.data.caps("cifar10") == (None, None)
+    with pytest.raises(ConfigError) as e:
+        from_dict(Params, {"data": {"downstream": ["cifar11"]}})
+    msg = str(e.value)
+    assert "dataset 'cifar11' is unknown" in msg
+    for name in (*PUBLIC_DATASETS.names(), *DATASETS.names()):
+        assert name in msg
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"max_train": 0}, "data.max_train: 0 must be >= 1"),
+    ({"max_test": -2}, "data.max_test: -2 must be >= 1"),
+    ({"max_train_per_task": {"imagenet": 5}}, "data.max_train_per_task.imagenet: 'imagenet' is not a task"),
+    ({"source": "imagenet", "max_test_per_task": {"imagenet": 0}}, "data.max_test_per_task.imagenet: 0 must be >= 1"),
+    ({"download": "yes"}, "data.download"),
+])
+def test_cap_params_are_validated_by_key(data, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        from_dict(Params, {"data": data})
+
+
+def test_caps_per_task_override_the_global_cap():
+    d = from_dict(DataParams, {"source": "imagenet", "downstream": ["cifar10"], "ood": "svhn", "max_train": 50,
+                               "max_train_per_task": {"imagenet": 3}, "max_test_per_task": {"svhn": 7}})
+    assert d.caps("imagenet") == (3, None) and d.caps("cifar10") == (50, None) and d.caps("svhn") == (50, 7)
+
+
+def test_data_stage_builds_public_tasks_from_data_root(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from repro.stages import data as data_stage
+    from repro.stages.common import run_stage
+
+    root = tmp_path / "datasets"
+    make_tiny(root)
+    ref = make_cifar10(root)
+    make_svhn(root)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "params.yaml").write_text(yaml.safe_dump({"data": {
+        "root": str(root), "source": "tiny_imagenet", "downstream": ["cifar10", "svhn"], "ood": "svhn",
+        "image_size": 32, "max_train_per_task": {"tiny_imagenet": 2}}}))
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("REPRO_THREADS", "1")
+    threads = torch.get_num_threads()
+    try:
+        assert run_stage("data", data_stage.body) == 0
+        (work / "params.yaml").write_text(yaml.safe_dump({"data": {
+            "root": str(tmp_path / "empty"), "source": "cifar100", "downstream": ["cifar10"], "ood": "svhn"}}))
+        capsys.readouterr()
+        assert run_stage("data", data_stage.body) == 2  # a missing dataset: one line naming the path
+    finally:
+        torch.set_num_threads(threads)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and str(tmp_path / "empty" / "cifar-100-python" / "train") in err[0], err
+    built = sorted(f.name for f in (work / "runs" / "data").iterdir())
+    assert built == ["cifar10.npz", "svhn.npz", "tiny_imagenet.npz"]
+    src = ArrayTask.load(work / "runs" / "data" / "tiny_imagenet.npz")
+    assert src.image_size == (32, 32) and src.y_train.tolist() == [0, 0, 1, 1] and src.y_test.tolist() == [1, 0, 1]
+    c10 = ArrayTask.load(work / "runs" / "data" / "cifar10.npz")
+    assert np.array_equal(c10.x_train[9], ref["train"][9].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert ArrayTask.load(work / "runs" / "data" / "svhn.npz").y_train.tolist() == [0, 1, 0, 5, 0]
