@@ -43,6 +43,35 @@ def test_mask_enforced_through_sgd_momentum_and_weight_decay():
         assert kept_moved > 0.9, f"{k}: unmasked weights did not train"
 
 
+class _MaskGrads(Callback):
+    """The textbook variant: also zero the pruned weights' gradients after every backward pass."""
+
+    def __init__(self, mask):
+        self.mask = mask
+
+    def after_backward(self):
+        params = dict(self.learn.model.named_parameters())
+        with torch.no_grad():
+            for k, m in self.mask.items():
+                params[k].grad.mul_(m.to(params[k].grad.dtype))
+
+
+def test_masking_weights_after_each_step_equals_masking_gradients_too():
+    """MaskEnforcer re-masks weights after each SGD step and leaves gradients alone: with SGD
+    (momentum, coupled weight decay) an element's update uses only its own gradient and state, so
+    the trained weights are bit-identical to also masking the gradients (what it saves: one pass)."""
+    cfg = TrainConfig(epochs=1, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="constant", batch_size=8)
+    finals = []
+    for extra in ((), "grads"):
+        model = tiny_model()
+        mask = _random_mask(model)
+        cbs = [_MaskGrads(mask)] if extra else []
+        train(toy_dls(n_train=160, bs=8), model, cfg, mask=mask, progress=False, extra_cbs=cbs)
+        finals.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    for k in finals[0]:
+        assert torch.equal(finals[0][k], finals[1][k]), k
+
+
 def test_train_uses_torch_sgd_with_configured_hyperparameters(dls, model):
     """Official code: SGD, momentum 0.9, coupled weight decay (torch.optim.SGD)."""
     cfg = TrainConfig(epochs=1, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="constant")
