@@ -24,11 +24,13 @@ $(STAMP): requirements.lock pyproject.toml
 test: venv
 	$(VENV)/bin/pytest -q
 
-# `make repro` runs the embedded default; `make repro TIER=small|paper` first merges tiers/<TIER>.yaml
-# into params.yaml (`git checkout params.yaml` returns to the default).
+# `make repro` runs the embedded default; `make repro TIER=smoke|small|paper [FRACTION=0.1]` first merges
+# tiers/<TIER>.yaml into params.yaml, at FRACTION of the data and epochs (`git checkout params.yaml` returns
+# to the default).
 TIER ?= default
+FRACTION ?= 1
 repro: venv
-	@if [ "$(TIER)" != default ]; then $(PY) -m repro.tiers use $(TIER); fi
+	@if [ "$(TIER)" != default ]; then $(PY) -m repro.tiers use $(TIER) --fraction $(FRACTION); fi
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 
 # Re-resolve the lock file from pyproject.toml (needs the package index).

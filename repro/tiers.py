@@ -2,6 +2,10 @@
 
 The embedded default is the committed params.yaml (``git checkout params.yaml``
 returns to it). Merging is recursive for mappings; lists and scalars replace.
+``--fraction f`` runs a tier at a fraction of its data and epochs: every
+training block's ``epochs`` (and lr milestones) is scaled by ``f`` (at least one
+epoch) and ``data.fraction: f`` keeps the first ``f`` of every class of the
+public datasets.
 The merged file is checked against the schema's keys and types; dataset names
 are checked by the stages (the real loaders are registered by the data layer).
 """
@@ -28,12 +32,32 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-def apply(tier: str, params: Path = Path("params.yaml")) -> dict:
+def scale(cfg: dict, fraction: float) -> dict:
+    """``cfg`` with every training block's epochs and milestones scaled by ``fraction`` (>= 1 epoch)."""
+    if not 0 < fraction <= 1:
+        raise SystemExit(f"--fraction {fraction} is outside (0, 1]")
+    if isinstance(cfg, list):
+        return [scale(v, fraction) for v in cfg]
+    if not isinstance(cfg, dict):
+        return cfg
+    out = {k: scale(v, fraction) for k, v in cfg.items()}
+    if isinstance(out.get("epochs"), int):
+        epochs = max(1, round(out["epochs"] * fraction))
+        out["epochs"] = epochs
+        if out.get("milestones"):
+            out["milestones"] = sorted({max(1, round(m * fraction)) for m in out["milestones"]} & set(range(1, epochs + 1)))
+    return out
+
+
+def apply(tier: str, params: Path = Path("params.yaml"), fraction: float = 1.0) -> dict:
     overlay = TIERS_DIR / f"{tier}.yaml"
     if not overlay.is_file():
         allowed = sorted(p.stem for p in TIERS_DIR.glob("*.yaml"))
         raise SystemExit(f"unknown tier {tier!r}; allowed: default (the committed params.yaml), {', '.join(allowed)}")
     merged = merge(yaml.safe_load(params.read_text()) or {}, yaml.safe_load(overlay.read_text()) or {})
+    if fraction != 1:
+        merged = scale(merged, fraction)
+        merged.setdefault("data", {})["fraction"] = fraction
     save_text(yaml.safe_dump(merged, sort_keys=False), params)
     return merged
 
@@ -43,9 +67,12 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     use = sub.add_parser("use", help="merge tiers/<tier>.yaml into params.yaml")
     use.add_argument("tier")
+    use.add_argument("--fraction", type=float, default=1.0,
+                     help="run at this fraction of the data (per class) and of every epoch count")
     a = ap.parse_args(argv)
-    apply(a.tier)
-    print(f"params.yaml now uses tier {a.tier!r}; run `dvc repro` (or `git checkout params.yaml` to go back)")
+    apply(a.tier, fraction=a.fraction)
+    at = f" at fraction {a.fraction}" if a.fraction != 1 else ""
+    print(f"params.yaml now uses tier {a.tier!r}{at}; run `dvc repro` (or `git checkout params.yaml` to go back)")
     return 0
 
 

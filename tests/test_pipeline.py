@@ -87,3 +87,17 @@ def test_unknown_tier_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text("sparsity: 0.5\n")
     with pytest.raises(SystemExit, match="unknown tier 'huge'; allowed: default"):
         tiers.apply("huge")
+
+
+def test_tier_fraction_scales_epochs_milestones_and_data():
+    """`make repro TIER=small FRACTION=0.1`: every epoch count and lr milestone shrinks, at least one epoch."""
+    from repro import tiers
+
+    cfg = {"transfer": {"adversarial": {"epochs": 100, "milestones": [50, 75], "lr": 0.1},
+                        "standard": {"epochs": 3, "milestones": [2]}}, "seed": 0}
+    out = tiers.scale(cfg, 0.1)
+    assert out["transfer"]["adversarial"] == {"epochs": 10, "milestones": [5, 8], "lr": 0.1}
+    assert out["transfer"]["standard"] == {"epochs": 1, "milestones": [1]}
+    assert out["seed"] == 0 and cfg["transfer"]["adversarial"]["epochs"] == 100  # input untouched
+    with pytest.raises(SystemExit, match="outside"):
+        tiers.scale(cfg, 1.5)

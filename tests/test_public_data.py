@@ -476,3 +476,19 @@ def test_data_stage_builds_public_tasks_from_data_root(tmp_path, monkeypatch, ca
     c10 = ArrayTask.load(work / "runs" / "data" / "cifar10.npz")
     assert np.array_equal(c10.x_train[9], ref["train"][9].reshape(3, 32, 32).transpose(1, 2, 0))
     assert ArrayTask.load(work / "runs" / "data" / "svhn.npz").y_train.tolist() == [0, 1, 0, 5, 0]
+
+
+def test_keep_fraction_takes_the_first_share_of_every_class():
+    """A tier's reduced-data option: ceil(f * n_c) first images of each class, both splits."""
+    from repro.data import ArrayTask
+    from repro.data.public import keep_fraction
+
+    y = np.array([0, 1, 0, 0, 1, 2, 0, 1], np.int64)
+    x = (np.arange(8, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8))
+    t = keep_fraction(ArrayTask("t", x, y, x[:4], y[:4], 3), 0.5)
+    assert t.y_train.tolist() == [0, 1, 0, 1, 2]          # class 0: 2 of 4, class 1: 2 of 3, class 2: 1 of 1
+    assert t.x_train[:, 0, 0, 0].tolist() == [0, 1, 2, 4, 5]
+    assert t.y_test.tolist() == [0, 1, 0]
+    assert keep_fraction(t, 1.0) is t
+    with pytest.raises(ValueError, match="outside"):
+        keep_fraction(t, 0.0)

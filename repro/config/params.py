@@ -111,19 +111,22 @@ class DataParams:
     max_test: Optional[int] = None  # the same for the test split
     max_train_per_task: dict[str, int] = field(default_factory=dict)  # overrides of max_train, e.g. {imagenet: 100}
     max_test_per_task: dict[str, int] = field(default_factory=dict)  # overrides of max_test
+    fraction: float = 1.0  # keep this fraction of every class of a public set, both splits (first in file order)
 
     def __post_init__(self):
         check(len(self.downstream) >= 1, "downstream", "needs at least one task")
         check(len(set(self.downstream)) == len(self.downstream), "downstream", "tasks must be unique")
         check(self.image_size >= 8, "image_size", f"{self.image_size} must be >= 8")
         check(self.num_workers >= 0, "num_workers", f"{self.num_workers} must be >= 0")
+        check(0 < self.fraction <= 1, "fraction", f"{self.fraction} is outside (0, 1]")
         for k in ("max_train", "max_test"):
             v = getattr(self, k)
             check(v is None or v >= 1, k, f"{v} must be >= 1 (images per class) or null (no cap)")
         tasks = (self.source, *self.downstream, self.ood)
         for k in ("max_train_per_task", "max_test_per_task"):
             for t, v in getattr(self, k).items():
-                check(t in tasks, f"{k}.{t}", f"{t!r} is not a task of this config; allowed: {', '.join(dict.fromkeys(tasks))}")
+                check(t in tasks, f"{k}.{t}",
+                      f"{t!r} is not a task of this config; allowed: {', '.join(dict.fromkeys(tasks))}")
                 check(v >= 1, f"{k}.{t}", f"{v} must be >= 1 (images per class)")
 
     def caps(self, task: str) -> tuple[Optional[int], Optional[int]]:
@@ -163,11 +166,24 @@ class PretrainParams:
     fgsm_rs: AttackParams = field(default_factory=lambda: AttackParams("fgsm_rs", 8 / 255, 10 / 255, 1))
     smoothing_sigma: float = 0.25
     bn_mode: Literal["train", "eval"] = "train"
+    # kind -> published checkpoint (repro.weights.WEIGHTS) used instead of in-house pretraining
+    published: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         bad = [k for k in self.kinds if k not in PRETRAIN_KINDS]
         check(not bad, "kinds", f"{bad[0] if bad else ''!r} is not allowed; allowed: {', '.join(PRETRAIN_KINDS)}")
         check(self.smoothing_sigma > 0, "smoothing_sigma", f"{self.smoothing_sigma} must be > 0")
+        from ..weights import WEIGHTS
+
+        for kind, name in self.published.items():
+            check(kind in PRETRAIN_KINDS, "published",
+                  f"kind {kind!r} is not allowed; allowed: {', '.join(PRETRAIN_KINDS)}")
+            check(name in WEIGHTS, f"published.{kind}",
+                  f"{name!r} is not a published checkpoint; allowed: {', '.join(WEIGHTS.names())}")
+            entry = WEIGHTS.get(name)
+            check(entry.kind == kind, f"published.{kind}",
+                  f"{name!r} is {entry.kind} pretraining, not {kind}; allowed: "
+                  f"{', '.join(n for n in WEIGHTS.names() if WEIGHTS.get(n).kind == kind)}")
 
 
 @dataclass(frozen=True)
@@ -280,7 +296,8 @@ class Params:
 
         allowed = ", ".join(sorted({*DATASETS.names(), *PUBLIC_DATASETS.names()}))
         for name in (self.data.source, *self.data.downstream, self.data.ood):
-            check(name in DATASETS or name in PUBLIC_DATASETS, "data", f"dataset {name!r} is unknown; allowed: {allowed}")
+            check(name in DATASETS or name in PUBLIC_DATASETS, "data",
+                  f"dataset {name!r} is unknown; allowed: {allowed}")
         if self.evaluation.transfer_attack_task is not None:
             check(self.evaluation.transfer_attack_task in self.data.downstream, "evaluation.transfer_attack_task",
                   f"{self.evaluation.transfer_attack_task!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")

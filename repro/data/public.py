@@ -90,12 +90,16 @@ _IMG_EXT = (".jpeg", ".jpg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".
 # ----------------------------------------------------------------------- helpers
 
 
-def first_per_class(labels: np.ndarray, n: Optional[int]) -> np.ndarray:
-    """Sorted indices of the first ``n`` samples of every class, in order (``None`` = all)."""
+def first_per_class(labels: np.ndarray, n) -> np.ndarray:
+    """Sorted indices of the first ``n`` samples of every class, in order (``None`` = all).
+
+    ``n`` is one cap for every class, or an integer array indexed by class label.
+    """
     y = np.asarray(labels)
     if n is None:
         return np.arange(y.shape[0], dtype=np.int64)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    per_class = isinstance(n, np.ndarray)
+    if not per_class and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
         raise ValueError(f"a per-class cap must be a positive int or None, got {n!r}")
     if y.size == 0:
         return np.zeros(0, np.int64)
@@ -104,7 +108,21 @@ def first_per_class(labels: np.ndarray, n: Optional[int]) -> np.ndarray:
     starts = np.r_[0, np.flatnonzero(ys[1:] != ys[:-1]) + 1]
     group_start = np.repeat(starts, np.diff(np.r_[starts, ys.size]))
     rank = np.arange(ys.size) - group_start
-    return np.sort(order[rank < n]).astype(np.int64)
+    return np.sort(order[rank < (n[ys] if per_class else n)]).astype(np.int64)
+
+
+def keep_fraction(task: ArrayTask, fraction: float) -> ArrayTask:
+    """The first ``ceil(fraction * n_c)`` images of every class ``c`` of both splits (file order).
+
+    A tier's reduced-data option (``data.fraction``); ``fraction = 1`` returns ``task`` itself.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"data fraction {fraction} is outside (0, 1]")
+    if fraction == 1:
+        return task
+    keep = lambda y: first_per_class(y, np.ceil(np.bincount(y) * fraction).astype(np.int64))  # noqa: E731
+    tr, te = keep(task.y_train), keep(task.y_test)
+    return ArrayTask(task.name, task.x_train[tr], task.y_train[tr], task.x_test[te], task.y_test[te], task.num_classes)
 
 
 def fit_square(img: np.ndarray, size: int) -> np.ndarray:

@@ -6,7 +6,8 @@ Public datasets (``repro.data.PUBLIC_DATASETS``: cifar10, cifar100, svhn,
 tiny_imagenet, imagenet, the Fig. 9 sets) are read from ``data.root`` in their
 published formats at ``data.image_size`` (fixed-size sets smaller than that stay
 at their native size: every recipe resizes at load time), capped per class by
-``data.max_train`` / ``data.max_test`` (or the ``*_per_task`` overrides), and
+``data.max_train`` / ``data.max_test`` (or the ``*_per_task`` overrides), reduced to
+``data.fraction`` of every class (a tier's reduced-data option), and
 fetched first when ``data.download`` is true.
 """
 from __future__ import annotations
@@ -15,14 +16,16 @@ import sys
 
 from ..config import Params
 from ..data import DATASETS, PUBLIC_DATASETS, load_public
+from ..data.public import keep_fraction
 from .common import log, run_stage, task_path
 
 
 def build_task(p: Params, name: str):
     if name in PUBLIC_DATASETS:
         max_train, max_test = p.data.caps(name)
-        return load_public(name, root=p.data.root, size=p.data.image_size, max_train=max_train, max_test=max_test,
+        task = load_public(name, root=p.data.root, size=p.data.image_size, max_train=max_train, max_test=max_test,
                            download=p.data.download, upscale=False)
+        return keep_fraction(task, p.data.fraction)
     s = p.data.synthetic
     size = p.data.image_size
     factory = DATASETS.get(name)
