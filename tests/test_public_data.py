@@ -1,10 +1,8 @@
 """Public-dataset loaders on tiny files built in the exact published on-disk formats (no download)."""
 from __future__ import annotations
 
-import io
 import os
 import pickle
-import struct
 from pathlib import Path
 
 import cv2
@@ -18,30 +16,12 @@ from repro.config import ConfigError, DataParams, Params, from_dict
 from repro.data import DATASETS, PUBLIC_DATASETS, ArrayTask, DataError, first_per_class, fit_square, load_public
 from repro.data.public import TORCHVISION_SETS, safe_unpickle
 
+from published_formats import py2_pickle, write_cifar10, write_tiny_imagenet
+
 # ------------------------------------------------------------------ file builders
 
 
-class _Py2Pickler(pickle._Pickler):
-    """Writes what Python 2's cPickle wrote for the real CIFAR files: protocol 2, str as BINSTRING."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def _save_str(self, obj):
-        if isinstance(obj, str):
-            obj = obj.encode("latin1")
-        n = len(obj)
-        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = _save_str
-    dispatch[str] = _save_str
-
-
-def _py2_pickle(obj) -> bytes:
-    buf = io.BytesIO()
-    _Py2Pickler(buf, protocol=2).dump(obj)
-    # numpy 1.x (which wrote the real files) named the reconstructor numpy.core.multiarray._reconstruct
-    return buf.getvalue().replace(b"cnumpy._core.multiarray\n_reconstruct\n", b"cnumpy.core.multiarray\n_reconstruct\n")
+_py2_pickle = py2_pickle
 
 
 def _rows(rng, n):
@@ -492,3 +472,50 @@ def test_keep_fraction_takes_the_first_share_of_every_class():
     assert keep_fraction(t, 1.0) is t
     with pytest.raises(ValueError, match="outside"):
         keep_fraction(t, 0.0)
+
+
+def test_written_cifar10_and_tiny_imagenet_round_trip_through_the_loaders(tmp_path):
+    """The writers used for offline tier runs (tests/published_formats.py) produce what the loaders read."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(20) % 10
+    write_cifar10(tmp_path, x, y, x[:10], y[:10])
+    t = load_public("cifar10", tmp_path, 32)
+    assert np.array_equal(t.x_train, x) and np.array_equal(t.y_train, y) and np.array_equal(t.y_test, y[:10])
+    xs = np.broadcast_to(rng.integers(0, 256, (6, 1, 1, 3), dtype=np.uint8), (6, 64, 64, 3)).copy()  # flat: JPEG-exact-ish
+    write_tiny_imagenet(tmp_path, xs, np.array([0, 1, 2, 0, 1, 2]), xs[:3], np.array([2, 1, 0]), 3)
+    ti = load_public("tiny_imagenet", tmp_path, 64)
+    assert ti.num_classes == 3 and sorted(ti.y_train.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert ti.y_test.tolist() == [2, 1, 0]
+    assert np.abs(ti.x_train.astype(int) - xs[np.argsort([0, 1, 2, 0, 1, 2], kind="stable")].astype(int)).max() <= 2  # JPEG
+
+
+def test_small_tier_data_stage_offline_at_a_fraction(tmp_path, monkeypatch):
+    """Tier `small` at --fraction 0.5 on a data.root holding CIFAR-10 and Tiny-ImageNet: the data stage
+    writes the tasks at 32 px with half of every class (no network)."""
+    from repro import tiers
+    from repro.stages import data as data_stage
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    write_cifar10(root, x, np.arange(40) % 10, x[:20], np.arange(20) % 10)
+    xs = rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    write_tiny_imagenet(root, xs, np.arange(8) % 2, xs[:4], np.arange(4) % 2, 2)
+    monkeypatch.chdir(tmp_path)
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "tiers").mkdir()
+    (tmp_path / "tiers" / "small.yaml").write_text((repo / "tiers" / "small.yaml").read_text())
+    (tmp_path / "params.yaml").write_text((repo / "params.yaml").read_text())
+    tiers.apply("small", fraction=0.5)
+    cfg = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    cfg["data"].update(downstream=["cifar10"], ood="tiny_imagenet")
+    for e in cfg["experiments"].values():
+        e.pop("tasks", None)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
+    assert cfg["pretrain"]["train"]["epochs"] == 45 and cfg["data"]["fraction"] == 0.5
+    assert data_stage.main() == 0
+    c10 = ArrayTask.load(tmp_path / "runs" / "data" / "cifar10.npz")
+    assert c10.x_train.shape == (20, 32, 32, 3) and np.bincount(c10.y_train).tolist() == [2] * 10
+    tiny = ArrayTask.load(tmp_path / "runs" / "data" / "tiny_imagenet.npz")
+    assert tiny.x_train.shape == (4, 32, 32, 3) and tiny.num_classes == 2
