@@ -1,0 +1,86 @@
+"""Throwaway git + DVC workspaces for the sharing and scale-out tests.
+
+``copy_project`` copies the project's source files (tracked and untracked-but-not-ignored, as
+``git ls-files`` sees them, so the working tree under test is what gets copied) into a temporary
+folder; ``init_repo`` makes that folder its own git repository. Commands run with the test's own
+Python environment first on PATH (the stages call ``python -m repro.stages.*``), a git identity,
+and DVC analytics off.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DVC = BIN / "dvc"
+# Never copied, even when not ignored by git (e.g. in an unpacked source tarball).
+SKIP = (".venv", ".git", ".dvc/cache", ".dvc/tmp", "runs", ".pytest_cache", ".hypothesis")
+
+
+def project_files() -> list[str]:
+    r = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        files = [f for f in r.stdout.split("\0") if f]
+    else:  # not a git checkout (e.g. a source tarball): everything but the skipped folders
+        files = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file() or p.is_symlink()]
+    return sorted(f for f in files
+                  if not any(f == s or f.startswith(s + "/") for s in SKIP)
+                  and "__pycache__" not in f and (ROOT / f).is_file())
+
+
+def copy_project(dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in project_files():
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dst / f)
+    return dst
+
+
+def env(**extra: str) -> dict:
+    e = dict(os.environ)
+    e.update(PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}", PYTHONWARNINGS="ignore", DVC_NO_ANALYTICS="1",
+             GIT_AUTHOR_NAME="repro-test", GIT_AUTHOR_EMAIL="repro-test@localhost",
+             GIT_COMMITTER_NAME="repro-test", GIT_COMMITTER_EMAIL="repro-test@localhost")
+    e.pop("VIRTUAL_ENV", None)
+    e.update(extra)
+    return e
+
+
+def run(cwd: Path, *args, check: bool = True, timeout: float = 900, environ: dict | None = None):
+    """Run a command in ``cwd``; on failure the assertion shows its whole output."""
+    r = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                       env=environ or env())
+    if check:
+        assert r.returncode == 0, f"{' '.join(map(str, args))} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def dvc(cwd: Path, *args, **kw):
+    return run(cwd, DVC, *args, **kw)
+
+
+def init_repo(path: Path, tier: str | None = None) -> Path:
+    """git init + first commit of a copied project; ``tier`` merges tiers/<tier>.yaml first."""
+    if tier:
+        run(path, sys.executable, "-m", "repro.tiers", "use", tier)
+    run(path, "git", "init", "-q", "-b", "main")
+    if not (path / ".dvc").is_dir():
+        dvc(path, "init", "-q")
+    run(path, "git", "add", "-A")
+    run(path, "git", "commit", "-q", "-m", "project")
+    return path
+
+
+def commit_all(path: Path, msg: str) -> None:
+    run(path, "git", "add", "-A")
+    run(path, "git", "commit", "-q", "--allow-empty", "-m", msg)
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (relative path -> content)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
