@@ -303,6 +303,23 @@ td:first-child,th:first-child{text-align:left}
 """
 
 
+def sanity_html(summary: dict) -> str:
+    """The report's line on the attack sanity checks (repro/sanity.py, counted in metrics/summary.json;
+    metrics/sanity.json lists the flagged runs); flagged runs are shown in red."""
+    san = summary.get("attack_sanity")
+    if not san:
+        return ""
+    e = html.escape
+    failed = ", ".join(f"{k[len('failed_'):]} ×{v}" for k, v in san.items() if k.startswith("failed_") and v)
+    cls = "na" if san.get("flagged") else "meta"
+    return (f'<p class="{cls}">Attack sanity (PGD monotone in eps, PGD ≤ FGSM, eps 0 = SA, noise weaker '
+            f"than PGD, APGD-CE/DLR within the tolerance of PGD): {e(str(san.get('ok', '?')))} of "
+            f"{e(str(san.get('checked', '?')))} robust evaluations passed every check"
+            + (f"; <b>{e(str(san['flagged']))} flagged</b> ({e(failed)}), a sign of gradient masking: "
+               f"see <code>metrics/sanity.json</code>" if san.get("flagged") else "")
+            + (f"; {e(str(san['not_checked']))} not checked" if san.get("not_checked") else "") + ".</p>")
+
+
 def write_report(out: Path, root: Path, tier: str) -> None:
     notes = load_notes(out)
     summary = {}
@@ -321,6 +338,8 @@ def write_report(out: Path, root: Path, tier: str) -> None:
         h.append(f"<p class=\"meta\">Evaluated runs: {e(str(summary.get('runs', '?')))}, groups (mean ± std over seeds): "
                  f"{e(str(summary.get('groups', '?')))}, pruned weights that became non-zero during fine-tuning "
                  f"(mask violations): {e(str(summary.get('mask_violations', '?')))}.</p>")
+    if sanity_html(summary):
+        h.append(sanity_html(summary))
     h.append("<details><summary>Inputs (md5)</summary><ul>")
     for f in input_files(root, NOTEBOOKS):
         rel = f.relative_to(root) if f.is_relative_to(root) else Path("paper_figures") / f.name

@@ -307,3 +307,125 @@ def attack_from_config(name: str, **kw) -> AttackFn:
     if "loss" in kw and kw["loss"] not in LOSSES:
         raise ValueError(f"attack loss must be one of {LOSSES}, got {kw['loss']!r}")
     return functools.partial(fn, **kw)
+
+
+# --------------------------------------------------------------------------- #
+# APGD (Croce & Hein 2020), the first attack of AutoAttack
+# --------------------------------------------------------------------------- #
+APGD_OBJECTIVES = ("ce", "dlr")
+
+
+def _apgd_objective(logits: torch.Tensor, y: torch.Tensor, objective: str) -> torch.Tensor:
+    """Per-example loss: cross-entropy, or the difference-of-logits ratio (scale invariant, >= 3 classes)."""
+    logits = logits.float()
+    if objective == "ce":
+        return F.cross_entropy(logits, y, reduction="none")
+    z_sorted, idx_sorted = logits.sort(dim=1)
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    top_is_y = (idx_sorted[:, -1] == y).float()
+    z_other = z_sorted[:, -2] * top_is_y + z_sorted[:, -1] * (1.0 - top_is_y)  # best wrong class
+    return -(z_y - z_other) / (z_sorted[:, -1] - z_sorted[:, -3] + 1e-12)
+
+
+def apgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float = 8 / 255,
+    steps: int = 100,
+    objective: str = "ce",
+    rho: float = 0.75,
+    amp: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """L-inf APGD (Croce & Hein, ICML 2020; AutoAttack's ``apgd-ce`` / ``apgd-dlr``), one restart.
+
+    Step size starts at ``2 eps`` and is halved per example at the checkpoints
+    ``w_j = ceil(p_j steps)`` (``p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``)
+    when fewer than ``rho`` of the steps since the last checkpoint raised the loss, or when
+    neither the step size nor the best loss changed since then; the iterate then restarts
+    from the best point. Momentum 0.75 after the first step. The random start is
+    ``eps * t / max|t|`` with ``t`` uniform in [-1, 1] (``generator`` makes it reproducible).
+    ``objective``: ``'ce'`` (APGD-CE) or ``'dlr'`` (APGD-DLR, invariant to the scale of the
+    logits; needs >= 3 classes). Returns detached images in [0, 1] within the eps-ball: the
+    first misclassified iterate of each example, else its highest-loss iterate. The model's
+    train/eval mode is left untouched; wrap calls in :func:`bn_mode`.
+    """
+    if eps < 0:
+        raise ValueError(f"attack eps must be >= 0, got {eps}")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"attack steps must be an integer >= 1, got {steps!r}")
+    if objective not in APGD_OBJECTIVES:
+        raise ValueError(f"apgd objective must be one of {APGD_OBJECTIVES}, got {objective!r}")
+    if not 0 < rho <= 1:
+        raise ValueError(f"apgd rho must be in (0, 1], got {rho}")
+    x = x.detach()
+    if eps == 0 or len(x) == 0:
+        return x.clone()
+    steps = int(steps)
+    n = len(x)
+    view = (n,) + (1,) * (x.dim() - 1)
+    # checkpoints (as in the reference implementation: first after 22 %, shrinking by 3 % down to 6 %)
+    period, min_period, decr = max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
+
+    def project(z: torch.Tensor) -> torch.Tensor:
+        return torch.min(torch.max(z, x - eps), x + eps).clamp_(0.0, 1.0)
+
+    def loss_and_grad(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z = z.detach().requires_grad_(True)
+        with torch.autocast(device_type=x.device.type, enabled=amp):
+            logits = model(z)
+        per = _apgd_objective(logits, y, objective)
+        (g,) = torch.autograd.grad(per.sum() * (n if amp else 1), z)
+        return per.detach(), g.detach(), logits.detach()
+
+    if generator is None:
+        t = torch.rand(x.shape, device=x.device, dtype=x.dtype)
+    else:
+        t = torch.rand(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+    t = t.mul_(2.0).sub_(1.0)
+    t = t / t.abs().flatten(1).amax(1).clamp_min(1e-12).view(view)
+    with no_param_grad(model), torch.enable_grad():
+        x_adv = project(x + eps * t)
+        loss, grad, logits = loss_and_grad(x_adv)
+        fooled = logits.argmax(1) != y
+        x_fool = x_adv.clone()
+        x_best, loss_best, grad_best = x_adv.clone(), loss.clone(), grad.clone()
+        step = torch.full(view, 2.0 * eps, device=x.device, dtype=x.dtype)
+        x_prev = x_adv.clone()
+        losses = torch.zeros(steps + 1, n, device=x.device)  # losses[0]: the start, losses[i + 1]: iterate i
+        losses[0] = loss
+        loss_best_last = loss_best.clone()
+        reduced_last = torch.ones(n, dtype=torch.bool, device=x.device)
+        since, k = 0, period
+        for i in range(steps):
+            with torch.no_grad():
+                momentum = x_adv - x_prev
+                x_prev = x_adv
+                a = 0.75 if i > 0 else 1.0
+                z = project(x_adv + step * grad.sign())
+                x_adv = project(x_adv + a * (z - x_adv) + (1 - a) * momentum)
+            loss, grad, logits = loss_and_grad(x_adv)
+            with torch.no_grad():
+                newly = (logits.argmax(1) != y) & ~fooled
+                x_fool[newly] = x_adv[newly]
+                fooled |= newly
+                losses[i + 1] = loss
+                better = loss > loss_best
+                x_best[better], grad_best[better], loss_best[better] = x_adv[better], grad[better], loss[better]
+                since += 1
+                if since == k:  # checkpoint: halve the step where progress stalled
+                    rises = (losses[i + 2 - k:i + 2] > losses[i + 1 - k:i + 1]).float().sum(0)
+                    stall = rises <= k * rho  # condition 1: too few of the last k steps raised the loss
+                    stall |= ~reduced_last & (loss_best_last >= loss_best)  # condition 2: nothing changed
+                    reduced_last, loss_best_last = stall.clone(), loss_best.clone()
+                    if bool(stall.any()):
+                        step[stall] /= 2.0
+                        x_adv = x_adv.clone()
+                        x_adv[stall], grad[stall] = x_best[stall], grad_best[stall]
+                    k, since = max(k - decr, min_period), 0
+        return torch.where(fooled.view(view), x_fool, x_best).detach()
+
+
+ATTACKS.register("apgd")(apgd)
+__all__ += ["APGD_OBJECTIVES", "apgd"]

@@ -33,8 +33,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a file object: the zip archive's inner folder is then always
+    ``archive/`` (given a path, torch names it after the temporary file), so the same tensors
+    give the same bytes (and the same DVC hash) on every run."""
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:

@@ -271,16 +271,20 @@ def robust_accuracy(
     device=None,
     progress: bool = True,
     seed: Optional[int] = None,
-) -> float:
+    return_logits: bool = False,
+):
     """RA: accuracy under PGD (default PGD-20, eps 8/255, alpha 2/255, random start), eval mode.
 
     ``seed`` makes the random starts reproducible (a dedicated generator);
-    otherwise the global RNG is used.
+    otherwise the global RNG is used. ``return_logits=True`` returns
+    ``(ra, adversarial logits, labels)`` (the attack sanity checks reuse them).
     """
     dev = _model_device(model, device)
     attack = _pgd_attack(seed, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
                          restarts=restarts, amp=runtime.use_amp(dev))
     logits, labels = collect_logits(model, loader, attack=attack, device=dev, progress=progress)
+    if return_logits:
+        return accuracy(logits, labels), logits, labels
     return accuracy(logits, labels)
 
 

@@ -41,6 +41,9 @@ def scale(cfg: dict, fraction: float) -> dict:
     if not isinstance(cfg, dict):
         return cfg
     out = {k: scale(v, fraction) for k, v in cfg.items()}
+    if isinstance(out.get("adversarial"), dict) and isinstance(out["adversarial"].get("epochs"), int):
+        # transfer.adversarial: the Fig. 6 trajectory plane needs 3 snapshots, i.e. 2 epochs
+        out["adversarial"]["epochs"] = max(2, out["adversarial"]["epochs"])
     if isinstance(out.get("epochs"), int):
         epochs = max(1, round(out["epochs"] * fraction))
         out["epochs"] = epochs

@@ -71,3 +71,13 @@ def test_stage_fails_fast_with_one_line_and_writes_nothing(tmp_path, override, n
     err = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(err) == 1 and needle in err[0], r.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_one_epoch_adversarial_transfer_is_rejected_before_any_work():
+    """Fig. 6 trajectory plane: 3 snapshots = at least 2 adversarial epochs; caught at params load,
+    not hours later in the analysis stage."""
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["transfer"]["adversarial"]["epochs"] = 1
+    raw["transfer"]["adversarial"]["milestones"] = []
+    with pytest.raises(ConfigError, match="transfer.adversarial.epochs: 1 must be >= 2"):
+        from_dict(Params, raw)

@@ -97,6 +97,7 @@ def test_tier_fraction_scales_epochs_milestones_and_data():
                         "standard": {"epochs": 3, "milestones": [2]}}, "seed": 0}
     out = tiers.scale(cfg, 0.1)
     assert out["transfer"]["adversarial"] == {"epochs": 10, "milestones": [5, 8], "lr": 0.1}
+    assert tiers.scale(cfg, 0.01)["transfer"]["adversarial"]["epochs"] == 2  # 3 snapshots for Fig. 6
     assert out["transfer"]["standard"] == {"epochs": 1, "milestones": [1]}
     assert out["seed"] == 0 and cfg["transfer"]["adversarial"]["epochs"] == 100  # input untouched
     with pytest.raises(SystemExit, match="outside"):

@@ -6,6 +6,7 @@ before any work starts.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
@@ -66,6 +67,7 @@ class TrainParams:
                            milestones=self.milestones, gamma=self.gamma, batch_size=self.batch_size)
 
     def __post_init__(self):
+        check(self.gamma > 0, "gamma", f"{self.gamma} must be > 0 (lr step-decay factor)")
         try:
             self.config()
         except ValueError as e:
@@ -235,10 +237,21 @@ class EvalParams:
     landscape_images: int = 256  # test images of the loss contours
     trajectory_level: float = 0.7379  # runs at this sparsity keep per-epoch weights (Fig. 6/A9)
     n_robust: int = 0  # test images attacked for RA / transfer attack; 0 = the whole test set
+    # attack sanity checks (repro/sanity.py) on the first `sanity_images` attacked images of every RA; 0 = off
+    sanity_images: int = 32
+    sanity_tolerance: float = 0.1  # allowed accuracy excess (fraction of those images) before a check fails
+    sanity_strong_steps: int = 10  # iterations of each of APGD-CE and APGD-DLR (the stronger attack)
 
     def __post_init__(self):
         check(self.ece_bins >= 1, "ece_bins", f"{self.ece_bins} must be >= 1")
+        check(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
         check(self.landscape_points >= 3, "landscape_points", f"{self.landscape_points} must be >= 3")
+        check(self.landscape_images >= 1, "landscape_images", f"{self.landscape_images} must be >= 1")
+        check(0 < self.trajectory_level < 1, "trajectory_level", f"{self.trajectory_level} is outside (0, 1)")
+        check(self.n_robust >= 0, "n_robust", f"{self.n_robust} must be >= 0 (0 = the whole test set)")
+        check(self.sanity_images >= 0, "sanity_images", f"{self.sanity_images} must be >= 0 (0 = no sanity checks)")
+        check(0 <= self.sanity_tolerance <= 1, "sanity_tolerance", f"{self.sanity_tolerance} is outside [0, 1]")
+        check(self.sanity_strong_steps >= 1, "sanity_strong_steps", f"{self.sanity_strong_steps} must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -286,8 +299,10 @@ class Params:
     def __post_init__(self):
         check(0 <= self.sparsity < 1, "sparsity", f"{self.sparsity} is outside [0, 1)")
         check(self.workers >= 0, "workers", f"{self.workers} must be >= 0 (0 = auto)")
-        check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
+        check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device",
               f"{self.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
+        check(len(set(self.pretrain.kinds)) == len(self.pretrain.kinds), "pretrain.kinds",
+              f"{list(self.pretrain.kinds)}: kinds must be unique (one pretrain@<kind> stage each)")
         levels = self.sweep.sparsities
         for s in levels:
             check(0 < s < 1, "sweep.sparsities", f"{s} is outside (0, 1)")
@@ -295,9 +310,11 @@ class Params:
         from ..data import DATASETS, PUBLIC_DATASETS
 
         allowed = ", ".join(sorted({*DATASETS.names(), *PUBLIC_DATASETS.names()}))
-        for name in (self.data.source, *self.data.downstream, self.data.ood):
-            check(name in DATASETS or name in PUBLIC_DATASETS, "data",
-                  f"dataset {name!r} is unknown; allowed: {allowed}")
+        for key, names in (("data.source", [self.data.source]), ("data.downstream", self.data.downstream),
+                           ("data.ood", [self.data.ood])):
+            for name in names:
+                check(name in DATASETS or name in PUBLIC_DATASETS, key,
+                      f"dataset {name!r} is unknown; allowed: {allowed}")
         if self.evaluation.transfer_attack_task is not None:
             check(self.evaluation.transfer_attack_task in self.data.downstream, "evaluation.transfer_attack_task",
                   f"{self.evaluation.transfer_attack_task!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")
@@ -317,6 +334,23 @@ class Params:
             for t in e.tasks or ():
                 check(t in self.data.downstream, f"{key}.tasks",
                       f"{t!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")
+            if e.seeds is not None:
+                check(len(e.seeds) >= 1 and len(set(e.seeds)) == len(e.seeds), f"{key}.seeds",
+                      f"{list(e.seeds)}: seeds must be unique and at least one (or null = transfer.seeds)")
+            # LMP learns its mask in the transfer stage (regime `mask`); other methods never run there
+            has_lmp = any(m == "lmp" for _, m in e.pairs)
+            if has_lmp:
+                check("mask" in e.regimes, f"{key}.regimes",
+                      f"{list(e.regimes)}: method 'lmp' runs only in regime 'mask', which is missing")
+            if "mask" in e.regimes and e.pairs:
+                check(has_lmp, f"{key}.regimes", "regime 'mask' (LMP mask learning) needs an (kind, 'lmp') pair")
+        lv = self.evaluation.trajectory_level
+        check(any(abs(lv - s) < 1e-6 for s in levels), "evaluation.trajectory_level",
+              f"{lv} is not a level of sweep.sparsities {list(levels)} (the level whose runs keep trajectories)")
+        if any("adversarial" in e.regimes for e in self.experiments.values()):
+            check(self.transfer.adversarial.epochs >= 2, "transfer.adversarial.epochs",
+                  f"{self.transfer.adversarial.epochs} must be >= 2: the Fig. 6 trajectory plane of the "
+                  "adversarial runs needs at least 3 weight snapshots (epochs + 1)")
 
     @property
     def study_tasks(self) -> tuple[str, ...]:

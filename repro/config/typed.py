@@ -9,6 +9,8 @@ nested dataclasses, ``dict[str, X]``, ``Optional``), then runs the class's own
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import re
 import types
 import typing
@@ -31,20 +33,28 @@ _FRACTION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*$")
 
 
 def parse_number(value: Any, key: str) -> float:
-    """Numbers, or strings like ``'8/255'`` (how the papers write eps)."""
+    """Finite numbers, or strings like ``'8/255'`` (how the papers write eps); NaN and infinity are refused."""
     if isinstance(value, bool):
         raise ConfigError(f"params: {key}: expected a number, got {value!r}")
+    out = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        out = float(value)
+    elif isinstance(value, str):
         m = _FRACTION.match(value)
         if m:
-            return float(Fraction(m.group(1)) / Fraction(m.group(2)))
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    raise ConfigError(f"params: {key}: expected a number or a fraction like '8/255', got {value!r}")
+            if Fraction(m.group(2)) == 0:
+                raise ConfigError(f"params: {key}: {value!r} divides by zero")
+            out = float(Fraction(m.group(1)) / Fraction(m.group(2)))
+        else:
+            try:
+                out = float(value)
+            except ValueError:
+                pass
+    if out is None:
+        raise ConfigError(f"params: {key}: expected a number or a fraction like '8/255', got {value!r}")
+    if not math.isfinite(out):
+        raise ConfigError(f"params: {key}: expected a finite number, got {value!r}")
+    return out
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
@@ -104,12 +114,18 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {tp} at {key}")
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict:
+    """The resolved field types of a dataclass (evaluating string annotations is slow; the schema is fixed)."""
+    return typing.get_type_hints(cls)
+
+
 def from_dict(cls: type, data: Any, path: str = "") -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"params: {path or '<root>'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:

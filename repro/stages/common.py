@@ -8,9 +8,12 @@ half-written output (runs are written to a temporary folder and renamed).
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -28,7 +31,8 @@ from ..models import replace_head, set_normalization
 from ..plan import RUNS
 from ..tickets.mask import MaskError
 
-EXPECTED_ERRORS = (ConfigError, CheckpointError, MaskError, DataError, FileNotFoundError, KeyError, ValueError)
+EXPECTED_ERRORS = (ConfigError, CheckpointError, MaskError, DataError, FileNotFoundError, KeyError, ValueError,
+                   runtime.NonFiniteLossError)
 
 
 def log(stage: str, msg: str) -> None:
@@ -37,21 +41,61 @@ def log(stage: str, msg: str) -> None:
 
 def parse_level(s: str) -> float:
     v = float(s)
-    if not 0 <= v < 1:
+    if not 0 <= v < 1:  # NaN included
         raise SystemExit(f"sparsity level {v} is outside [0, 1)")
     return v
 
 
+def stage_item(stage: str, given: str | None) -> str:
+    """The foreach item of a stage: the command-line argument, else what follows ``<stage>@`` in
+    ``DVC_STAGE`` (DVC sets it for every stage command). dvc.yaml passes items this way: no
+    params.yaml value is ever interpolated into the shell command line DVC runs (a value such
+    as ``standard; rm -rf ~`` would otherwise run before any validation); the value reaches the
+    stage as plain data and is validated there."""
+    if given is not None:
+        return given
+    name = os.environ.get("DVC_STAGE", "")
+    if not name.startswith(f"{stage}@"):
+        raise SystemExit(f"{stage}: give the item on the command line (outside DVC: DVC_STAGE is {name!r})")
+    return name[len(stage) + 1:]
+
+
 def level_main(stage: str, body_for: Callable[[float], Callable[[Params], None]], doc: str, argv=None) -> int:
-    """Entry point of a per-level stage: ``python -m repro.stages.<stage> <level>`` (0 = dense)."""
+    """Entry point of a per-level stage: ``python -m repro.stages.<stage> <level>`` (0 = dense); under
+    DVC the level comes from ``DVC_STAGE`` (``<stage>@<level>``, see :func:`stage_item`)."""
     import argparse
 
     from ..plan import level_name
 
     ap = argparse.ArgumentParser(description=doc)
-    ap.add_argument("level", type=parse_level, help="sparsity level; 0 = the dense baselines")
+    ap.add_argument("level", nargs="?", help="sparsity level; 0 = the dense baselines (default: from DVC_STAGE)")
     a = ap.parse_args(argv)
-    return run_stage(f"{stage}@{level_name(a.level)}", body_for(a.level))
+    raw = stage_item(stage, a.level)
+    try:
+        level = parse_level(raw)
+    except (ValueError, SystemExit) as e:
+        msg = str(e) if isinstance(e, SystemExit) else f"sparsity level {raw!r} is not a number"
+        print(f"[{stage}] error: {msg}", file=sys.stderr, flush=True)
+        return 2
+    return run_stage(f"{stage}@{level_name(level)}", body_for(level))
+
+
+_FASTAI_WRAP = re.compile(r"^Exception occured in `(\w+)` when calling event `(\w+)`:$")
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an error's message; fastai prefixes errors raised inside a callback with a line
+    of its own ("Exception occured in `RaiseOnNaN` when calling event `after_loss`:"), so for those the
+    original message comes first and the callback after it."""
+    if isinstance(e, KeyError):
+        return str(e.args[0]) if e.args else type(e).__name__
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    m = _FASTAI_WRAP.match(lines[0])
+    if m and len(lines) > 1:
+        return f"{lines[1]} (in the training callback {m.group(1)}.{m.group(2)})"
+    return lines[0]
 
 
 def run_stage(name: str, body: Callable[[Params], None], params_path: str = "params.yaml") -> int:
@@ -67,11 +111,10 @@ def run_stage(name: str, body: Callable[[Params], None], params_path: str = "par
     try:
         body(p)
     except EXPECTED_ERRORS as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if isinstance(e, KeyError):
-            msg = str(e.args[0]) if e.args else msg
+        msg = one_line(e)
         print(f"[{name}] error: {msg}", file=sys.stderr, flush=True)
         return 2
+    shutil.rmtree(CKPT_ROOT / name, ignore_errors=True)  # every run of the stage is complete
     log(name, f"done in {time.time() - t0:.1f} s")
     return 0
 
@@ -183,11 +226,68 @@ def downstream_model(p: Params, kind: str, task: ArrayTask) -> torch.nn.Module:
     return model
 
 
+# ------------------------------------------------------------- per-epoch checkpoints
+#: per-epoch checkpoints of unfinished runs, outside every DVC output (gitignored, dvcignored)
+CKPT_ROOT = Path(".cache") / "repro" / "ckpt"
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """sha256 of the package's source: a checkpoint written by other code is never resumed."""
+    h = hashlib.sha256()
+    pkg = Path(__file__).resolve().parents[1]
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(str(f.relative_to(pkg)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def checkpoint_key(stage: str, run: str, p: Params, inputs=(), extra: str = "") -> str:
+    """Identity of one training run: stage, run name, every param, the code, and the inputs
+    (path, size, mtime: an input rewritten since the checkpoint makes it stale)."""
+    stats = []
+    for f in inputs:
+        f = Path(f)
+        st = f.stat() if f.exists() else None
+        stats.append([str(f), st.st_size if st else None, st.st_mtime_ns if st else None])
+    blob = json.dumps({"stage": stage, "run": run, "params": to_dict(p), "inputs": stats, "extra": extra,
+                       "code": _code_digest(), "torch": torch.__version__}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def tensor_digest(tensors: dict) -> str:
+    """sha256 over a dict of tensors (an in-memory input of a run, e.g. its mask)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def epoch_checkpoint(stage: str, run: str, p: Params, carry_dir: Path, inputs=(), extra: str = ""):
+    """The ``EpochCheckpoint`` callback of one run: ``.cache/repro/ckpt/<stage>/<run-hash>/last.pt``."""
+    from ..training import EpochCheckpoint
+
+    key = checkpoint_key(stage, run, p, inputs, extra)
+    return EpochCheckpoint(CKPT_ROOT / stage / key[:20], key, carry_dir=carry_dir)
+
+
+def drop_checkpoint(cb) -> None:
+    """The run's outputs are in place: its checkpoint is no longer needed."""
+    if cb is not None:
+        shutil.rmtree(cb.directory, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------- run folders
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Write a run into a temporary sibling folder; rename it onto ``path`` when complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # temporary folders left by a killed earlier attempt of this run
+    for stale in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

@@ -4,7 +4,10 @@ SA, NLL and ECE (15 bins) on the clean test set; RA under PGD-20 (eps 8/255,
 alpha 2/255, eval mode); OoD AUROC from max-softmax scores against the OoD
 set; for adversarially fine-tuned runs on the transfer-attack task, accuracy
 under PGD-20 examples crafted on the independently trained robust reference
-model (Double-Win Table A2). Also checks that pruned weights are still zero.
+model (Double-Win Table A2). Also checks that pruned weights are still zero, and
+runs the attack sanity checks (``repro.sanity``) on the first
+``evaluation.sanity_images`` attacked images: ``sanity`` (accuracies and checks)
+and ``sanity_ok`` sit next to ``ra``.
 Writes ``runs/eval/<level>/<run>/metrics.json``.
 """
 from __future__ import annotations
@@ -65,8 +68,9 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, referenc
     xr, yr = robust_subset(task, e.n_robust)
     rloader = array_loader(xr, yr, bs, size, recipe=p.data.recipe, device="cpu")
     a = e.attack
-    ra = metrics.robust_accuracy(model, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
-                                 random_start=a.random_start, restarts=a.restarts, progress=False, seed=p.seed)
+    ra, adv_logits, _ = metrics.robust_accuracy(model, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
+                                                random_start=a.random_start, restarts=a.restarts, progress=False,
+                                                seed=p.seed, return_logits=True)
     out = {
         "sa": clean["accuracy"], "nll": clean["nll"], "ece": clean["ece"], "ra": ra,
         "ood_auroc": metrics.ood_auroc(clean["logits"], ood_logits),
@@ -74,6 +78,16 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, referenc
         "measured_sparsity": spec["measured_sparsity"],
         **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
     }
+    if e.sanity_images > 0:  # attack sanity on the first images attacked for RA, recorded next to it
+        from .. import sanity
+
+        k = min(e.sanity_images, int(yr.shape[0]))
+        xs, ys = next(iter(array_loader(xr[:k], yr[:k], k, size, recipe=p.data.recipe, device="cpu")))
+        out["sanity"] = sanity.attack_sanity(
+            model, xs, ys, clean["logits"][:k], adv_logits[:k], eps=a.eps, alpha=a.alpha, steps=a.steps,
+            random_start=a.random_start, restarts=a.restarts, tolerance=e.sanity_tolerance,
+            strong_steps=e.sanity_strong_steps, seed=p.seed)
+        out["sanity_ok"] = out["sanity"]["ok"]
     mask_file = run_dir / "mask.pt"
     if mask_file.is_file():
         mask = Mask.load(mask_file)
@@ -108,7 +122,8 @@ def body_for(sparsity: float):
         _STATE["reference"] = load_reference(p, _STATE["tasks"])
         work = partial(_evaluate_one, p, src, RUNS / "eval" / lv)
         for i, (rel, m) in enumerate(parallel_map(work, run_dirs, n_workers(p)), 1):
-            log(f"evaluate@{lv}", f"[{i}/{len(run_dirs)}] {rel}: SA {m['sa']:.3f} RA {m['ra']:.3f}")
+            flag = "" if m.get("sanity_ok", True) else f" attack sanity FAILED: {', '.join(m['sanity']['failed'])}"
+            log(f"evaluate@{lv}", f"[{i}/{len(run_dirs)}] {rel}: SA {m['sa']:.3f} RA {m['ra']:.3f}{flag}")
         (RUNS / "eval" / lv).mkdir(parents=True, exist_ok=True)
     return body
 

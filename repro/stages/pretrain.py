@@ -21,7 +21,7 @@ from ..io import save_torch
 from ..pretraining import PRETRAIN, learner_kwargs
 from ..training import train
 from .common import (atomic_dir, config_hash, device, epoch_checkpoint, load_into, load_state, load_task, log,
-                     run_stage, source_model, task_path, write_json)
+                     run_stage, source_model, stage_item, task_path, write_json)
 from ..plan import RUNS
 
 
@@ -81,9 +81,11 @@ def body_for(kind: str):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("kind", help=f"one of {', '.join(PRETRAIN.names())}")
+    ap.add_argument("kind", nargs="?", help=f"one of {', '.join(PRETRAIN.names())} (default: from DVC_STAGE, "
+                                            "pretrain@<kind>: dvc.yaml never puts a params value on a command line)")
     a = ap.parse_args(argv)
-    return run_stage(f"pretrain@{a.kind}", body_for(a.kind))
+    kind = stage_item("pretrain", a.kind)
+    return run_stage(f"pretrain@{kind}", body_for(kind))
 
 
 if __name__ == "__main__":

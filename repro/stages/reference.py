@@ -15,7 +15,8 @@ from ..data import make_dataloaders
 from ..io import save_torch
 from ..plan import RUNS
 from ..training import train
-from .common import atomic_dir, device, load_task, log, run_stage, write_json
+from .common import (atomic_dir, device, drop_checkpoint, epoch_checkpoint, load_task, log, run_stage, task_path,
+                     write_json)
 
 REFERENCE_SEED_OFFSET = 7919  # a seed no transfer run uses
 
@@ -29,11 +30,13 @@ def body(p: Params) -> None:
     dls = make_dataloaders(task, bs=cfg.batch_size, size=p.data.image_size, seed=p.seed + REFERENCE_SEED_OFFSET,
                            device=device(p), num_workers=p.data.num_workers, recipe=p.data.recipe)
     with atomic_dir(RUNS / "reference" / name) as out:
+        ckpt = epoch_checkpoint("reference", name, p, carry_dir=out, inputs=[task_path(name)])
         learn = train(dls, model, cfg.config(), attack=attack_from_config("pgd", **p.transfer.attack.kwargs()),
-                      attack_bn_mode=p.transfer.bn_mode, live_dir=out / "live", progress=False)
+                      attack_bn_mode=p.transfer.bn_mode, live_dir=out / "live", progress=False, extra_cbs=[ckpt])
         save_torch(learn.model.cpu().state_dict(), out / "model.pt")
         write_json(out / "spec.json", {"task": name, "seed": p.seed + REFERENCE_SEED_OFFSET,
                                        "training": "pgd adversarial from random init"})
+    drop_checkpoint(ckpt)
     log("reference", f"robust reference model for {name} trained")
 
 

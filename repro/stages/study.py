@@ -7,7 +7,7 @@ standard and adversarial fine-tuning on the study tasks, evaluate, and compare
 with the dense baselines of the `evaluate@dense` stage (which this stage only
 reads, so pretraining and dense baselines are never re-run). Writes
 ``metrics/study.json`` (DVC metrics: dense/ticket SA, adversarial SA/RA,
-measured sparsity, double-win verdict) and ``runs/study/``.
+measured sparsity, double-win verdict, attack sanity of the ticket runs) and ``runs/study/``.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from functools import partial
 from ..config import Params
 from ..io import save_json
 from ..plan import RUNS, RunSpec
+from ..sanity import summarize as summarize_sanity
 from ..verdicts import aggregate, matching
 from .common import load_task, log, n_workers, parallel_map, read_json, run_stage
 from .evaluate import evaluate_run, load_reference
@@ -32,7 +33,7 @@ _STATE: dict = {}  # tasks, OoD set, reference model and masks, shared with fork
 
 def _transfer_and_evaluate(p: Params, spec: RunSpec) -> dict:
     run_dir = transfer_stage.run_one(p, spec, p.sparsity, _STATE["tasks"], mask=_STATE["masks"][spec.kind],
-                                     out_final=STUDY_DIR / "runs" / spec.name)
+                                     out_final=STUDY_DIR / "runs" / spec.name, stage="study")
     return evaluate_run(p, run_dir, _STATE["tasks"], _STATE["ood"], _STATE["reference"])
 
 
@@ -56,7 +57,8 @@ def body(p: Params) -> None:
     rows = []
     for i, row in enumerate(parallel_map(partial(_transfer_and_evaluate, p), specs, n_workers(p)), 1):
         rows.append(row)
-        log("study", f"[{i}/{len(specs)}] {specs[i - 1].name}: SA {row['sa']:.3f} RA {row['ra']:.3f}")
+        flag = "" if row.get("sanity_ok", True) else f" attack sanity FAILED: {', '.join(row['sanity']['failed'])}"
+        log("study", f"[{i}/{len(specs)}] {specs[i - 1].name}: SA {row['sa']:.3f} RA {row['ra']:.3f}{flag}")
     # dense baselines from evaluate@dense (read, never re-run)
     dense_rows = []
     for kind in p.pretrain.kinds:
@@ -80,7 +82,16 @@ def body(p: Params) -> None:
                 "dense_sa_adv": round(d_adv["sa_mean"], 4), "ticket_sa_adv": round(t_adv["sa_mean"], 4),
                 "dense_ra_adv": round(d_adv["ra_mean"], 4), "ticket_ra_adv": round(t_adv["ra_mean"], 4),
                 "double_win": all(crit),
+                # attack sanity (repro.sanity) of every ticket run behind these numbers
+                "attack_sanity_ok": all(r.get("sanity_ok", True) for r in rows
+                                        if r["kind"] == kind and r["task"] == task),
             }
+    san = summarize_sanity(rows, run_id=lambda r: f"{r['kind']}-{r['method']}/{r['task']}/{r['regime']}"
+                                                  f"-seed{r['seed']}")
+    out["attack_sanity"] = {k: san[k] for k in ("checked", "ok", "flagged")}
+    if san["flagged"]:
+        log("study", f"attack sanity FAILED for {san['flagged']} of {san['checked']} runs: "
+                     + "; ".join(f"{f['run']}: {', '.join(f['failed'])}" for f in san["flagged_runs"]))
     save_json(out, "metrics/study.json")
     log("study", "wrote metrics/study.json")
 

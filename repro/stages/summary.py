@@ -1,6 +1,8 @@
 """Stage `summary`: aggregate every evaluated run into DVC metrics and plots.
 
-* ``metrics/summary.json`` (DVC metrics): dense baselines and run counts;
+* ``metrics/summary.json`` (DVC metrics): dense baselines, run counts and the attack-sanity counts;
+* ``metrics/sanity.json`` (DVC metrics): attack sanity over every robust evaluation (``repro.sanity``):
+  counts per check and every flagged run with the checks it failed;
 * ``metrics/double_win.json`` (DVC metrics): extreme double-win sparsity per
   (pretraining, method, task), with the per-level verdicts;
 * ``plots/curves.csv``: mean and std over seeds of SA, RA, ECE, NLL, AUROC per
@@ -18,6 +20,7 @@ from pathlib import Path
 from ..config import Params
 from ..io import atomic_path, save_json
 from ..plan import RUNS
+from ..sanity import summarize as summarize_sanity
 from ..verdicts import METRICS, aggregate, double_win
 from .common import log, run_stage
 
@@ -80,9 +83,17 @@ def body(p: Params) -> None:
             dense.setdefault(r["kind"], {}).setdefault(r["task"], {})[r["regime"]] = {
                 "sa": round(r["sa_mean"], 4), "ra": round(r.get("ra_mean", float("nan")), 4)}
     violations = sum(r.get("mask_violations", 0) for r in rows)
-    save_json({"runs": len(rows), "groups": len(agg), "mask_violations": violations, "dense": dense},
+    san = summarize_sanity(rows)
+    save_json(san, METRICS_DIR / "sanity.json")
+    save_json({"runs": len(rows), "groups": len(agg), "mask_violations": violations, "dense": dense,
+               "attack_sanity": {k: san[k] for k in ("checked", "ok", "flagged", "not_checked")}
+               | {f"failed_{c}": v for c, v in san["failures_per_check"].items()}},
               METRICS_DIR / "summary.json")
     log("summary", f"{len(rows)} runs in {len(agg)} groups; {len(verdicts)} double-win verdicts")
+    if san["flagged"]:
+        log("summary", f"attack sanity: {san['flagged']} of {san['checked']} robust evaluations FAILED a check "
+                       f"(gradient masking?), see metrics/sanity.json: "
+                       + ", ".join(f"{c} x{v}" for c, v in san["failures_per_check"].items() if v))
 
 
 def _nest(verdicts: list[dict]) -> dict:

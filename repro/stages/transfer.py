@@ -23,8 +23,8 @@ from ..io import save_torch
 from ..plan import DENSE, RUNS, RunSpec, level_name, runs_for_level, ticket_path
 from ..tickets.mask import Mask
 from ..training import LearnableMask, train
-from .common import (atomic_dir, config_hash, device, downstream_model, level_main, load_task, log, n_workers,
-                     parallel_map, write_json)
+from .common import (atomic_dir, config_hash, device, downstream_model, drop_checkpoint, epoch_checkpoint, level_main,
+                     load_task, log, n_workers, parallel_map, pretrained_path, task_path, tensor_digest, write_json)
 
 
 class WeightSnapshots(Callback):
@@ -44,6 +44,12 @@ class WeightSnapshots(Callback):
     def _copy(self):
         return {k: v.detach().cpu().clone() for k, v in self.learn.model.named_parameters()}
 
+    def ckpt_state(self):  # EpochCheckpoint: the snapshots so far
+        return self.snaps
+
+    def ckpt_load(self, state):
+        self.snaps = list(state)
+
 
 def wants_trajectory(p: Params, spec: RunSpec, sparsity: float) -> bool:
     lv = p.evaluation.trajectory_level
@@ -52,8 +58,11 @@ def wants_trajectory(p: Params, spec: RunSpec, sparsity: float) -> bool:
 
 
 def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask | None = None,
-            out_final: Path | None = None) -> Path:
-    """Fine-tune one run; the ticket comes from the tickets stage unless ``mask`` is given."""
+            out_final: Path | None = None, stage: str | None = None) -> Path:
+    """Fine-tune one run; the ticket comes from the tickets stage unless ``mask`` is given.
+
+    Runs of more than one epoch keep a per-epoch checkpoint under ``.cache/repro/ckpt/<stage>/``
+    (deleted once the run folder is in place): a killed stage resumes them bit-identically."""
     out_final = out_final or RUNS / "transfer" / level_name(sparsity) / spec.name
     if spec.task not in tasks:
         tasks[spec.task] = load_task(spec.task)
@@ -84,8 +93,12 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
     if snaps is not None:
         extra.append(snaps)
     with atomic_dir(out_final) as out:
-        learn = train(dls, model, regime_cfg.config(), csv_log=out / "history.csv", progress=False, extra_cbs=extra,
-                      **kwargs)
+        ckpt = epoch_checkpoint(stage or f"transfer@{level_name(sparsity)}", spec.name, p, carry_dir=out,
+                                inputs=[task_path(spec.task), pretrained_path(spec.kind)],
+                                extra=f"{sparsity}|{out_final}|"
+                                + ("" if mask is None else tensor_digest(dict(mask.items()))))
+        learn = train(dls, model, regime_cfg.config(), csv_log=out / "history.csv", progress=False,
+                      extra_cbs=[*extra, ckpt], **kwargs)
         model = learn.model.cpu()
         if spec.regime == "mask":
             mask = lm.mask
@@ -100,6 +113,7 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
             "fraction": spec.fraction, "seed": spec.seed, "level": sparsity,
             "measured_sparsity": 0.0 if mask is None else mask.sparsity,
             "n_train": len(dls.train_ds), "config": config_hash([regime_cfg, p.transfer.attack, p.model])})
+    drop_checkpoint(ckpt)
     return out_final
 
 

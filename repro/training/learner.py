@@ -119,6 +119,7 @@ def make_learner(
     cbs.extend(extra_cbs)
     learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), opt_func=sgd(cfg), lr=cfg.lr,
                     cbs=cbs, metrics=[accuracy], wd_bn_bias=True, train_bn=True)
+    learn.recorder.add_time = False  # no wall-clock column in the per-epoch logs: same run, same files
     if runtime.use_amp(dev):
         learn = learn.to_fp16()
     if not progress:
@@ -130,5 +131,10 @@ def make_learner(
 def train(dls: DataLoaders, model: nn.Module, cfg: TrainConfig, **kwargs) -> Learner:
     """Build the learner and fit ``cfg.epochs`` epochs with the configured LR schedule."""
     learn = make_learner(dls, model, cfg, **kwargs)
-    learn.fit(cfg.epochs, lr=cfg.lr, cbs=[cfg.scheduler()])
+    cbs = [cfg.scheduler()]
+    from .. import distributed  # under torchrun: data-parallel over the processes (repro/distributed.py)
+
+    if distributed.active():
+        cbs.append(distributed.DistributedTrainer())
+    learn.fit(cfg.epochs, lr=cfg.lr, cbs=cbs)
     return learn
