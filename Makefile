@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test repro lock clean-venv
+.PHONY: venv test repro bench lock clean-venv
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ FRACTION ?= 1
 repro: venv
 	@if [ "$(TIER)" != default ]; then $(PY) -m repro.tiers use $(TIER) --fraction $(FRACTION); fi
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
+
+# Speed against baselines run in the same session (bench/README.md); writes bench/results/<machine>.json.
+bench: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/run.py
 
 # Re-resolve the lock file from pyproject.toml (needs the package index).
 lock:

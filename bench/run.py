@@ -1,0 +1,410 @@
+"""`make bench`: speed of the package measured against baselines in the same process.
+
+Every number is a ratio to something run in the same session, on the same
+model, data, batch and threads, with the two sides interleaved (A B A B ...)
+so drift of the machine hits both; the median over repeats is reported.
+
+Sections (``--only`` picks some):
+  adv       PGD-10 adversarial fine-tuning with a 80 % ticket: our fastai path vs the official
+            code's way (bench/baseline.py), per model; images/s and ratio
+  flops     achieved GFLOP/s of our PGD-10 and standard training steps vs this machine's
+            fp32 matmul rate measured now
+  mask      mask enforcement overhead: masked / dense step time (our path)
+  eval      PGD-20 evaluation throughput: ours vs torchattacks' PGD
+  data      fastai + albumentations loading per image vs the training step per image
+  pipeline  the smoke tier's `dvc repro` wall time, a no-op `dvc repro`, `dvc status` of the paper tier
+
+Writes ``bench/results/<machine>.json`` (atomically) and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import baseline  # noqa: E402
+
+from repro import runtime  # noqa: E402
+from repro.attacks import attack_from_config, bn_mode, pgd  # noqa: E402
+from repro.data import make_dataloaders  # noqa: E402
+from repro.data.synthetic import make_task  # noqa: E402
+from repro.io import save_json  # noqa: E402
+from repro.models import build_model  # noqa: E402
+from repro.tickets import draw_ticket  # noqa: E402
+from repro.training import TrainConfig, make_learner  # noqa: E402
+
+EPS, ALPHA = 8 / 255, 2 / 255
+SECTIONS = ("adv", "flops", "mask", "eval", "data", "pipeline")
+
+#: the models compared: (label, arch, kwargs, batch size, timed batches per run)
+MODELS = {
+    "tiny": ("ResNet-8 w16 (tiny)", "cifar_resnet", dict(depths=(1, 1, 1), width=16), 64, 6),
+    "r18": ("CIFAR ResNet-18 w64", "cifar_resnet18", {}, 32, 2),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------- machine
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    dev = runtime.device()
+    return {
+        "host": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+        "device": str(dev), "gpu": torch.cuda.get_device_name(0) if dev.type == "cuda" else None,
+        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+    }
+
+
+def machine_name(m: dict) -> str:
+    kind = (m["gpu"] or m["cpu"] or "cpu").lower()
+    slug = "".join(c if c.isalnum() else "-" for c in kind).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return f"{slug[:48]}-{m['cores']}c"
+
+
+# ------------------------------------------------------------------------- helpers
+def median_ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(a) / statistics.median(b)
+
+
+def task32(n: int, seed: int = 0):
+    return make_task("bench", num_classes=10, n_train=n, n_test=64, size=32, gap=0.3, seed=seed)
+
+
+def model_for(key: str, seed: int = 0) -> torch.nn.Module:
+    _, arch, kw, _, _ = MODELS[key]
+    torch.manual_seed(seed)
+    return build_model(arch, 10, **kw)
+
+
+def ticket(model: torch.nn.Module, sparsity: float = 0.8):
+    return draw_ticket("omp", model, sparsity)
+
+
+class _Timer:
+    """Wall time of the training batches after ``warmup`` (data loading included), via a callback."""
+
+    def __init__(self, warmup: int):
+        from fastai.callback.core import Callback
+
+        timer = self
+
+        class TimerCB(Callback):
+            order = -100  # before every other callback (the attack runs in before_batch)
+
+            def before_batch(self):
+                if self.training and self.iter == warmup:
+                    timer.t0 = time.perf_counter()
+
+            def after_batch(self):
+                if self.training and self.iter >= warmup:
+                    timer.n += len(self.learn.yb[0])
+
+            def after_train(self):
+                timer.t1 = time.perf_counter()
+
+        self.cb, self.t0, self.t1, self.n = TimerCB(), None, None, 0
+
+    @property
+    def rate(self) -> float:
+        return self.n / (self.t1 - self.t0)
+
+
+def ours_rate(key: str, steps: int, masked: bool = True, warmup: int = 1, seed: int = 0) -> float:
+    """Images/s of our fastai path: make_learner + MaskEnforcer + AdversarialTraining (bn train)."""
+    _, _, _, bs, nb = MODELS[key]
+    task = task32(bs * (warmup + nb), seed)
+    dls = make_dataloaders(task, bs=bs, size=32, seed=seed, device="cpu" if not torch.cuda.is_available() else None,
+                           recipe="cifar", drop_last=True)
+    model = model_for(key, seed)
+    attack = attack_from_config("pgd", eps=EPS, alpha=ALPHA, steps=steps) if steps else None
+    timer = _Timer(warmup)
+    learn = make_learner(dls, model, TrainConfig(epochs=1, lr=0.01, schedule="constant", batch_size=bs),
+                         mask=ticket(model) if masked else None, attack=attack, attack_bn_mode="train",
+                         progress=False, extra_cbs=[timer.cb])
+    learn.fit(1, lr=0.01)
+    return timer.rate
+
+
+def baseline_rate(key: str, steps: int, warmup: int = 1, seed: int = 0) -> float:
+    """Images/s of the official code's way (bench/baseline.py) on the same model, ticket and data."""
+    _, _, _, bs, nb = MODELS[key]
+    task = task32(bs * (warmup + nb), seed)
+    dev = runtime.device()
+    model = model_for(key, seed)
+    masks = ticket(model)
+    model = model.to(dev)
+    baseline.apply_prune_masks(model, {k: v.to(dev) for k, v in masks.items()})
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    dl = baseline.loader(task.x_train, task.y_train, bs, seed)
+    if dev.type == "cuda":
+        dl = ((x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)) for x, y in dl)
+    n, t = baseline.train_epoch(model, dl, opt, EPS, ALPHA, steps, warmup=warmup)
+    return n / t
+
+
+# ------------------------------------------------------------------------- sections
+def bench_adv(repeats: int, models: list[str]) -> dict:
+    out = {}
+    for key in models:
+        ours, base = [], []
+        for r in range(repeats):
+            ours.append(ours_rate(key, 10))
+            base.append(baseline_rate(key, 10))
+            log(f"adv {key} repeat {r + 1}/{repeats}: ours {ours[-1]:.1f} img/s, baseline {base[-1]:.1f} img/s")
+        out[key] = {"model": MODELS[key][0], "batch": MODELS[key][3], "ours_img_s": statistics.median(ours),
+                    "baseline_img_s": statistics.median(base), "ratio": median_ratio(ours, base),
+                    "ours_runs": ours, "baseline_runs": base}
+    return out
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    dev = runtime.device()
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def step_flops(key: str, steps: int) -> float:
+    """FLOPs of one training step per image (attack forward/backward included), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model_for(key)
+    bs = 8
+    x, y = torch.rand(bs, 3, 32, 32), torch.randint(0, 10, (bs,))
+    with FlopCounterMode(display=False) as fc:
+        x_adv = pgd(model, x, y, eps=EPS, alpha=ALPHA, steps=steps) if steps else x
+        torch.nn.functional.cross_entropy(model(x_adv), y).backward()
+    return fc.get_total_flops() / bs
+
+
+def bench_flops(models: list[str], adv: dict, repeats: int) -> dict:
+    peak = max(matmul_gflops() for _ in range(2))
+    out = {"matmul_gflops": peak}
+    for key in models:
+        std = [ours_rate(key, 0, masked=False) for _ in range(repeats)]
+        f_std, f_adv = step_flops(key, 0), step_flops(key, 10)
+        adv_rate = adv[key]["ours_img_s"] if key in adv else ours_rate(key, 10)
+        out[key] = {
+            "standard_gflop_per_img": f_std / 1e9, "pgd10_gflop_per_img": f_adv / 1e9,
+            "standard_img_s": statistics.median(std),
+            "standard_gflops": f_std * statistics.median(std) / 1e9,
+            "pgd10_gflops": f_adv * adv_rate / 1e9,
+        }
+        out[key]["standard_fraction_of_matmul"] = out[key]["standard_gflops"] / peak
+        out[key]["pgd10_fraction_of_matmul"] = out[key]["pgd10_gflops"] / peak
+    return out
+
+
+def bench_mask(models: list[str], repeats: int) -> dict:
+    out = {}
+    for key in models:
+        masked, dense = [], []
+        for _ in range(repeats):
+            dense.append(ours_rate(key, 0, masked=False))
+            masked.append(ours_rate(key, 0, masked=True))
+        # time per step is 1 / rate: masked time / dense time = dense rate / masked rate
+        out[key] = {"masked_img_s": statistics.median(masked), "dense_img_s": statistics.median(dense),
+                    "overhead": median_ratio(dense, masked) - 1.0}
+        log(f"mask {key}: dense {out[key]['dense_img_s']:.1f} img/s, masked {out[key]['masked_img_s']:.1f} img/s")
+    return out
+
+
+def bench_eval(models: list[str], repeats: int) -> dict:
+    import torchattacks
+
+    out = {}
+    dev = runtime.device()
+    for key in models:
+        bs = MODELS[key][3]
+        model = runtime.prepare_model(model_for(key), dev).eval()
+        x, y = torch.rand(bs, 3, 32, 32, device=dev), torch.randint(0, 10, (bs,), device=dev)
+        ta = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=20, random_start=True)
+
+        def ours_once():
+            with bn_mode(model, "eval"):
+                pgd(model, x, y, eps=EPS, alpha=ALPHA, steps=20)
+
+        def ta_once():
+            ta(x, y)
+
+        ours_once(), ta_once()  # warm-up
+        o, t = [], []
+        for _ in range(repeats):
+            for fn, acc in ((ours_once, o), (ta_once, t)):
+                t0 = time.perf_counter()
+                fn()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                acc.append(bs / (time.perf_counter() - t0))
+        out[key] = {"ours_img_s": statistics.median(o), "torchattacks_img_s": statistics.median(t),
+                    "ratio": median_ratio(o, t)}
+        log(f"eval {key}: ours {out[key]['ours_img_s']:.1f} img/s, torchattacks {out[key]['torchattacks_img_s']:.1f}")
+    return out
+
+
+def bench_data(models: list[str], flops: dict) -> dict:
+    """Loading + albumentations per image (fastai DataLoader, cifar recipe) vs training per image."""
+    bs, n = 128, 1024
+    task = task32(n)
+    dls = make_dataloaders(task, bs=bs, size=32, seed=0, device="cpu", recipe="cifar")
+    for _ in dls.train:  # warm-up
+        break
+    t0 = time.perf_counter()
+    seen = sum(len(yb) for _, yb in dls.train)
+    per_img = (time.perf_counter() - t0) / seen
+    out = {"load_ms_per_img": per_img * 1e3}
+    for key in models:
+        std = flops.get(key, {}).get("standard_img_s") or ours_rate(key, 0, masked=False)
+        out[key] = {"fraction_of_standard_step": per_img * std}
+    return out
+
+
+def _run(cmd: list[str], cwd: Path, env: dict) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip().splitlines()[-1:]}")
+    return time.perf_counter() - t0
+
+
+def bench_pipeline(tier: str) -> dict:
+    """Wall times of the pipeline in a scratch copy of the repository (tracked files only)."""
+    venv_bin = Path(sys.executable).parent
+    dvc = str(venv_bin / "dvc")
+    env = dict(os.environ, PATH=f"{venv_bin}:{os.environ.get('PATH', '')}", PYTHONWARNINGS="ignore")
+    out = {"tier": tier}
+    with tempfile.TemporaryDirectory(prefix="repro-bench-") as tmp:
+        work = Path(tmp) / "repo"
+        files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+        for f in files:
+            if (ROOT / f).is_file():
+                (work / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / f, work / f)
+        for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"]):
+            _run(cmd, work, env)
+        paper = Path(tmp) / "paper"
+        shutil.copytree(work, paper)
+        _run([sys.executable, "-m", "repro.tiers", "use", "paper"], paper, env)
+        out["paper_dvc_status_s"] = _run([dvc, "status"], paper, env)
+        out["paper_dvc_dag_s"] = _run([dvc, "dag"], paper, env)
+        if tier != "default":
+            _run([sys.executable, "-m", "repro.tiers", "use", tier], work, env)
+        log(f"pipeline: `dvc repro` of tier {tier} (a few minutes) ...")
+        out["repro_s"] = _run([dvc, "repro"], work, env)
+        out["noop_repro_s"] = _run([dvc, "repro"], work, env)
+        out["status_s"] = _run([dvc, "status"], work, env)
+    return out
+
+
+# ------------------------------------------------------------------------- report
+def table(res: dict) -> str:
+    rows = ["| measurement | ours | baseline | ratio |", "|---|---|---|---|"]
+    for key, r in res.get("adv", {}).items():
+        rows.append(f"| PGD-10 adversarial fine-tuning, {r['model']}, batch {r['batch']}, 80 % ticket (img/s) | "
+                    f"{r['ours_img_s']:.1f} | {r['baseline_img_s']:.1f} (official code's way) | **{r['ratio']:.2f}×** |")
+    for key, r in res.get("eval", {}).items():
+        rows.append(f"| PGD-20 evaluation, {MODELS[key][0]} (img/s) | {r['ours_img_s']:.1f} | "
+                    f"{r['torchattacks_img_s']:.1f} (torchattacks 3.5.1) | **{r['ratio']:.2f}×** |")
+    for key, r in res.get("mask", {}).items():
+        rows.append(f"| mask enforcement, {MODELS[key][0]}: masked / dense step time | "
+                    f"{r['masked_img_s']:.1f} img/s | {r['dense_img_s']:.1f} img/s (dense) | "
+                    f"{1 + r['overhead']:.3f} ({100 * r['overhead']:+.1f} %) |")
+    fl = res.get("flops", {})
+    for key in MODELS:
+        if key in fl:
+            r = fl[key]
+            rows.append(f"| achieved GFLOP/s, {MODELS[key][0]}: standard / PGD-10 step | "
+                        f"{r['standard_gflops']:.1f} / {r['pgd10_gflops']:.1f} | {fl['matmul_gflops']:.0f} (fp32 matmul) | "
+                        f"{r['standard_fraction_of_matmul']:.2f} / {r['pgd10_fraction_of_matmul']:.2f} |")
+    d = res.get("data", {})
+    for key in MODELS:
+        if key in d:
+            rows.append(f"| data loading + albumentations per image vs standard step, {MODELS[key][0]} | "
+                        f"{d['load_ms_per_img']:.3f} ms | | {d[key]['fraction_of_standard_step']:.3f} |")
+    p = res.get("pipeline")
+    if p:
+        rows.append(f"| `dvc repro`, tier {p['tier']} (s) | {p['repro_s']:.0f} | | |")
+        rows.append(f"| no-op `dvc repro` / `dvc status` (s) | {p['noop_repro_s']:.1f} / {p['status_s']:.1f} | | |")
+        rows.append(f"| `dvc status` / `dvc dag`, paper tier DAG (s) | {p['paper_dvc_status_s']:.1f} / "
+                    f"{p['paper_dvc_dag_s']:.1f} | | |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats per comparison (median)")
+    ap.add_argument("--tier", default="smoke", help="tier whose `dvc repro` is timed (default: smoke)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/<machine>.json)")
+    a = ap.parse_args(argv)
+    if a.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {a.repeats}")
+    threads = int(os.environ.get("REPRO_THREADS", 0)) or (os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    runtime.seed_everything(0)
+    m = machine()
+    res: dict = {"machine": m, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "repeats": a.repeats,
+                 "settings": {"eps": "8/255", "alpha": "2/255", "sparsity": 0.8, "image_size": 32,
+                              "bn_mode_during_attack": "train"}}
+    t0 = time.perf_counter()
+    if "adv" in a.only:
+        res["adv"] = bench_adv(a.repeats, a.models)
+    if "eval" in a.only:
+        res["eval"] = bench_eval(a.models, a.repeats)
+    if "mask" in a.only:
+        res["mask"] = bench_mask(a.models, a.repeats)
+    if "flops" in a.only:
+        res["flops"] = bench_flops(a.models, res.get("adv", {}), max(1, a.repeats - 1))
+    if "data" in a.only:
+        res["data"] = bench_data(a.models, res.get("flops", {}))
+    if "pipeline" in a.only:
+        res["pipeline"] = bench_pipeline(a.tier)
+    res["bench_seconds"] = time.perf_counter() - t0
+    out = a.out or ROOT / "bench" / "results" / f"{machine_name(m)}.json"
+    save_json(res, out)
+    print(table(res))
+    log(f"wrote {out} in {res['bench_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
