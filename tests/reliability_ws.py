@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from workspace import copy_project, env, tree_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 LEVEL = "0.488"
 KIND = "standard"
@@ -103,36 +105,12 @@ def write_params(ws: Path, params: dict) -> None:
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` -> its bytes (relative paths)."""
-    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
-
-
-def project_files() -> list[str]:
-    """The project's files as git sees them (tracked and untracked-not-ignored), without runs and caches."""
-    r = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                       capture_output=True, text=True, check=True)
-    skip = (".venv/", ".git/", ".dvc/cache", ".dvc/tmp", "runs/", ".cache/")
-    return sorted(f for f in r.stdout.split("\0")
-                  if f and not f.startswith(skip) and "__pycache__" not in f and (ROOT / f).is_file())
-
-
-def copy_project(dst: Path) -> Path:
-    for f in project_files():
-        (dst / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, dst / f)
-    return dst
+tree = tree_bytes
 
 
 def cmd_env(**extra) -> dict:
-    e = dict(os.environ)
-    e.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}", PYTHONWARNINGS="ignore",
-             DVC_NO_ANALYTICS="1", REPRO_THREADS="1", OMP_NUM_THREADS="1",
-             GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@localhost", GIT_COMMITTER_NAME="t",
-             GIT_COMMITTER_EMAIL="t@localhost")
-    e.pop("VIRTUAL_ENV", None)
-    e.update(extra)
-    return e
+    """The test environment of tests/workspace.py, one thread per process."""
+    return env(REPRO_THREADS="1", OMP_NUM_THREADS="1", **extra)
 
 
 def git_dvc_repo(dst: Path, params: dict) -> Path:

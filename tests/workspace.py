@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DVC = BIN / "dvc"
 # Never copied, even when not ignored by git (e.g. in an unpacked source tarball).
-SKIP = (".venv", ".git", ".dvc/cache", ".dvc/tmp", "runs", ".pytest_cache", ".hypothesis")
+SKIP = (".venv", ".git", ".dvc/cache", ".dvc/tmp", "runs", ".cache", ".pytest_cache", ".hypothesis")
 
 
 def project_files() -> list[str]:
