@@ -33,17 +33,23 @@ def merge(base: dict, over: dict) -> dict:
 
 
 def scale(cfg: dict, fraction: float) -> dict:
-    """``cfg`` with every training block's epochs and milestones scaled by ``fraction`` (>= 1 epoch)."""
+    """``cfg`` with every training block's epochs and milestones scaled by ``fraction`` (>= 1 epoch;
+    >= 2 for ``transfer.adversarial``, whose Fig. 6 trajectory plane needs 3 weight snapshots)."""
     if not 0 < fraction <= 1:
         raise SystemExit(f"--fraction {fraction} is outside (0, 1]")
+    out = _scale(cfg, fraction)
+    adv = out.get("transfer", {}).get("adversarial", {})
+    if isinstance(adv.get("epochs"), int):
+        adv["epochs"] = max(2, adv["epochs"])
+    return out
+
+
+def _scale(cfg, fraction: float):
     if isinstance(cfg, list):
-        return [scale(v, fraction) for v in cfg]
+        return [_scale(v, fraction) for v in cfg]
     if not isinstance(cfg, dict):
         return cfg
-    out = {k: scale(v, fraction) for k, v in cfg.items()}
-    if isinstance(out.get("adversarial"), dict) and isinstance(out["adversarial"].get("epochs"), int):
-        # transfer.adversarial: the Fig. 6 trajectory plane needs 3 snapshots, i.e. 2 epochs
-        out["adversarial"]["epochs"] = max(2, out["adversarial"]["epochs"])
+    out = {k: _scale(v, fraction) for k, v in cfg.items()}
     if isinstance(out.get("epochs"), int):
         epochs = max(1, round(out["epochs"] * fraction))
         out["epochs"] = epochs

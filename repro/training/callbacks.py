@@ -94,10 +94,8 @@ class MaskEnforcer(Callback):
         for name, m in self.mask.items():
             p = params[name]
             self._params.append(p)
-            # the mask in the weight's own memory format (channels_last on CUDA) keeps the multiply elementwise
-            self._masks.append(m.to(device=p.device, dtype=p.dtype).contiguous(
-                memory_format=torch.channels_last if p.is_contiguous(memory_format=torch.channels_last)
-                and not p.is_contiguous() else torch.contiguous_format))
+            # the mask in the weight's own dtype, device and memory format (channels_last): a plain elementwise multiply
+            self._masks.append(torch.empty_like(p).copy_(m))
         self._apply_to_weights()
 
     @torch.no_grad()
