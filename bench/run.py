@@ -10,7 +10,8 @@ Sections (``--only`` picks some):
   flops     achieved GFLOP/s of our PGD-10 and standard training steps vs this machine's
             fp32 matmul rate measured now
   mask      mask enforcement overhead: masked / dense step time (our path)
-  eval      PGD-20 evaluation throughput: ours vs torchattacks' PGD
+  eval      PGD-20 robust accuracy throughput: ours (metrics.robust_accuracy, Conv-BN folded)
+            vs torchattacks' PGD on the same model and batches, each followed by the same classification
   data      fastai + albumentations loading per image vs the training step per image
   pipeline  the smoke tier's `dvc repro` wall time, a no-op `dvc repro`, `dvc status` of the paper tier
 
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import baseline  # noqa: E402
 
 from repro import runtime  # noqa: E402
-from repro.attacks import attack_from_config, bn_mode, pgd  # noqa: E402
+from repro.attacks import attack_from_config  # noqa: E402
 from repro.data import make_dataloaders  # noqa: E402
 from repro.data.synthetic import make_task  # noqa: E402
 from repro.io import save_json  # noqa: E402
@@ -252,23 +253,37 @@ def bench_mask(models: list[str], repeats: int) -> dict:
     return out
 
 
+#: batches per robust-accuracy call in the eval section (a call lasts a few seconds on this CPU)
+EVAL_BATCHES = {"tiny": 4, "r18": 1}
+
+
 def bench_eval(models: list[str], repeats: int) -> dict:
+    """Robust accuracy (PGD-20) of ``batches`` batches, end to end on both sides: ours is
+    ``metrics.robust_accuracy`` (which folds Conv-BN into a copy of the model once per call, then
+    attacks and classifies); torchattacks' PGD attacks the model itself, then the same classification."""
     import torchattacks
+
+    from repro.metrics import robust_accuracy
 
     out = {}
     dev = runtime.device()
     for key in models:
-        bs = MODELS[key][3]
+        bs, batches = MODELS[key][3], EVAL_BATCHES[key]
         model = runtime.prepare_model(model_for(key), dev).eval()
-        x, y = torch.rand(bs, 3, 32, 32, device=dev), torch.randint(0, 10, (bs,), device=dev)
+        g = torch.Generator().manual_seed(0)
+        loader = [(torch.rand(bs, 3, 32, 32, generator=g).to(dev), torch.randint(0, 10, (bs,), generator=g).to(dev))
+                  for _ in range(batches)]
         ta = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=20, random_start=True)
 
         def ours_once():
-            with bn_mode(model, "eval"):
-                pgd(model, x, y, eps=EPS, alpha=ALPHA, steps=20)
+            robust_accuracy(model, loader, eps=EPS, alpha=ALPHA, steps=20, progress=False)
 
         def ta_once():
-            ta(x, y)
+            correct = 0
+            for x, y in loader:
+                adv = ta(x, y)
+                with torch.no_grad():
+                    correct += int((model(adv).argmax(1) == y).sum())
 
         ours_once(), ta_once()  # warm-up
         o, t = [], []
@@ -278,9 +293,9 @@ def bench_eval(models: list[str], repeats: int) -> dict:
                 fn()
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
-                acc.append(bs / (time.perf_counter() - t0))
+                acc.append(bs * batches / (time.perf_counter() - t0))
         out[key] = {"ours_img_s": statistics.median(o), "torchattacks_img_s": statistics.median(t),
-                    "ratio": median_ratio(o, t)}
+                    "ratio": median_ratio(o, t), "batches": batches, "batch_size": bs}
         log(f"eval {key}: ours {out[key]['ours_img_s']:.1f} img/s, torchattacks {out[key]['torchattacks_img_s']:.1f}")
     return out
 

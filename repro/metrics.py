@@ -102,14 +102,15 @@ def collect_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``[N, C]`` (float32, CPU) and labels ``[N]`` over a loader of ``(x in [0,1], y)``.
 
-    The model runs in eval mode (every module's flag is restored afterwards).
-    Clean forward passes run under ``torch.no_grad()``; with ``attack`` each
-    batch is first replaced by ``attack(model, x, y)`` (crafted in eval mode,
-    with input gradients) and then classified under ``no_grad``.
-    ``amp`` defaults to :func:`repro.runtime.use_amp` of the device.
+    The model runs in eval mode, as :func:`repro.runtime.inference_model` (its Conv-BN pairs
+    folded; ``model`` itself is not changed). Clean forward passes run under
+    ``torch.no_grad()``; with ``attack`` each batch is first replaced by
+    ``attack(model, x, y)`` (crafted on that eval-mode model, with input gradients) and then
+    classified under ``no_grad``. ``amp`` defaults to :func:`repro.runtime.use_amp` of the device.
     """
     dev = _model_device(model, device)
     amp = runtime.use_amp(dev) if amp is None else amp
+    model = runtime.inference_model(model)
     all_logits, all_labels = [], []
     with bn_mode(model, "eval"):
         for batch in _batches(loader, progress, "attack+eval" if attack else "eval"):
@@ -308,10 +309,11 @@ def transfer_attack_accuracy(
     kw = dict(eps=8 / 255, alpha=2 / 255, steps=20, random_start=True, amp=runtime.use_amp(dev))
     kw.update(pgd_kw)
     craft = _pgd_attack(seed, **kw)
+    source = runtime.inference_model(source_model)
 
     def attack(_target: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with bn_mode(source_model, "eval"):
-            return craft(source_model, x, y)
+        with bn_mode(source, "eval"):
+            return craft(source, x, y)
 
     logits, labels = collect_logits(target_model, loader, attack=attack, device=dev, progress=progress)
     return accuracy(logits, labels)

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import runtime
 from .attacks import apgd, bn_mode, fgsm, no_param_grad, pgd
 
 CHECKS = {
@@ -100,7 +101,8 @@ def attack_sanity(
 
     ``clean_logits`` / ``pgd_logits``: the clean and the reported PGD attack's logits of the
     same images (rows in the same order); ``alpha``/``steps``/``restarts`` describe that
-    attack. The model is attacked in eval mode (every module's flag is restored). Returns
+    attack. The model is attacked in eval mode, Conv-BN folded as for the RA
+    (:func:`repro.runtime.inference_model`; ``model`` itself is not changed). Returns
     ``{"n", "eps", "tolerance", "strong_steps", "accuracy": {...}, "checks": {name: bool},
     "ok": bool, "failed": [names]}``.
     """
@@ -108,6 +110,7 @@ def attack_sanity(
     if n == 0 or len(y) != n or len(clean_logits) != n or len(pgd_logits) != n:
         raise ValueError(f"attack_sanity needs the same non-zero number of images, labels and logits, got "
                          f"{n}, {len(y)}, {len(clean_logits)}, {len(pgd_logits)}")
+    model = runtime.inference_model(model)  # the model the reported RA attacked (metrics.collect_logits)
     dev = next(iter(model.parameters())).device
     x, y = x.to(dev), y.to(dev).long()
     yc = y.cpu()

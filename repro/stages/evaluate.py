@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import metrics
+from .. import metrics, runtime
 from ..config import Params
 from ..data import ArrayTask, array_loader, test_loader
 from ..plan import RUNS, level_name
@@ -50,7 +50,7 @@ def load_reference(p: Params, tasks: dict) -> dict:
         return {}
     if t not in tasks:
         tasks[t] = load_task(t)
-    return {t: load_run_model(p, reference_path(t).parent, tasks[t])}
+    return {t: runtime.inference_model(load_run_model(p, reference_path(t).parent, tasks[t]))}
 
 
 def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, reference: dict) -> dict:
@@ -59,16 +59,17 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, referenc
         tasks[spec["task"]] = load_task(spec["task"])
     task = tasks[spec["task"]]
     model = load_run_model(p, run_dir, task)
+    fast = runtime.inference_model(model)  # Conv-BN folded once for every evaluation below
     e = p.evaluation
     size, bs = p.data.image_size, e.batch_size
-    clean = metrics.evaluate(model, test_loader(task, bs, size, device="cpu", recipe=p.data.recipe),
+    clean = metrics.evaluate(fast, test_loader(task, bs, size, device="cpu", recipe=p.data.recipe),
                              progress=False, n_bins=e.ece_bins, return_logits=True)
-    ood_logits, _ = metrics.collect_logits(model, array_loader(ood.x_test, None, bs, size, recipe=p.data.recipe,
+    ood_logits, _ = metrics.collect_logits(fast, array_loader(ood.x_test, None, bs, size, recipe=p.data.recipe,
                                                                device="cpu"), progress=False)
     xr, yr = robust_subset(task, e.n_robust)
     rloader = array_loader(xr, yr, bs, size, recipe=p.data.recipe, device="cpu")
     a = e.attack
-    ra, adv_logits, _ = metrics.robust_accuracy(model, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
+    ra, adv_logits, _ = metrics.robust_accuracy(fast, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
                                                 random_start=a.random_start, restarts=a.restarts, progress=False,
                                                 seed=p.seed, return_logits=True)
     out = {
@@ -84,7 +85,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, referenc
         k = min(e.sanity_images, int(yr.shape[0]))
         xs, ys = next(iter(array_loader(xr[:k], yr[:k], k, size, recipe=p.data.recipe, device="cpu")))
         out["sanity"] = sanity.attack_sanity(
-            model, xs, ys, clean["logits"][:k], adv_logits[:k], eps=a.eps, alpha=a.alpha, steps=a.steps,
+            fast, xs, ys, clean["logits"][:k], adv_logits[:k], eps=a.eps, alpha=a.alpha, steps=a.steps,
             random_start=a.random_start, restarts=a.restarts, tolerance=e.sanity_tolerance,
             strong_steps=e.sanity_strong_steps, seed=p.seed)
         out["sanity_ok"] = out["sanity"]["ok"]
@@ -95,7 +96,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, referenc
         out["mask_violations"] = int(sum(int(torch.count_nonzero(params[k].detach()[~m])) for k, m in mask.items()))
     if spec["regime"] == "adversarial" and spec["task"] in reference:
         out["transfer_attack_acc"] = metrics.transfer_attack_accuracy(
-            model, reference[spec["task"]], rloader, progress=False, seed=p.seed,
+            fast, reference[spec["task"]], rloader, progress=False, seed=p.seed,
             eps=a.eps, alpha=a.alpha, steps=a.steps, random_start=a.random_start)
     return out
 
