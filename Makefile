@@ -26,7 +26,7 @@ test: venv
 
 # `make repro` runs the embedded default; `make repro TIER=smoke|small|paper [FRACTION=0.1]` first merges
 # tiers/<TIER>.yaml into params.yaml, at FRACTION of the data and epochs (`git checkout params.yaml` returns
-# to the default).
+# to the default). Overlays stack: TIER="small trial" is the small tier on the trial's reduced grid.
 TIER ?= default
 FRACTION ?= 1
 repro: venv

@@ -2,6 +2,9 @@
 
 The embedded default is the committed params.yaml (``git checkout params.yaml``
 returns to it). Merging is recursive for mappings; lists and scalars replace.
+Several tiers merge in order: ``use small trial`` is the small tier with the
+``trial`` overlay's reduced grid (one sparsity, three IMP rounds, one seed), a
+check of a tier's whole path on a CPU rather than a run of its experiments.
 ``--fraction f`` runs a tier at a fraction of its data and epochs: every
 training block's ``epochs`` (and lr milestones) is scaled by ``f`` (at least one
 epoch) and ``data.fraction: f`` keeps the first ``f`` of every class of the
@@ -58,12 +61,17 @@ def _scale(cfg, fraction: float):
     return out
 
 
-def apply(tier: str, params: Path = Path("params.yaml"), fraction: float = 1.0) -> dict:
-    overlay = TIERS_DIR / f"{tier}.yaml"
-    if not overlay.is_file():
-        allowed = sorted(p.stem for p in TIERS_DIR.glob("*.yaml"))
-        raise SystemExit(f"unknown tier {tier!r}; allowed: default (the committed params.yaml), {', '.join(allowed)}")
-    merged = merge(yaml.safe_load(params.read_text()) or {}, yaml.safe_load(overlay.read_text()) or {})
+def apply(tier: str | list[str], params: Path = Path("params.yaml"), fraction: float = 1.0) -> dict:
+    """Merge ``tiers/<t>.yaml`` for each named tier, in order, into ``params``; optionally scale it."""
+    names = [tier] if isinstance(tier, str) else list(tier)
+    allowed = sorted(p.stem for p in TIERS_DIR.glob("*.yaml"))
+    merged = yaml.safe_load(params.read_text()) or {}
+    for name in names:
+        overlay = TIERS_DIR / f"{name}.yaml"
+        if not overlay.is_file():
+            raise SystemExit(f"unknown tier {name!r}; allowed: default (the committed params.yaml), {', '.join(allowed)}")
+        merged = merge(merged, yaml.safe_load(overlay.read_text()) or {})
+    merged["tier"] = "+".join(names)
     if fraction != 1:
         merged = scale(merged, fraction)
         merged.setdefault("data", {})["fraction"] = fraction
@@ -74,14 +82,14 @@ def apply(tier: str, params: Path = Path("params.yaml"), fraction: float = 1.0) 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    use = sub.add_parser("use", help="merge tiers/<tier>.yaml into params.yaml")
-    use.add_argument("tier")
+    use = sub.add_parser("use", help="merge tiers/<tier>.yaml (several: in order) into params.yaml")
+    use.add_argument("tier", nargs="+")
     use.add_argument("--fraction", type=float, default=1.0,
                      help="run at this fraction of the data (per class) and of every epoch count")
     a = ap.parse_args(argv)
     apply(a.tier, fraction=a.fraction)
     at = f" at fraction {a.fraction}" if a.fraction != 1 else ""
-    print(f"params.yaml now uses tier {a.tier!r}{at}; run `dvc repro` (or `git checkout params.yaml` to go back)")
+    print(f"params.yaml now uses tier {'+'.join(a.tier)!r}{at}; run `dvc repro` (or `git checkout params.yaml` to go back)")
     return 0
 
 

@@ -102,3 +102,22 @@ def test_tier_fraction_scales_epochs_milestones_and_data():
     assert out["seed"] == 0 and cfg["transfer"]["adversarial"]["epochs"] == 100  # input untouched
     with pytest.raises(SystemExit, match="outside"):
         tiers.scale(cfg, 1.5)
+
+
+def test_tiers_stack_in_order_and_the_trial_overlay_keeps_the_tier(tmp_path, monkeypatch):
+    """`make repro TIER="small trial" FRACTION=0.01`: the small tier's data, model and schedules on the
+    trial grid (one level, three IMP rounds, one seed), recorded as tier small+trial and valid."""
+    from repro import tiers
+    from repro.config import Params, from_dict
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "tiers", tmp_path / "tiers")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    merged = tiers.apply(["small", "trial"], fraction=0.01)
+    assert merged["tier"] == "small+trial" and merged["model"]["arch"] == "cifar_resnet18"
+    assert merged["data"]["source"] == "tiny_imagenet" and merged["data"]["fraction"] == 0.01
+    assert merged["sweep"]["sparsities"] == [0.2] and merged["transfer"]["seeds"] == [0]
+    assert merged["tickets"]["imp"]["max_rounds"] == 3 and merged["tickets"]["imp"]["retrain"]["lr"] == 5.0e-4
+    assert merged["transfer"]["adversarial"]["epochs"] == 2
+    p = from_dict(Params, yaml.safe_load((tmp_path / "params.yaml").read_text()))
+    assert p.tier == "small+trial" and p.evaluation.trajectory_level == 0.2

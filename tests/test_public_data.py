@@ -329,20 +329,6 @@ def test_tiny_imagenet_missing_and_corrupted(tmp_path):
 # ----------------------------------------------------------------------- ImageNet
 
 
-def test_imagenet_requires_a_cap_and_reads_sorted_class_folders(tmp_path):
-    ref = make_imagenet(tmp_path)
-    with pytest.raises(DataError, match="max_train"):
-        load_public("imagenet", tmp_path, 16)
-    t = load_public("imagenet", tmp_path, 16, max_train=2)
-    assert t.num_classes == 2 and t.image_size == (16, 16)
-    assert t.y_train.tolist() == [0, 0, 1, 1] and t.y_test.tolist() == [0, 0, 1, 1]  # n01440764 < n09999999
-    assert np.array_equal(t.x_train[0], fit_square(ref[("train", "n01440764", 0)], 16))  # 24x36: crop the centre
-    assert np.array_equal(t.x_test[3], fit_square(ref[("val", "n09999999", 1)], 16))
-    with pytest.raises(DataError) as e:
-        load_public("imagenet", tmp_path / "nowhere", 16, max_train=1)
-    assert str(tmp_path / "nowhere" / "imagenet" / "train") in str(e.value)
-
-
 # ------------------------------------------------------ Fig. 9 sets via torchvision
 
 

@@ -105,13 +105,13 @@ class DataParams:
     image_size: int = 16
     recipe: Literal["cifar", "pad_crop", "none", "imagenet224"] = "cifar"
     fraction_how: Literal["stratified", "first"] = "stratified"
-    num_workers: int = 0
+    num_workers: int = 0  # loader worker processes (streamed ImageNet decodes JPEGs in them)
     synthetic: SyntheticParams = field(default_factory=SyntheticParams)
     # public datasets (repro/data/public.py), read from `root`:
     download: bool = False  # fetch missing files with torchvision (needs internet)
     max_train: Optional[int] = None  # keep the first N training images per class (file order); None = all
     max_test: Optional[int] = None  # the same for the test split
-    max_train_per_task: dict[str, int] = field(default_factory=dict)  # overrides of max_train, e.g. {imagenet: 100}
+    max_train_per_task: dict[str, int] = field(default_factory=dict)  # overrides of max_train, e.g. {tiny_imagenet: 100}
     max_test_per_task: dict[str, int] = field(default_factory=dict)  # overrides of max_test
     fraction: float = 1.0  # keep this fraction of every class of a public set, both splits (first in file order)
 
@@ -279,10 +279,14 @@ class StudyParams:
     tasks: Optional[tuple[str, ...]] = None  # None: the first downstream task
 
 
+#: the tier names ``tiers/<name>.yaml`` (and the committed default) that ``tier`` may record
+TIERS = ("default", "smoke", "small", "paper", "trial")
+
+
 @dataclass(frozen=True)
 class Params:
     sparsity: float = 0.9
-    tier: Literal["default", "smoke", "small", "paper"] = "default"
+    tier: str = "default"  # a tier name, or overlays stacked by repro.tiers with '+' (e.g. 'small+trial')
     seed: int = 0
     device: str = "auto"
     workers: int = 0  # processes for independent runs; 0 = auto (CPU cores on CPU, 1 on CUDA)
@@ -298,6 +302,9 @@ class Params:
 
     def __post_init__(self):
         check(0 <= self.sparsity < 1, "sparsity", f"{self.sparsity} is outside [0, 1)")
+        bad = [t for t in self.tier.split("+") if t not in TIERS]
+        check(not bad, "tier", f"{self.tier!r} names unknown tier(s) {bad}; allowed: {', '.join(TIERS)}, "
+                               f"joined with '+'")
         check(self.workers >= 0, "workers", f"{self.workers} must be >= 0 (0 = auto)")
         check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device",
               f"{self.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")

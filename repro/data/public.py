@@ -37,11 +37,10 @@ Layouts under ``root`` (the formats the datasets are published in):
   is the test split; grayscale JPEGs are converted to RGB.
 * ``imagenet``: ``imagenet/train/<wnid>/*.JPEG`` and ``imagenet/val/<wnid>/*.JPEG``
   (the val images sorted into class folders, as ``torchvision.datasets.ImageNet``
-  or the usual ``valprep.sh`` leave them); class order = sorted wnids. Full
-  ImageNet cannot be an in-memory array, so ``max_train`` is required. Honest
-  limit: paper-scale IMP / pretraining on all 1.28 M images needs a streaming
-  (folder-backed) loader, which this package does not have; with caps, ImageNet
-  serves as a fixed-size subset (e.g. 100 images per class).
+  or the usual ``valprep.sh`` leave them); class order = sorted wnids. Streamed:
+  the task holds the file list (``repro.data.files.ImageFiles``) and each image is
+  decoded when a loader reads it, so all 1.28 M images serve paper-scale IMP; the
+  per-class caps, when set, take the first files of each class.
 * The Robust Tickets Fig. 9 sets, through the torchvision dataset classes (their
   layouts, under ``root``): ``aircraft`` (FGVCAircraft, trainval / test,
   ``fgvc-aircraft-2013b/``), ``pets`` (OxfordIIITPet, trainval / test,
@@ -77,6 +76,9 @@ import numpy as np
 
 from ..registry import Registry
 from .arrays import ArrayTask, DataError
+from .files import ImageFiles, fit_square
+from .files import first_line as _first_line
+from .files import read_image as _read_image
 
 __all__ = ["PUBLIC_DATASETS", "load_public", "first_per_class", "fit_square", "safe_unpickle", "TorchvisionSpec",
            "TORCHVISION_SETS"]
@@ -125,23 +127,6 @@ def keep_fraction(task: ArrayTask, fraction: float) -> ArrayTask:
     return ArrayTask(task.name, task.x_train[tr], task.y_train[tr], task.x_test[te], task.y_test[te], task.num_classes)
 
 
-def fit_square(img: np.ndarray, size: int) -> np.ndarray:
-    """uint8 HWC image -> ``size`` x ``size``: shorter side to ``size``, centre crop.
-
-    ``cv2.INTER_AREA`` when downsizing, ``cv2.INTER_LINEAR`` when upsizing;
-    an image already at ``size`` x ``size`` is returned unchanged.
-    """
-    h, w = img.shape[:2]
-    if h == size and w == size:
-        return img
-    scale = size / min(h, w)
-    nh, nw = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    r = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=interp)
-    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-    return np.ascontiguousarray(r[top:top + size, left:left + size])
-
-
 def _resize_all(x: np.ndarray, size: int) -> np.ndarray:
     if x.shape[1] == size and x.shape[2] == size:
         return x
@@ -157,26 +142,8 @@ def _out_size(size: int, native: int, upscale: bool) -> int:
     return int(size) if upscale or native >= size else native
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return f"{type(e).__name__}: {s.splitlines()[0]}" if s else type(e).__name__
-
-
 def _natural_key(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
-def _read_image(path: Path, dataset: str) -> np.ndarray:
-    """Decode one image file to uint8 RGB HWC (grayscale/CMYK/palette converted, as torchvision does)."""
-    from PIL import Image
-
-    if not path.is_file():
-        raise DataError(f"{dataset}: image file {str(path)!r} does not exist")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
-        raise DataError(f"{dataset}: image file {str(path)!r} is truncated or corrupted ({_first_line(e)})") from None
 
 
 def _read_images(paths: Sequence[Path], size: int, dataset: str) -> np.ndarray:
@@ -475,9 +442,11 @@ def tiny_imagenet(root, size: int = 64, max_train=None, max_test=None, download:
 @PUBLIC_DATASETS.register("imagenet")
 def imagenet(root, size: int = 224, max_train=None, max_test=None, download: bool = False,
              upscale: bool = True) -> ArrayTask:
-    """A per-class-capped ImageNet subset from ``root/imagenet/{train,val}/<wnid>/*.JPEG``.
+    """ImageNet from ``root/imagenet/{train,val}/<wnid>/*.JPEG``, streamed from its files.
 
-    ``max_train`` is required: 1.28 M images cannot be one in-memory array (see the module docstring).
+    The task's images are an :class:`~repro.data.files.ImageFiles` (paths relative to ``root``),
+    decoded at their native size when read; ``size`` is the nominal size (224). ``max_train`` /
+    ``max_test`` keep the first files (natural order) of every class; ``None`` keeps all.
     """
     root = Path(root)
     _cap_check(max_train, max_test)
@@ -485,10 +454,6 @@ def imagenet(root, size: int = 224, max_train=None, max_test=None, download: boo
     how = ("ImageNet needs a login at image-net.org and cannot be downloaded automatically; set data.root to a "
            "folder holding imagenet/train/<wnid>/*.JPEG and imagenet/val/<wnid>/*.JPEG (val sorted into class "
            "folders, as torchvision.datasets.ImageNet leaves it)")
-    if max_train is None:
-        raise DataError("imagenet: set data.max_train (training images per class): the full training set "
-                        "(1.28 M images) cannot be held as an in-memory array; paper-scale runs on all of it "
-                        "need a streaming loader")
     for split in ("train", "val"):
         if not (base / split).is_dir():
             raise DataError(f"imagenet: missing {str(base / split)!r}; {how}")
@@ -504,21 +469,21 @@ def imagenet(root, size: int = 224, max_train=None, max_test=None, download: boo
     if extra:
         raise DataError(f"imagenet: {str(base / 'val' / extra[0])!r} is a class missing from {str(base / 'train')!r}")
 
-    def collect(split: str, names: list[str], cap) -> tuple[list[Path], list[int]]:
+    def collect(split: str, names: list[str], cap) -> tuple[ImageFiles, np.ndarray]:
         paths, ys = [], []
         for w in names:
             files = _image_files(base / split / w)
             if cap is not None:
                 files = files[:cap]
-            paths += files
+            paths += [str(f.relative_to(root)) for f in files]
             ys += [cls[w]] * len(files)
-        return paths, ys
+        return ImageFiles(root, paths, _out_size(size, size, True), "imagenet"), np.asarray(ys, np.int64)
 
-    tr_paths, tr_y = collect("train", wnids, max_train)
-    te_paths, te_y = collect("val", val_dirs, max_test)
-    out = _out_size(size, size, upscale)
-    return ArrayTask("imagenet", _read_images(tr_paths, out, "imagenet"), np.asarray(tr_y, np.int64),
-                     _read_images(te_paths, out, "imagenet"), np.asarray(te_y, np.int64), len(wnids))
+    x_tr, y_tr = collect("train", wnids, max_train)
+    x_te, y_te = collect("val", val_dirs, max_test)
+    if len(x_tr) == 0:
+        raise DataError(f"imagenet: {str(base / 'train')!r} holds no image files; {how}")
+    return ArrayTask("imagenet", x_tr, y_tr, x_te, y_te, len(wnids))
 
 
 # ------------------------------------------------ Fig. 9 sets (torchvision classes)

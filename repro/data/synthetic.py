@@ -52,6 +52,7 @@ import torch.nn.functional as F
 
 from ..registry import Registry
 from .arrays import ArrayTask, DataError
+from .files import ImageFiles
 
 __all__ = [
     "Family", "SOURCE_FAMILY", "FAR_FAMILY", "family_at", "Nuisance", "make_task", "make_ood_task",
@@ -433,10 +434,28 @@ def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(max(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt, 0.0))
 
 
-def _images(t) -> np.ndarray:
+def _parts(t) -> list:
+    """A task's images (train then test) as a list of arrays or ``ImageFiles``; nothing is decoded."""
     if isinstance(t, ArrayTask):
-        return np.concatenate([t.x_train, t.x_test], 0) if t.x_test.shape[0] else t.x_train
-    return np.asarray(t)
+        return [t.x_train, t.x_test] if t.x_test.shape[0] else [t.x_train]
+    return [t if isinstance(t, ImageFiles) else np.asarray(t)]
+
+
+def _draw(parts: list, n: int | None, r: np.random.Generator) -> np.ndarray:
+    """``n`` images drawn without replacement (sorted order) from the concatenated parts, or all of
+    them when ``n`` is None or not smaller; only the drawn images are decoded (streamed tasks)."""
+    sizes = [p.shape[0] for p in parts]
+    total = sum(sizes)
+    idx = np.sort(r.choice(total, n, replace=False)) if n is not None and total > n else np.arange(total)
+    out, start = [], 0
+    for part, size in zip(parts, sizes):
+        mine = idx[(idx >= start) & (idx < start + size)] - start
+        if mine.size:
+            out.append(np.asarray(part[mine]))
+        start += size
+    if not out:
+        return np.asarray(parts[0][:0])
+    return np.concatenate(out, 0) if len(out) > 1 else out[0]
 
 
 def domain_gap_score(source: ArrayTask | np.ndarray, target: ArrayTask | np.ndarray,
@@ -450,12 +469,9 @@ def domain_gap_score(source: ArrayTask | np.ndarray, target: ArrayTask | np.ndar
     sample's per-dimension std so no block dominates; a ``feature_fn`` (e.g.
     ``model_feature_fn(model)``) is used as is, like Inception features in FID.
     """
-    xs, xt = _images(source), _images(target)
     r = np.random.default_rng(_seed_seq("domain_gap", seed))
-    if xs.shape[0] > n_source:
-        xs = xs[np.sort(r.choice(xs.shape[0], n_source, replace=False))]
-    if n_target is not None and xt.shape[0] > n_target:
-        xt = xt[np.sort(r.choice(xt.shape[0], n_target, replace=False))]
+    xs = _draw(_parts(source), n_source, r)
+    xt = _draw(_parts(target), n_target, r)
     if min(xs.shape[0], xt.shape[0]) < 2:
         raise ValueError("domain_gap_score needs at least 2 images on each side")
     if feature_fn is None:
