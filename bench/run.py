@@ -49,7 +49,7 @@ from repro.tickets import draw_ticket  # noqa: E402
 from repro.training import TrainConfig, make_learner  # noqa: E402
 
 EPS, ALPHA = 8 / 255, 2 / 255
-SECTIONS = ("adv", "flops", "mask", "eval", "data", "pipeline")
+SECTIONS = ("adv", "eval", "mask", "flops", "data", "pipeline")
 
 #: the models compared: (label, arch, kwargs, batch size, timed batches per run)
 MODELS = {
@@ -90,7 +90,15 @@ def machine_name(m: dict) -> str:
 
 # ------------------------------------------------------------------------- helpers
 def median_ratio(a: list[float], b: list[float]) -> float:
-    return statistics.median(a) / statistics.median(b)
+    """Median of the paired ratios a_i / b_i: each pair ran back to back (interleaved), so a drift
+    of the machine between repeats cancels within a pair."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def ratio_range(a: list[float], b: list[float]) -> list[float]:
+    """[min, max] of the paired ratios a_i / b_i (how much the repeats disagree)."""
+    r = [x / y for x, y in zip(a, b)]
+    return [min(r), max(r)]
 
 
 def task32(n: int, seed: int = 0):
@@ -181,7 +189,7 @@ def bench_adv(repeats: int, models: list[str]) -> dict:
             log(f"adv {key} repeat {r + 1}/{repeats}: ours {ours[-1]:.1f} img/s, baseline {base[-1]:.1f} img/s")
         out[key] = {"model": MODELS[key][0], "batch": MODELS[key][3], "ours_img_s": statistics.median(ours),
                     "baseline_img_s": statistics.median(base), "ratio": median_ratio(ours, base),
-                    "ours_runs": ours, "baseline_runs": base}
+                    "ratio_range": ratio_range(ours, base), "ours_runs": ours, "baseline_runs": base}
     return out
 
 
@@ -220,11 +228,15 @@ def step_flops(key: str, steps: int) -> float:
     return (train + steps * fc.get_total_flops()) / bs
 
 
-def bench_flops(models: list[str], adv: dict, repeats: int) -> dict:
+def bench_flops(models: list[str], adv: dict, repeats: int, mask: dict | None = None) -> dict:
+    """Achieved GFLOP/s; the step rates come from the adv and mask sections when they ran."""
     peak = max(matmul_gflops() for _ in range(2))
     out = {"matmul_gflops": peak}
     for key in models:
-        std = [ours_rate(key, 0, masked=False) for _ in range(repeats)]
+        if mask and key in mask:
+            std = mask[key]["dense_runs"]  # the dense standard steps timed by the mask section
+        else:
+            std = [ours_rate(key, 0, masked=False) for _ in range(repeats)]
         f_std, f_adv = step_flops(key, 0), step_flops(key, 10)
         adv_rate = adv[key]["ours_img_s"] if key in adv else ours_rate(key, 10)
         out[key] = {
@@ -238,23 +250,31 @@ def bench_flops(models: list[str], adv: dict, repeats: int) -> dict:
     return out
 
 
+#: (timed batches, minimum repeats) of the mask section per model
+MASK_WINDOW = {"tiny": (48, 5), "r18": (8, 3)}
+
+
 def bench_mask(models: list[str], repeats: int) -> dict:
     out = {}
     for key in models:
         masked, dense = [], []
-        nb = 8 * MODELS[key][4]  # standard steps are cheap: a longer window than the adversarial runs
-        for _ in range(max(repeats, 3)):
+        # standard steps are cheap: a longer window than the adversarial runs (a few seconds), and for
+        # the tiny ResNet, whose whole run lasts ~4 s, more repeats against the machine's noise
+        nb, reps = MASK_WINDOW[key]
+        for _ in range(max(repeats, reps)):
             dense.append(ours_rate(key, 0, masked=False, batches=nb))
             masked.append(ours_rate(key, 0, masked=True, batches=nb))
         # time per step is 1 / rate: masked time / dense time = dense rate / masked rate
         out[key] = {"masked_img_s": statistics.median(masked), "dense_img_s": statistics.median(dense),
-                    "overhead": median_ratio(dense, masked) - 1.0}
+                    "dense_runs": dense, "masked_runs": masked,
+                    "overhead": median_ratio(dense, masked) - 1.0,
+                    "overhead_range": [r - 1.0 for r in ratio_range(dense, masked)]}
         log(f"mask {key}: dense {out[key]['dense_img_s']:.1f} img/s, masked {out[key]['masked_img_s']:.1f} img/s")
     return out
 
 
 #: batches per robust-accuracy call in the eval section (a call lasts a few seconds on this CPU)
-EVAL_BATCHES = {"tiny": 4, "r18": 1}
+EVAL_BATCHES = {"tiny": 3, "r18": 1}
 
 
 def bench_eval(models: list[str], repeats: int) -> dict:
@@ -295,7 +315,8 @@ def bench_eval(models: list[str], repeats: int) -> dict:
                     torch.cuda.synchronize()
                 acc.append(bs * batches / (time.perf_counter() - t0))
         out[key] = {"ours_img_s": statistics.median(o), "torchattacks_img_s": statistics.median(t),
-                    "ratio": median_ratio(o, t), "batches": batches, "batch_size": bs}
+                    "ratio": median_ratio(o, t), "ratio_range": ratio_range(o, t), "batches": batches,
+                    "batch_size": bs, "ours_runs": o, "torchattacks_runs": t}
         log(f"eval {key}: ours {out[key]['ours_img_s']:.1f} img/s, torchattacks {out[key]['torchattacks_img_s']:.1f}")
     return out
 
@@ -363,18 +384,26 @@ def bench_pipeline(tier: str, workspace: Path | None = None) -> dict:
 
 
 # ------------------------------------------------------------------------- report
+def _span(r: list[float]) -> str:
+    return f"repeats {r[0]:.2f}–{r[1]:.2f}"
+
+
 def table(res: dict) -> str:
+    """Markdown table of the results; a ratio is the median of the paired per-repeat ratios."""
     rows = ["| measurement | ours | baseline | ratio |", "|---|---|---|---|"]
     for key, r in res.get("adv", {}).items():
         rows.append(f"| PGD-10 adversarial fine-tuning, {r['model']}, batch {r['batch']}, 80 % ticket (img/s) | "
-                    f"{r['ours_img_s']:.1f} | {r['baseline_img_s']:.1f} (official code's way) | **{r['ratio']:.2f}×** |")
+                    f"{r['ours_img_s']:.1f} | {r['baseline_img_s']:.1f} (official code's way) | **{r['ratio']:.2f}×** "
+                    f"({_span(r['ratio_range'])}) |")
     for key, r in res.get("eval", {}).items():
         rows.append(f"| PGD-20 evaluation, {MODELS[key][0]} (img/s) | {r['ours_img_s']:.1f} | "
-                    f"{r['torchattacks_img_s']:.1f} (torchattacks 3.5.1) | **{r['ratio']:.2f}×** |")
+                    f"{r['torchattacks_img_s']:.1f} (torchattacks 3.5.1) | **{r['ratio']:.2f}×** "
+                    f"({_span(r['ratio_range'])}) |")
     for key, r in res.get("mask", {}).items():
         rows.append(f"| mask enforcement, {MODELS[key][0]}: masked / dense step time | "
                     f"{r['masked_img_s']:.1f} img/s | {r['dense_img_s']:.1f} img/s (dense) | "
-                    f"{1 + r['overhead']:.3f} ({100 * r['overhead']:+.1f} %) |")
+                    f"{1 + r['overhead']:.3f} ({100 * r['overhead']:+.1f} %; repeats "
+                    f"{100 * r['overhead_range'][0]:+.1f} to {100 * r['overhead_range'][1]:+.1f} %) |")
     fl = res.get("flops", {})
     for key in MODELS:
         if key in fl:
@@ -417,18 +446,21 @@ def main(argv=None) -> int:
                  "settings": {"eps": "8/255", "alpha": "2/255", "sparsity": 0.8, "image_size": 32,
                               "bn_mode_during_attack": "train"}}
     t0 = time.perf_counter()
-    if "adv" in a.only:
-        res["adv"] = bench_adv(a.repeats, a.models)
-    if "eval" in a.only:
-        res["eval"] = bench_eval(a.models, a.repeats)
-    if "mask" in a.only:
-        res["mask"] = bench_mask(a.models, a.repeats)
-    if "flops" in a.only:
-        res["flops"] = bench_flops(a.models, res.get("adv", {}), max(1, a.repeats - 1))
-    if "data" in a.only:
-        res["data"] = bench_data(a.models, res.get("flops", {}))
-    if "pipeline" in a.only:
-        res["pipeline"] = bench_pipeline(a.tier, a.workspace)
+    sections = {
+        "adv": lambda: bench_adv(a.repeats, a.models),
+        "eval": lambda: bench_eval(a.models, a.repeats),
+        "mask": lambda: bench_mask(a.models, a.repeats),
+        "flops": lambda: bench_flops(a.models, res.get("adv", {}), max(1, a.repeats - 1), res.get("mask")),
+        "data": lambda: bench_data(a.models, res.get("flops", {})),
+        "pipeline": lambda: bench_pipeline(a.tier, a.workspace),
+    }
+    res["section_seconds"] = {}
+    for name in SECTIONS:  # in this order: flops reuses adv and mask, data reuses flops
+        if name in a.only:
+            ts = time.perf_counter()
+            res[name] = sections[name]()
+            res["section_seconds"][name] = round(time.perf_counter() - ts, 1)
+            log(f"{name}: {res['section_seconds'][name]:.0f} s")
     res["bench_seconds"] = time.perf_counter() - t0
     out = a.out or ROOT / "bench" / "results" / f"{machine_name(m)}.json"
     save_json(res, out)
