@@ -375,6 +375,28 @@ def test_caltech101_split_first_30_per_class(tmp_path):
     assert t.num_classes == 2 and t.y_train.tolist() == [0] * 30 + [1] * 30 and t.y_test.tolist() == [0, 1, 1]
 
 
+def test_flowers102_train_is_train_plus_val_with_zero_based_labels(tmp_path, monkeypatch):
+    """Flowers102 in torchvision's layout: flowers-102/jpg/image_%05d.jpg, imagelabels.mat (1-based
+    labels by image id) and setid.mat (trnid/valid/tstid). torchvision also checks the md5 of the
+    two .mat files, which only the real files match, so that one check is replaced by an existence
+    check here; everything of ours (splits, labels, pixels) runs as with the real files."""
+    import torchvision.datasets.flowers102 as tv_flowers
+
+    rng = np.random.default_rng(7)
+    base = tmp_path / "flowers-102"
+    imgs = {i: _jpeg(base / "jpg" / f"image_{i:05d}.jpg", rng, (20, 28)) for i in range(1, 9)}
+    scipy.io.savemat(base / "imagelabels.mat", {"labels": np.array([[2, 1, 2, 1, 1, 2, 2, 1]], np.uint8)})
+    scipy.io.savemat(base / "setid.mat", {"trnid": np.array([[3, 2]], np.uint16), "valid": np.array([[5, 6]], np.uint16),
+                                          "tstid": np.array([[8, 1, 7, 4]], np.uint16)})
+    with pytest.raises(DataError, match="md5 of imagelabels.mat"):  # the real check refuses our files
+        load_public("flowers", tmp_path, 16)
+    monkeypatch.setattr(tv_flowers, "check_integrity", lambda path, md5=None: Path(path).is_file())
+    t = load_public("flowers", tmp_path, 16)
+    assert t.num_classes == 102  # torchvision's class list, whatever labels the files hold
+    assert t.y_train.tolist() == [1, 0, 0, 1] and t.y_test.tolist() == [0, 1, 1, 0]  # ids 3, 2, 5, 6 | 8, 1, 7, 4
+    assert np.array_equal(t.x_train[3], fit_square(imgs[6], 16)) and np.array_equal(t.x_test[2], fit_square(imgs[7], 16))
+
+
 # --------------------------------------------------------- config and the data stage
 
 
