@@ -121,3 +121,10 @@ def test_tiers_stack_in_order_and_the_trial_overlay_keeps_the_tier(tmp_path, mon
     assert merged["transfer"]["adversarial"]["epochs"] == 2
     p = from_dict(Params, yaml.safe_load((tmp_path / "params.yaml").read_text()))
     assert p.tier == "small+trial" and p.evaluation.trajectory_level == 0.2
+
+
+def test_the_tier_names_params_accept_are_the_tier_files():
+    """params.tier is checked against repro.config.params.TIERS; it must name exactly the overlays in tiers/."""
+    from repro.config.params import TIERS
+
+    assert set(TIERS) == {"default", *(f.stem for f in (ROOT / "tiers").glob("*.yaml"))}

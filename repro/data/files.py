@@ -26,7 +26,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["ImageFiles", "fit_square", "read_image", "first_line"]
+__all__ = ["ImageFiles", "fit_square", "read_image", "read_images", "first_line"]
 
 
 def first_line(e: BaseException) -> str:
@@ -66,6 +66,14 @@ def fit_square(img: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(r[top:top + size, left:left + size])
 
 
+def read_images(paths: Sequence[Path], size: int, dataset: str) -> np.ndarray:
+    """Decode image files into one uint8 ``[N, size, size, 3]`` array (:func:`fit_square` each)."""
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    for i, p in enumerate(paths):
+        out[i] = fit_square(read_image(Path(p), dataset), size)
+    return out
+
+
 class ImageFiles:
     """A lazy ``uint8 [N, size, size, 3]`` array of image files under ``root`` (see the module docstring)."""
 
@@ -95,9 +103,7 @@ class ImageFiles:
         return ImageFiles(self.root, self.paths[key], self.size, self.dataset)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = np.empty(self.shape, np.uint8)
-        for i in range(len(self)):
-            out[i] = fit_square(self[i], self.size)
+        out = read_images([self.root / p for p in self.paths], self.size, self.dataset)
         return out if dtype is None else out.astype(dtype)
 
     def sample(self, n: int) -> np.ndarray:

@@ -69,16 +69,14 @@ import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
-import cv2
 import numpy as np
 
 from ..registry import Registry
 from .arrays import ArrayTask, DataError
-from .files import ImageFiles, fit_square
+from .files import ImageFiles, fit_square, read_images
 from .files import first_line as _first_line
-from .files import read_image as _read_image
 
 __all__ = ["PUBLIC_DATASETS", "load_public", "first_per_class", "fit_square", "safe_unpickle", "TorchvisionSpec",
            "TORCHVISION_SETS"]
@@ -144,13 +142,6 @@ def _out_size(size: int, native: int, upscale: bool) -> int:
 
 def _natural_key(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
-def _read_images(paths: Sequence[Path], size: int, dataset: str) -> np.ndarray:
-    out = np.empty((len(paths), size, size, 3), np.uint8)
-    for i, p in enumerate(paths):
-        out[i] = fit_square(_read_image(p, dataset), size)
-    return out
 
 
 def _cap_check(max_train, max_test) -> None:
@@ -431,8 +422,8 @@ def tiny_imagenet(root, size: int = 64, max_train=None, max_test=None, download:
     te_y = np.asarray(te_y, np.int64)
     keep = first_per_class(te_y, max_test)
     te_paths, te_y = [te_paths[i] for i in keep], te_y[keep]
-    x_tr = _read_images(tr_paths, out, "tiny_imagenet")
-    x_te = _read_images(te_paths, out, "tiny_imagenet")
+    x_tr = read_images(tr_paths, out, "tiny_imagenet")
+    x_te = read_images(te_paths, out, "tiny_imagenet")
     return ArrayTask("tiny_imagenet", x_tr, np.asarray(tr_y, np.int64), x_te, te_y, len(wnids))
 
 
@@ -477,7 +468,7 @@ def imagenet(root, size: int = 224, max_train=None, max_test=None, download: boo
                 files = files[:cap]
             paths += [str(f.relative_to(root)) for f in files]
             ys += [cls[w]] * len(files)
-        return ImageFiles(root, paths, _out_size(size, size, True), "imagenet"), np.asarray(ys, np.int64)
+        return ImageFiles(root, paths, size, "imagenet"), np.asarray(ys, np.int64)
 
     x_tr, y_tr = collect("train", wnids, max_train)
     x_te, y_te = collect("val", val_dirs, max_test)
