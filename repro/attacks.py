@@ -102,12 +102,15 @@ def bn_mode(model: nn.Module, mode: Optional[str]) -> Iterator[nn.Module]:
 # --------------------------------------------------------------------------- #
 # core
 # --------------------------------------------------------------------------- #
-def _uniform_noise(x: torch.Tensor, eps: float, generator: Optional[torch.Generator]) -> torch.Tensor:
-    """U(-eps, eps) noise shaped like ``x``; global RNG of x's device unless a generator is given."""
+def _uniform_noise(x: torch.Tensor, eps, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """U(-eps, eps) noise shaped like ``x`` (``eps`` a number or a tensor broadcastable to ``x``);
+    global RNG of x's device unless a generator is given."""
     if generator is None:
+        if torch.is_tensor(eps):
+            return torch.empty_like(x).uniform_(-1.0, 1.0).mul_(eps)
         return torch.empty_like(x).uniform_(-eps, eps)
     u = torch.rand(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
-    return (u.mul_(2.0).sub_(1.0).mul_(eps)).to(x.device)
+    return u.mul_(2.0).sub_(1.0).to(x.device).mul_(eps)
 
 
 def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -138,7 +141,8 @@ def _linf_attack(
     amp: bool,
     generator: Optional[torch.Generator],
 ) -> torch.Tensor:
-    """One run of L-inf PGD (FGSM and FGSM-RS are the one-step special cases)."""
+    """One run of L-inf PGD (FGSM and FGSM-RS are the one-step special cases). ``eps`` and ``alpha`` may
+    also be tensors broadcastable to ``x`` (per-image budgets, used by ``repro.sanity``)."""
     x = x.detach()
     x_adv = x.clone()
     if random_start:

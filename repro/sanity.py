@@ -32,11 +32,10 @@ cores): about 0.1 s per evaluated run; see docs/RELIABILITY.md.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import runtime
-from .attacks import apgd, bn_mode, fgsm, no_param_grad, pgd
+from .attacks import _linf_attack, apgd, bn_mode, fgsm, no_param_grad, pgd
 
 CHECKS = {
     "eps_monotone": "accuracy under PGD does not rise as eps grows (0, eps/4, eps/2, eps), within the tolerance",
@@ -64,21 +63,15 @@ def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
 def _pgd_budgets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budgets: list[float], steps: int,
                  generator: torch.Generator) -> torch.Tensor:
     """L-inf PGD (uniform random start, signed steps of 2.5 eps / steps, projection, clamp to [0, 1]) at
-    several budgets in one batch: the images repeated once per budget. Same rules as ``attacks.pgd``;
-    one batch because a step on these small subsets costs the same for 16 or 32 images."""
+    several budgets in one batch: the images repeated once per budget, each copy with its own eps
+    (``attacks._linf_attack`` with per-image eps and alpha). One batch because a step on these small
+    subsets costs the same for 16 or 32 images."""
     k = len(budgets)
     xs, ys = x.repeat(k, *([1] * (x.dim() - 1))), y.repeat(k)
     e = torch.tensor(budgets, dtype=x.dtype, device=x.device).repeat_interleave(len(x)).view(-1, *([1] * (x.dim() - 1)))
-    a = 2.5 * e / steps
-    u = torch.rand(xs.shape, generator=generator, dtype=x.dtype).to(x.device)
-    x_adv = (xs + (2 * u - 1) * e).clamp(0.0, 1.0)
     with no_param_grad(model), torch.enable_grad():
-        for _ in range(steps):
-            x_adv.requires_grad_(True)
-            loss = F.cross_entropy(model(x_adv).float(), ys)
-            (g,) = torch.autograd.grad(loss, x_adv)
-            x_adv = torch.min(torch.max(x_adv.detach() + a * g.sign(), xs - e), xs + e).clamp_(0.0, 1.0)
-    return x_adv.detach()
+        return _linf_attack(model, xs, ys, e, 2.5 * e / steps, steps, random_start=True, loss="ce", amp=False,
+                            generator=generator)
 
 
 def attack_sanity(
