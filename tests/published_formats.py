@@ -83,6 +83,79 @@ def write_tiny_imagenet(root: Path, x: np.ndarray, y: np.ndarray, xv: np.ndarray
     return base
 
 
+def _save(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path, "PNG" if path.suffix == ".png" else "JPEG", quality=95)
+
+
+def write_cub200(root: Path, x: np.ndarray, y: np.ndarray, is_train: np.ndarray, num_classes: int) -> Path:
+    """CUB_200_2011/: images.txt, image_class_labels.txt (1-based), train_test_split.txt, classes.txt, images/."""
+    base = Path(root) / "CUB_200_2011"
+    names = [f"{c + 1:03d}.Bird_{c + 1}" for c in range(num_classes)]
+    (base / "images").mkdir(parents=True, exist_ok=True)
+    (base / "classes.txt").write_text("".join(f"{c + 1} {n}\n" for c, n in enumerate(names)))
+    imgs, labs, split = [], [], []
+    for i, (img, c, t) in enumerate(zip(x, y, is_train), 1):
+        rel = f"{names[c]}/Bird_{c + 1}_{i:04d}_{1000 + i}.jpg"
+        _save(base / "images" / rel, img)
+        imgs.append(f"{i} {rel}\n")
+        labs.append(f"{i} {c + 1}\n")
+        split.append(f"{i} {int(bool(t))}\n")
+    (base / "images.txt").write_text("".join(imgs))
+    (base / "image_class_labels.txt").write_text("".join(labs))
+    (base / "train_test_split.txt").write_text("".join(split))
+    return base
+
+
+VISDA_CLASSES = ("aeroplane", "bicycle", "bus", "car", "horse", "knife", "motorcycle", "person", "plant",
+                 "skateboard", "train", "truck")
+
+
+def write_visda17(root: Path, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray) -> Path:
+    """visda17/{train,validation}/<class>/... PNG/JPEG images and each split's image_list.txt."""
+    base = Path(root) / "visda17"
+    for split, xs, ys in (("train", x, y), ("validation", xv, yv)):
+        lines = []
+        for i, (img, c) in enumerate(zip(xs, ys)):
+            cls = VISDA_CLASSES[c]
+            rel = (f"{cls}/src_1_0{c:07d}_{i:032x}__{i % 5}_{i % 3}_001.png" if split == "train"
+                   else f"{cls}/{i:012d}.jpg")
+            _save(base / split / rel, img)
+            lines.append(f"{rel} {int(c)}\n")
+        (base / split / "image_list.txt").write_text("".join(lines))
+    return base
+
+
+def write_birdsnap(root: Path, x: np.ndarray, y: np.ndarray, is_test: np.ndarray, num_classes: int,
+                   failed: tuple[int, ...] = ()) -> Path:
+    """birdsnap/: species.txt, images.txt, test_images.txt (tab-separated, header lines) and
+    download/images/<dir>/<file>.jpg as get_birdsnap.py stores them; images with an index in ``failed``
+    are left out and listed in fail.txt, as when Flickr no longer serves them."""
+    base = Path(root) / "birdsnap"
+    base.mkdir(parents=True, exist_ok=True)
+    dirs = [f"Bird_Species_{c + 1}" for c in range(num_classes)]
+    (base / "species.txt").write_text("id\tcommon\tscientific\tdir\n" + "".join(
+        f"{c + 1}\tBird Species {c + 1}\tAvis species{c + 1}\t{d}\n" for c, d in enumerate(dirs)))
+    parts = [f"{p}_{a}" for p in ("back", "beak", "belly") for a in ("x", "y")]
+    head = ["url", "md5", "path", "species_id", "bb_x1", "bb_y1", "bb_x2", "bb_y2", *parts]
+    rows, tests, fails = ["\t".join(head)], ["path"], []
+    for i, (img, c, t) in enumerate(zip(x, y, is_test)):
+        rel = f"{dirs[c]}/{100000 + i}.jpg"
+        if i in failed:
+            fails.append(f"{rel}\n")
+        else:
+            _save(base / "download" / "images" / rel, img)
+        rows.append("\t".join([f"http://farm1.staticflickr.com/{i}.jpg", f"{i:032x}", rel, str(c + 1), "0", "0",
+                               str(img.shape[1] - 1), str(img.shape[0] - 1)] + ["1"] * len(parts)))
+        if t:
+            tests.append(rel)
+    (base / "images.txt").write_text("\n".join(rows) + "\n")
+    (base / "test_images.txt").write_text("\n".join(tests) + "\n")
+    if fails:
+        (base / "fail.txt").write_text("".join(fails))
+    return base
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root", type=Path)

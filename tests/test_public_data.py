@@ -16,7 +16,8 @@ from repro.config import ConfigError, DataParams, Params, from_dict
 from repro.data import DATASETS, PUBLIC_DATASETS, ArrayTask, DataError, first_per_class, fit_square, load_public
 from repro.data.public import TORCHVISION_SETS, safe_unpickle
 
-from published_formats import py2_pickle, write_cifar10, write_tiny_imagenet
+from published_formats import (py2_pickle, write_birdsnap, write_cifar10, write_cub200, write_tiny_imagenet,
+                               write_visda17)
 
 # ------------------------------------------------------------------ file builders
 
@@ -148,7 +149,7 @@ def test_fit_square_resizes_the_shorter_side_and_centre_crops():
 
 def test_registry_names_and_disjoint_from_synthetic():
     expected = {"cifar10", "cifar100", "svhn", "tiny_imagenet", "imagenet", "aircraft", "pets", "flowers", "cars",
-                "food", "dtd", "sun397", "caltech101", "caltech256"}
+                "food", "dtd", "sun397", "caltech101", "caltech256", "cub200", "visda17", "birdsnap"}
     assert set(PUBLIC_DATASETS.names()) == expected
     assert not set(PUBLIC_DATASETS.names()) & set(DATASETS.names())
     import torchvision.datasets as tvd
@@ -527,3 +528,77 @@ def test_small_tier_data_stage_offline_at_a_fraction(tmp_path, monkeypatch):
     assert c10.x_train.shape == (20, 32, 32, 3) and np.bincount(c10.y_train).tolist() == [2] * 10
     tiny = ArrayTask.load(tmp_path / "runs" / "data" / "tiny_imagenet.npz")
     assert tiny.x_train.shape == (4, 32, 32, 3) and tiny.num_classes == 2
+
+
+# ------------------------------------------- CUB-200-2011, VisDA-2017, Birdsnap (list files)
+
+
+def _decoded(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _imgs(n, seed, shape=(20, 28)):
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape, 3), dtype=np.uint8)
+
+
+def test_cub200_official_split_one_based_labels_and_pixels(tmp_path):
+    x, y = _imgs(6, 10), np.array([2, 0, 1, 2, 0, 1])
+    base = write_cub200(tmp_path, x, y, np.array([1, 0, 1, 1, 0, 0]), num_classes=3)
+    t = load_public("cub200", tmp_path, 16)
+    assert t.num_classes == 3 and t.y_train.tolist() == [2, 1, 2] and t.y_test.tolist() == [0, 0, 1]
+    rel = (base / "images.txt").read_text().splitlines()[3].split()[1]  # image id 4, the third training image
+    assert np.array_equal(t.x_train[2], fit_square(_decoded(base / "images" / rel), 16))
+    assert load_public("cub200", tmp_path, 16, max_train=1).y_train.tolist() == [2, 1]
+
+
+def test_cub200_missing_and_damaged_files_are_one_line(tmp_path):
+    with pytest.raises(DataError) as e:
+        load_public("cub200", tmp_path, 16)
+    assert str(tmp_path / "CUB_200_2011" / "classes.txt") in str(e.value) and "\n" not in str(e.value)
+    base = write_cub200(tmp_path, _imgs(3, 11), np.array([0, 1, 0]), np.array([1, 1, 0]), num_classes=2)
+    (base / "image_class_labels.txt").write_text("1 1\n2 3\n3 1\n")
+    with pytest.raises(DataError, match=r"line 2: class id 3 is outside \[1, 2\]"):
+        load_public("cub200", tmp_path, 16)
+    (base / "image_class_labels.txt").write_text("1 1\n2 2\n")
+    with pytest.raises(DataError, match="image id 3 of images.txt is missing"):
+        load_public("cub200", tmp_path, 16)
+    (base / "image_class_labels.txt").write_text("1 1\n2 2\n3 1\n")
+    victim = base / "images" / (base / "images.txt").read_text().splitlines()[0].split()[1]
+    victim.write_bytes(victim.read_bytes()[:40])
+    with pytest.raises(DataError) as e:
+        load_public("cub200", tmp_path, 16)
+    assert str(victim) in str(e.value) and "truncated or corrupted" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_visda17_train_is_synthetic_split_test_is_validation_labels_from_image_list(tmp_path):
+    x, y, xv, yv = _imgs(4, 12), np.array([11, 0, 11, 5]), _imgs(3, 13), np.array([5, 0, 0])
+    base = write_visda17(tmp_path, x, y, xv, yv)
+    t = load_public("visda17", tmp_path, 16)
+    assert t.num_classes == 12 and t.y_train.tolist() == [11, 0, 11, 5] and t.y_test.tolist() == [5, 0, 0]
+    assert np.array_equal(t.x_train[1], fit_square(x[1], 16))  # PNG: lossless
+    rel = (base / "validation" / "image_list.txt").read_text().splitlines()[2].split()[0]
+    assert rel.startswith("aeroplane/") and np.array_equal(t.x_test[2], fit_square(_decoded(base / "validation" / rel), 16))
+    (base / "train" / "image_list.txt").write_text("aeroplane/a.png 12\n")
+    with pytest.raises(DataError, match=r"line 1: label 12 is outside \[0, 11\]"):
+        load_public("visda17", tmp_path, 16)
+    with pytest.raises(DataError) as e:
+        load_public("visda17", tmp_path / "none", 16)
+    assert str(tmp_path / "none" / "visda17" / "train" / "image_list.txt") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_birdsnap_test_list_header_columns_and_failed_downloads(tmp_path):
+    x, y = _imgs(7, 14), np.array([1, 0, 1, 2, 0, 2, 1])
+    base = write_birdsnap(tmp_path, x, y, np.array([0, 1, 0, 0, 0, 1, 1]), num_classes=3, failed=(2,))
+    t = load_public("birdsnap", tmp_path, 16)
+    # image 2 was never fetched (fail.txt): skipped; test = images 1, 5, 6
+    assert t.num_classes == 3 and t.y_train.tolist() == [1, 2, 0] and t.y_test.tolist() == [0, 2, 1]
+    rel = (base / "images.txt").read_text().splitlines()[4].split("\t")[2]  # image 3
+    assert np.array_equal(t.x_train[1], fit_square(_decoded(base / "download" / "images" / rel), 16))
+    (base / "fail.txt").unlink()
+    with pytest.raises(DataError) as e:  # a missing image nobody reported failed: one line naming it
+        load_public("birdsnap", tmp_path, 16)
+    assert "Bird_Species_2/100002.jpg" in str(e.value) and "\n" not in str(e.value)
+    (base / "test_images.txt").write_text("file\nBird_Species_1/100001.jpg\n")
+    with pytest.raises(DataError, match="header naming path; missing path"):
+        load_public("birdsnap", tmp_path, 16)

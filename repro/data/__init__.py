@@ -5,7 +5,8 @@
 ``synth_mid``, ``synth_far``) and an out-of-distribution set (``synth_ood``).
 ``domain_gap_score`` is the FID-style gap between two tasks.
 ``PUBLIC_DATASETS`` / ``load_public`` read the real datasets (CIFAR-10/100, SVHN,
-Tiny-ImageNet, capped ImageNet, the Robust Tickets Fig. 9 sets) from their
+Tiny-ImageNet, capped ImageNet, the Robust Tickets Fig. 9 sets with Birdsnap, CUB-200-2011 and
+VisDA-2017 of Double-Win Fig. A10) from their
 published on-disk formats under ``data.root`` (``repro/data/public.py``).
 """
 from .arrays import (
