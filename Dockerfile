@@ -16,7 +16,7 @@ ARG BASE=python:3.11.7-slim-bookworm
 FROM ${BASE}
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    DVC_NO_ANALYTICS=1 VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH HOME=/home/repro
+    DVC_NO_ANALYTICS=1 NO_ALBUMENTATIONS_UPDATE=1 VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH HOME=/home/repro
 
 # git: DVC and `dvc exp run`; make: the same install recipe as CI (`make venv`).
 # hadolint ignore=DL3008

@@ -5,6 +5,10 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
+# No network at import time: albumentations' online version check is off for every command here
+# (stages, tests, bench); the package sets the same default itself (repro/__init__.py).
+export NO_ALBUMENTATIONS_UPDATE := 1
+
 .PHONY: venv test repro bench lock clean-venv
 
 venv: $(STAMP)

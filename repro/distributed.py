@@ -47,6 +47,8 @@ import torch.distributed as dist
 from fastai.callback.core import Callback
 from torch import nn
 
+from . import cpus
+
 ENV_BACKEND = "REPRO_DDP_BACKEND"
 ENV_SYNC_BN = "REPRO_SYNC_BN"  # "0" keeps per-rank BatchNorm statistics on CUDA too
 STAGES = ("pretrain", "reference", "imp", "transfer")
@@ -290,9 +292,10 @@ def main(argv=None) -> int:
         print("repro.distributed: not started by torchrun with more than one process; training in this process",
               file=sys.stderr, flush=True)
     with process_group():
-        # Threads per process: the cores shared by the processes of this node.
+        # Threads per process: the CPUs this job may use (affinity, cgroup quota) shared by the
+        # processes of this node.
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        os.environ.setdefault("REPRO_THREADS", str(max(1, (os.cpu_count() or 1) // per_node)))
+        os.environ.setdefault("REPRO_THREADS", str(max(1, cpus.budget()[0] // per_node)))
         from .stages import common
 
         common.n_workers = lambda p: 1  # one run at a time; each run uses every process

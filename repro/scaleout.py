@@ -31,7 +31,8 @@ node reaches, committed code and params (``git status`` clean) and credentials i
 (``--local`` DVC config is not cloned).
 
 Threads: a job's stage uses ``REPRO_THREADS`` threads: the CPUs the job is allowed to use (SLURM's
-allocation), or for local processes the machine's cores divided by ``--max-parallel``.
+allocation: its affinity and cgroup quota, ``repro.cpus``), or for local processes the head's CPU
+budget divided by ``--max-parallel``.
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ import time
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from pathlib import Path
+
+from . import cpus
 
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc")
@@ -128,7 +131,7 @@ def _job_env(threads: int | None) -> dict:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # `python -m repro.stages.*` is this Python
     env.pop("VIRTUAL_ENV", None)
     if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = cpus.budget()[0]  # the job's own cpuset and quota
     env["REPRO_THREADS"] = str(threads)
     return env
 
@@ -291,7 +294,7 @@ def main(argv=None) -> int:
         if dirty:
             raise SystemExit(f"--mode isolated clones the current commit; commit these changes first:\n{dirty}")
         rev = _run(["git", "rev-parse", "HEAD"], root).stdout.strip()
-    cores = os.cpu_count() or 1
+    cores = cpus.budget()[0]
     max_parallel = a.max_parallel or (64 if a.cluster == "slurm" else cores)
     threads = max(1, cores // max_parallel) if a.cluster != "slurm" else None
     executor = make_executor(a.cluster, root / a.logs, a)

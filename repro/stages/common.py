@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from .. import runtime
+from .. import cpus, runtime
 from ..config import ConfigError, Params, load_params, to_dict
 from ..data import ArrayTask, DataError
 from ..io import CheckpointError, load_torch, save_json
@@ -107,8 +107,11 @@ def run_stage(name: str, body: Callable[[Params], None], params_path: str = "par
         print(f"[{name}] error: {e}", file=sys.stderr, flush=True)
         return 2
     runtime.seed_everything(p.seed)
-    torch.set_num_threads(int(os.environ.get("REPRO_THREADS", 0)) or max(1, os.cpu_count() or 1))
     try:
+        # the CPUs this job may use (affinity, cgroup quota), split into worker processes x threads
+        split = cpus.split(n_workers(p), device(p).type)
+        torch.set_num_threads(split.threads_alone)
+        log(name, split.line())
         body(p)
     except EXPECTED_ERRORS as e:
         msg = one_line(e)
@@ -124,17 +127,14 @@ def device(p: Params) -> torch.device:
 
 
 def n_workers(p: Params) -> int:
-    """Processes for the independent runs of a stage: ``workers``, or (0 = auto) one per CPU core
-    with one thread each on the CPU (tiny networks do not scale over threads), 1 on CUDA."""
-    if p.workers:
-        return p.workers
-    if device(p).type == "cuda":
-        return 1
-    return max(1, min(os.cpu_count() or 1, 8))
+    """Processes for the independent runs of a stage: ``workers`` (capped at the CPU budget), or
+    (0 = auto) one per CPU the job may use on the CPU (tiny networks do not scale over threads),
+    1 on CUDA (``repro.cpus.split``)."""
+    return cpus.split(p.workers, device(p).type).workers
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
 
 
 def parallel_map(fn: Callable, items: list, workers: int) -> Iterator:
@@ -148,7 +148,8 @@ def parallel_map(fn: Callable, items: list, workers: int) -> Iterator:
         return
     import multiprocessing as mp
 
-    with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+    threads = cpus.split(workers).threads  # workers x threads within the CPU budget
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
         yield from pool.imap(fn, items)
 
 
