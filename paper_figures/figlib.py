@@ -265,6 +265,8 @@ def curve(cur: pd.DataFrame, kind: str, method: str, task: str, regime: str, fra
         "mean": rows[col].to_numpy(float),
         "std": rows[std_col].fillna(0.0).to_numpy(float) if std_col in rows else 0.0,
         "n": rows.n_seeds.to_numpy(int),
+        # the checkpoint the numbers come from (evaluation.select; curves.csv of older runs: the last epoch)
+        "checkpoint": rows["checkpoint"].fillna("last").astype(str).to_numpy() if "checkpoint" in rows else "last",
     }).sort_values("level", kind="stable").reset_index(drop=True)
     return out
 
@@ -433,6 +435,8 @@ def curve_grid(cur: pd.DataFrame, rows: Sequence[dict], cols: Sequence[dict], se
     else:
         stats = f"line = mean, band = ±1 std over {'/'.join(str(n) for n in n_seeds)} seeds"
     dense = "; 0 % = dense model" if any(0.0 in set(d.level) for d in data.values()) else ""
+    ckpts = sorted({str(c) for d in data.values() if "checkpoint" in d for c in d.checkpoint})
+    stats += f"; checkpoint: {'/'.join(ckpts)}" if ckpts else ""
     fig.suptitle(wrap(f"{title}\nours, tier: {tier}; {stats}{dense}", width), fontsize=10)
     fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
                ncol=max(1, min(len(handles), int(width // 3.6))), frameon=False)

@@ -8,7 +8,7 @@ check of a tier's whole path on a CPU rather than a run of its experiments.
 ``--fraction f`` runs a tier at a fraction of its data and epochs: every
 training block's ``epochs`` (and lr milestones) is scaled by ``f`` (at least one
 epoch) and ``data.fraction: f`` keeps the first ``f`` of every class of the
-public datasets.
+public datasets (and ``transfer.validation``'s held-out image counts shrink with it).
 The merged file is checked against the schema's keys and types; dataset names
 are checked by the stages (the real loaders are registered by the data layer).
 """
@@ -44,6 +44,10 @@ def scale(cfg: dict, fraction: float) -> dict:
     adv = out.get("transfer", {}).get("adversarial", {})
     if isinstance(adv.get("epochs"), int):
         adv["epochs"] = max(2, adv["epochs"])
+    val = out.get("transfer", {}).get("validation", {})
+    for k in ("n", "robust_images"):  # held-out images: a fraction of the (reduced) training split
+        if isinstance(val.get(k), int) and val[k] > 0:
+            val[k] = max(1, round(val[k] * fraction))
     return out
 
 
@@ -63,7 +67,17 @@ def _scale(cfg, fraction: float):
 
 def apply(tier: str | list[str], params: Path = Path("params.yaml"), fraction: float = 1.0) -> dict:
     """Merge ``tiers/<t>.yaml`` for each named tier, in order, into ``params``; optionally scale it."""
+    merged = combine(tier, params, fraction)
+    save_text(yaml.safe_dump(merged, sort_keys=False), params)
+    return merged
+
+
+def combine(tier: str | list[str], params: Path = Path("params.yaml"), fraction: float = 1.0) -> dict:
+    """What ``apply`` would write into ``params`` (``params`` itself is not changed); tier ``default``
+    alone is ``params`` as it is."""
     names = [tier] if isinstance(tier, str) else list(tier)
+    if names == ["default"] and fraction == 1:
+        return yaml.safe_load(params.read_text()) or {}
     allowed = sorted(p.stem for p in TIERS_DIR.glob("*.yaml"))
     merged = yaml.safe_load(params.read_text()) or {}
     for name in names:
@@ -75,7 +89,6 @@ def apply(tier: str | list[str], params: Path = Path("params.yaml"), fraction: f
     if fraction != 1:
         merged = scale(merged, fraction)
         merged.setdefault("data", {})["fraction"] = fraction
-    save_text(yaml.safe_dump(merged, sort_keys=False), params)
     return merged
 
 

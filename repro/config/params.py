@@ -20,6 +20,8 @@ PRETRAIN_KINDS = ("standard", "fast_adversarial", "pgd_adversarial", "random_smo
 METHODS = ("omp", "random", "imp", "a_imp", "a_imp_ds", "lmp", "omp_row", "omp_kernel", "omp_channel")
 REGIMES = ("standard", "adversarial", "linear", "mask")
 TIERS = ("default", "smoke", "small", "paper")
+CHECKPOINTS = ("last", "best_sa", "best_ra")  # the weights a transfer run keeps (best_*: transfer.validation)
+SELECT_REGIMES = ("standard", "adversarial", "linear")  # regimes with checkpoint selection (LMP keeps its last mask)
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,31 @@ class TicketParams:
 
 
 @dataclass(frozen=True)
+class ValidationParams:
+    """Checkpoint selection on held-out training images (never the test set).
+
+    ``how``: ``none`` (off: the last epoch is the only checkpoint), ``last`` (the official Double-Win
+    code: the last ``n`` training images) or ``stratified`` (``n`` images drawn per class in proportion,
+    for small sets). Per epoch: validation SA on the ``n`` images, RA under PGD-``steps`` (eps/alpha of
+    ``evaluation.attack``, fp32) on the first ``robust_images`` of them (0 = no RA and no best-RA weights).
+    """
+
+    how: Literal["none", "last", "stratified"] = "none"
+    n: int = 0
+    robust_images: int = 0
+    steps: int = 10
+
+    def __post_init__(self):
+        check(self.n >= 0, "n", f"{self.n} must be >= 0 (held-out training images)")
+        check((self.how == "none") == (self.n == 0), "n",
+              f"{self.n} with how={self.how!r}: held-out images need how 'last' or 'stratified' and n >= 1; "
+              "how 'none' needs n 0")
+        check(0 <= self.robust_images <= self.n, "robust_images",
+              f"{self.robust_images} is outside [0, n={self.n}] (held-out images attacked per epoch)")
+        check(self.steps >= 1, "steps", f"{self.steps} must be >= 1 (PGD steps of the validation RA)")
+
+
+@dataclass(frozen=True)
 class TransferParams:
     standard: TrainParams = field(default_factory=lambda: TrainParams(epochs=3, lr=0.01, schedule="step", milestones=(2,)))
     adversarial: TrainParams = field(default_factory=lambda: TrainParams(epochs=3, lr=0.05, schedule="step", milestones=(2,)))
@@ -220,6 +247,7 @@ class TransferParams:
     attack: AttackParams = field(default_factory=lambda: AttackParams("pgd", 8 / 255, 2 / 255, 10))
     bn_mode: Literal["train", "eval"] = "train"
     seeds: tuple[int, ...] = (0, 1)
+    validation: ValidationParams = field(default_factory=ValidationParams)
 
     def __post_init__(self):
         check(len(self.seeds) >= 1, "seeds", "needs at least one seed")
@@ -241,6 +269,9 @@ class EvalParams:
     sanity_images: int = 32
     sanity_tolerance: float = 0.1  # allowed accuracy excess (fraction of those images) before a check fails
     sanity_strong_steps: int = 10  # iterations of each of APGD-CE and APGD-DLR (the stronger attack)
+    # checkpoint whose test metrics are `sa`, `ra`, ... (figures, verdicts), per transfer regime:
+    # last | best_sa | best_ra (best validation SA/RA, transfer.validation); LMP (`mask`) keeps the last
+    select: dict[str, str] = field(default_factory=lambda: {r: "last" for r in SELECT_REGIMES})
 
     def __post_init__(self):
         check(self.ece_bins >= 1, "ece_bins", f"{self.ece_bins} must be >= 1")
@@ -252,6 +283,13 @@ class EvalParams:
         check(self.sanity_images >= 0, "sanity_images", f"{self.sanity_images} must be >= 0 (0 = no sanity checks)")
         check(0 <= self.sanity_tolerance <= 1, "sanity_tolerance", f"{self.sanity_tolerance} is outside [0, 1]")
         check(self.sanity_strong_steps >= 1, "sanity_strong_steps", f"{self.sanity_strong_steps} must be >= 1")
+        for r, c in self.select.items():
+            check(r in SELECT_REGIMES, f"select.{r}", f"regime {r!r} is not allowed; allowed: {', '.join(SELECT_REGIMES)}")
+            check(c in CHECKPOINTS, f"select.{r}", f"{c!r} is not allowed; allowed: {', '.join(CHECKPOINTS)}")
+
+    def selected(self, regime: str) -> str:
+        """The checkpoint reported for a run of ``regime`` (``last`` when not listed)."""
+        return self.select.get(regime, "last")
 
 
 @dataclass(frozen=True)
@@ -351,6 +389,14 @@ class Params:
                       f"{list(e.regimes)}: method 'lmp' runs only in regime 'mask', which is missing")
             if "mask" in e.regimes and e.pairs:
                 check(has_lmp, f"{key}.regimes", "regime 'mask' (LMP mask learning) needs an (kind, 'lmp') pair")
+        v = self.transfer.validation
+        for r in SELECT_REGIMES:
+            c = self.evaluation.selected(r)
+            check(c == "last" or v.how != "none", f"evaluation.select.{r}",
+                  f"{c!r} needs held-out validation images (transfer.validation.how 'last' or 'stratified'); "
+                  "allowed without them: last")
+            check(c != "best_ra" or v.robust_images > 0, f"evaluation.select.{r}",
+                  "'best_ra' needs transfer.validation.robust_images >= 1 (the validation RA)")
         lv = self.evaluation.trajectory_level
         check(any(abs(lv - s) < 1e-6 for s in levels), "evaluation.trajectory_level",
               f"{lv} is not a level of sweep.sparsities {list(levels)} (the level whose runs keep trajectories)")

@@ -8,6 +8,10 @@ model (Double-Win Table A2). Also checks that pruned weights are still zero, and
 runs the attack sanity checks (``repro.sanity``) on the first
 ``evaluation.sanity_images`` attacked images: ``sanity`` (accuracies and checks)
 and ``sanity_ok`` sit next to ``ra``.
+Checkpoint selection: every metric is measured on the checkpoint ``evaluation.select`` names for the
+run's regime (``last``, or the best-validation ``best_sa``/``best_ra`` weights that
+``transfer.validation`` kept), recorded as ``checkpoint``; every kept checkpoint also gets its test
+``sa@<checkpoint>`` and ``ra@<checkpoint>``.
 Writes ``runs/eval/<level>/<run>/metrics.json``.
 """
 from __future__ import annotations
@@ -37,9 +41,14 @@ def robust_subset(task: ArrayTask, n: int) -> tuple[np.ndarray, np.ndarray]:
     return task.x_test[:n], task.y_test[:n]
 
 
-def load_run_model(p: Params, run_dir: Path, task: ArrayTask) -> torch.nn.Module:
+#: the weight file of each checkpoint a transfer run keeps (best_*: repro.stages.transfer, transfer.validation)
+CHECKPOINT_FILES = {"last": "model.pt", "best_sa": "best_sa.pt", "best_ra": "best_ra.pt"}
+
+
+def load_run_model(p: Params, run_dir: Path, task: ArrayTask, checkpoint: str = "last") -> torch.nn.Module:
     model = p.model.build(task.num_classes, mean=task.mean, std=task.std)
-    load_into(model, load_state(run_dir / "model.pt"), run_dir / "model.pt")
+    f = run_dir / CHECKPOINT_FILES[checkpoint]
+    load_into(model, load_state(f), f)
     return model
 
 
@@ -58,7 +67,11 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, referenc
     if spec["task"] not in tasks:
         tasks[spec["task"]] = load_task(spec["task"])
     task = tasks[spec["task"]]
-    model = load_run_model(p, run_dir, task)
+    chosen, kept = p.evaluation.selected(spec["regime"]), spec.get("checkpoints", ["last"])
+    if chosen not in kept:
+        raise FileNotFoundError(f"{str(run_dir)!r} kept checkpoints {kept}, not {chosen!r} (evaluation.select."
+                                f"{spec['regime']}); re-run its transfer stage with transfer.validation on")
+    model = load_run_model(p, run_dir, task, chosen)
     fast = runtime.inference_model(model)  # Conv-BN folded once for every evaluation below
     e = p.evaluation
     size, bs = p.data.image_size, e.batch_size
@@ -78,7 +91,15 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, referenc
         "n_test": clean["n"], "n_robust": int(yr.shape[0]),
         "measured_sparsity": spec["measured_sparsity"],
         **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
+        "checkpoint": chosen, f"sa@{chosen}": clean["accuracy"], f"ra@{chosen}": ra,
     }
+    for other in (c for c in kept if c != chosen):  # test SA/RA of the other kept checkpoints
+        m = runtime.inference_model(load_run_model(p, run_dir, task, other))
+        out[f"sa@{other}"] = metrics.accuracy(*metrics.collect_logits(
+            m, test_loader(task, bs, size, device="cpu", recipe=p.data.recipe), progress=False))
+        out[f"ra@{other}"] = metrics.robust_accuracy(m, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
+                                                     random_start=a.random_start, restarts=a.restarts,
+                                                     progress=False, seed=p.seed)
     if e.sanity_images > 0:  # attack sanity on the first images attacked for RA, recorded next to it
         from .. import sanity
 

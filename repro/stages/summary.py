@@ -21,7 +21,7 @@ from ..config import Params
 from ..io import atomic_path, save_json
 from ..plan import RUNS
 from ..sanity import summarize as summarize_sanity
-from ..verdicts import METRICS, aggregate, double_win
+from ..verdicts import GROUP, METRICS, aggregate, double_win
 from .common import log, run_stage
 
 METRICS_DIR = Path("metrics")
@@ -67,7 +67,12 @@ def plot_series(agg: list[dict], kinds, task: str) -> dict[str, list[dict]]:
 def body(p: Params) -> None:
     rows = collect()
     agg = aggregate(rows)
-    fields = ["kind", "method", "task", "regime", "fraction", "level", "n_seeds"] + \
+    chosen: dict = {}  # the checkpoint (evaluation.select) every number of a group comes from
+    for r in rows:
+        chosen.setdefault(tuple(r[k] for k in GROUP), set()).add(r.get("checkpoint", "last"))
+    for r in agg:
+        r["checkpoint"] = "+".join(sorted(chosen[tuple(r[k] for k in GROUP)]))
+    fields = ["kind", "method", "task", "regime", "fraction", "level", "n_seeds", "checkpoint"] + \
         [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
     write_csv(PLOTS_DIR / "curves.csv", agg, fields)
     for name, series in plot_series(agg, p.pretrain.kinds, p.data.downstream[0]).items():
@@ -86,6 +91,8 @@ def body(p: Params) -> None:
     san = summarize_sanity(rows)
     save_json(san, METRICS_DIR / "sanity.json")
     save_json({"runs": len(rows), "groups": len(agg), "mask_violations": violations, "dense": dense,
+               "checkpoint": {reg: "+".join(sorted({r["checkpoint"] for r in agg if r["regime"] == reg}))
+                              for reg in sorted({r["regime"] for r in agg})},
                "attack_sanity": {k: san[k] for k in ("checked", "ok", "flagged", "not_checked")}
                | {f"failed_{c}": v for c, v in san["failures_per_check"].items()}},
               METRICS_DIR / "summary.json")

@@ -6,23 +6,34 @@ learn the mask over frozen pretrained weights). Data fractions take the
 stratified sample (default) or the official "first N". Each run writes
 ``runs/transfer/<level>/<kind>-<method>/<task>/<regime>-f<frac>-seed<s>/``
 with ``model.pt``, ``mask.pt`` (the ticket used), ``spec.json`` and ``history.csv`` (per-epoch log).
+
+Checkpoint selection (``transfer.validation``, the official Double-Win code): the standard,
+adversarial and linear runs hold out ``n`` training images (the last ``n``, or a stratified draw),
+train on the rest, and after every epoch measure validation SA and RA on them
+(``HeldOutValidation``); the best-SA and best-RA weights are written as ``best_sa.pt`` and
+``best_ra.pt`` beside ``model.pt`` (the last epoch), the per-epoch values to ``validation.json``.
+The test split is never seen here; ``evaluate@`` reports test metrics for every checkpoint.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 from fastai.callback.core import Callback
 
 from .. import runtime
 from ..attacks import attack_from_config
 from ..config import Params
-from ..data import make_dataloaders
+from ..config.params import SELECT_REGIMES
+from ..data import ArrayTask, DataError, make_dataloaders, validation_split
 from ..io import save_torch
 from ..plan import DENSE, RUNS, RunSpec, level_name, runs_for_level, ticket_path
 from ..tickets.mask import Mask
-from ..training import LearnableMask, train
+from ..training import HeldOutValidation, LearnableMask, train
 from .common import (atomic_dir, config_hash, device, downstream_model, drop_checkpoint, epoch_checkpoint, level_main,
                      load_task, log, n_workers, parallel_map, pretrained_path, task_path, tensor_digest, write_json)
 
@@ -51,6 +62,44 @@ class WeightSnapshots(Callback):
         self.snaps = list(state)
 
 
+def held_out(y: np.ndarray, how: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, held-out validation indices) of a training split with labels ``y``.
+
+    ``last``: the official code's last ``n`` images. ``stratified``: ``n`` images in the classes'
+    proportions (largest remainders), drawn with a fixed seed, so every run and seed of a task holds
+    out the same images. Both index arrays are sorted and disjoint, and together cover the split.
+    """
+    y = np.asarray(y)
+    total = int(y.shape[0])
+    if not 0 < n < total:
+        raise DataError(f"transfer.validation.n = {n} must be in [1, {total - 1}] for {total} training images")
+    if how == "last":
+        return validation_split(total, n)
+    if how != "stratified":
+        raise DataError(f"transfer.validation.how {how!r} is not allowed; allowed: last, stratified")
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts * n / total
+    take = np.floor(quota).astype(np.int64)
+    take[np.argsort(-(quota - take), kind="stable")[: n - int(take.sum())]] += 1
+    rng = np.random.default_rng(np.random.SeedSequence([0x5EA1, n]))
+    val = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take)]))
+    return np.setdiff1d(np.arange(total, dtype=np.int64), val), val.astype(np.int64)
+
+
+def with_held_out(task: ArrayTask, how: str, n: int) -> ArrayTask:
+    """``task`` with its held-out images moved to the end of the training split (the rest keep their
+    file order, so the official "first N" fractions still take the first images): ``make_dataloaders(...,
+    val_from_train=n)`` then trains on the rest and validates on them. The test split is the same object."""
+    train_idx, val_idx = held_out(task.y_train, how, n)
+    if how == "last":
+        return task
+    if task.streamed:
+        raise DataError(f"task {task.name!r} is streamed from files; transfer.validation.how 'stratified' needs "
+                        "an in-memory task (use 'last')")
+    order = np.concatenate([train_idx, val_idx])
+    return dataclasses.replace(task, x_train=task.x_train[order], y_train=task.y_train[order], stats=task.stats)
+
+
 def wants_trajectory(p: Params, spec: RunSpec, sparsity: float) -> bool:
     lv = p.evaluation.trajectory_level
     return (spec.regime == "adversarial" and spec.seed == p.transfer.seeds[0]
@@ -75,11 +124,24 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
                                      spec.task if spec.method == "a_imp_ds" else None))
     regime_cfg = {"standard": p.transfer.standard, "adversarial": p.transfer.adversarial,
                   "linear": p.transfer.linear, "mask": p.tickets.lmp.train}[spec.regime]
+    v = p.transfer.validation
+    n_val = v.n if v.how != "none" and spec.regime in SELECT_REGIMES else 0
+    if n_val:
+        key = (spec.task, v.how, n_val)
+        if key not in tasks:
+            tasks[key] = with_held_out(task, v.how, n_val)
+        task = tasks[key]
     dls = make_dataloaders(task, bs=regime_cfg.batch_size, size=p.data.image_size, fraction=spec.fraction,
                            how=p.data.fraction_how, seed=spec.seed, device=dev, num_workers=p.data.num_workers,
-                           recipe=p.data.recipe)
+                           recipe=p.data.recipe, val_from_train=n_val)
     kwargs: dict = {"mask": mask}
     extra = []
+    val_cb = None
+    if n_val:
+        a = p.evaluation.attack
+        val_cb = HeldOutValidation(dict(eps=a.eps, alpha=a.alpha, steps=v.steps, random_start=a.random_start),
+                                   n_robust=v.robust_images, seed=spec.seed)
+        extra.append(val_cb)
     if spec.regime == "adversarial":
         kwargs.update(attack=attack_from_config("pgd", **p.transfer.attack.kwargs()),
                       attack_bn_mode=p.transfer.bn_mode)
@@ -108,11 +170,18 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
             mask.save(out / "mask.pt", report=False)
         if snaps is not None:
             save_torch(snaps.snaps, out / "trajectory.pt")
+        if val_cb is not None:
+            for name, best in val_cb.best.items():
+                save_torch(best["state"], out / f"{name}.pt")
+            write_json(out / "validation.json", {
+                "how": v.how, "n": n_val, "robust_images": v.robust_images, "steps": v.steps,
+                "epochs": val_cb.history, **{f"{k}_epoch": b["epoch"] for k, b in val_cb.best.items()}})
         write_json(out / "spec.json", {
             "kind": spec.kind, "method": spec.method, "task": spec.task, "regime": spec.regime,
             "fraction": spec.fraction, "seed": spec.seed, "level": sparsity,
             "measured_sparsity": 0.0 if mask is None else mask.sparsity,
-            "n_train": len(dls.train_ds), "config": config_hash([regime_cfg, p.transfer.attack, p.model])})
+            "n_train": len(dls.train_ds), "config": config_hash([regime_cfg, p.transfer.attack, p.model, *([v, p.evaluation.attack] if n_val else [])]),
+            "checkpoints": ["last", *(sorted(val_cb.best) if val_cb is not None else [])]})
     drop_checkpoint(ckpt)
     return out_final
 

@@ -1,0 +1,42 @@
+"""Stage `claims`: every headline claim of both papers decided on this run's metrics (``repro.claims``).
+
+Reads ``runs/eval/<level>/<run>/metrics.json`` (as the summary stage does) and
+``analysis/domain_gap.json`` (RT Table II; absent -> that claim is ``not run``), writes
+``metrics/claims.json`` (DVC metrics): the counts at the top level (``reproduced``, ``inconclusive``,
+``contradicted``, ``not_run``, ``total``) under the RA variant ``evaluation.verdict_ra`` (``pgd20``
+when the parameter does not exist), the counts per RA variant, the claims whose outcome differs
+between variants, and every claim with its quote, test, outcome, reason and numbers.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..claims import evaluate_all, scorecard_line
+from ..config import Params
+from ..io import save_json
+from .common import log, run_stage
+from .summary import METRICS_DIR, collect
+
+DOMAIN_GAP = Path("analysis") / "domain_gap.json"
+
+
+def body(p: Params) -> None:
+    rows = collect()
+    gaps = json.loads(DOMAIN_GAP.read_text()) if DOMAIN_GAP.is_file() else None
+    verdict_ra = getattr(p.evaluation, "verdict_ra", "pgd20")
+    doc = evaluate_all(rows, gaps, verdict_ra)
+    doc = {"tier": p.tier, **doc}
+    save_json(doc, METRICS_DIR / "claims.json")
+    log("claims", scorecard_line(doc, p.tier) + f" (RA: {verdict_ra})")
+    if doc["differ"]:
+        log("claims", "outcome depends on the RA variant for: " + ", ".join(doc["differ"]))
+
+
+def main(argv=None) -> int:
+    return run_stage("claims", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""The claims registry (repro/claims.py): each decision rule on hand-made per-run metrics whose answer is
+known (one test per outcome), the RA variants, runs that did not learn, and the report's scorecard
+(paper_figures/render.py) against metrics/claims.json."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from repro.claims import CLAIMS, OUTCOMES, RA_VARIANTS, Evidence, counts, evaluate_all, scorecard_line, spearman
+
+REPO = Path(__file__).resolve().parents[1]
+PAPERS = Path("/work/shared/papers")
+AT, STD, FAT = "pgd_adversarial", "standard", "fast_adversarial"
+
+
+def run(kind, method, task, regime, level, sa, ra=None, seed=0, fraction=1.0, **extra):
+    r = {"kind": kind, "method": method, "task": task, "regime": regime, "fraction": fraction, "level": level,
+         "seed": seed, "sa": sa, "ra": 0.1 if ra is None else ra, "nll": 1.0, "ece": 0.05, "ood_auroc": 0.7,
+         "n_test": 1000, "n_robust": 1000, "measured_sparsity": level}
+    r.update(extra)
+    return r
+
+
+def omp_grid(robust_sa, natural_sa, regime="linear", tasks=("t_near", "t_mid", "t_far"), levels=(0.5, 0.8), seeds=(0,),
+             **extra):
+    """OMP tickets of θ_AT (robust) and θ_STD (natural): robust_sa/natural_sa = value or task -> value."""
+    rows = []
+    for t in tasks:
+        for lv in levels:
+            for s in seeds:
+                rs = robust_sa[t] if isinstance(robust_sa, dict) else robust_sa
+                ns = natural_sa[t] if isinstance(natural_sa, dict) else natural_sa
+                rows.append(run(AT, "omp", t, regime, lv, rs + 0.001 * s, seed=s, **extra))
+                rows.append(run(STD, "omp", t, regime, lv, ns + 0.001 * s, seed=s, **extra))
+    return rows
+
+
+def outcome(cid, rows, gaps=None, variant="pgd20"):
+    return CLAIMS.get(cid).decide(Evidence(rows, gaps, RA_VARIANTS[variant]))
+
+
+# --------------------------------------------------------------------------- one test per outcome
+
+def test_reproduced_when_robust_tickets_win_every_cell_beyond_the_noise():
+    r = outcome("rt-linear", omp_grid(0.60, 0.40))
+    assert r.outcome == "reproduced"
+    assert r.numbers["wins"] == r.numbers["cells"] == 6 and r.numbers["losses"] == 0
+    assert r.numbers["mean_diff"] == pytest.approx(0.20)
+
+
+def test_contradicted_when_natural_tickets_win_every_cell():
+    # the embedded default's synth_far numbers quoted in issue 19: 24.0 % vs 33.7 % SA under linear evaluation
+    r = outcome("rt-linear", omp_grid(0.240, 0.337))
+    assert r.outcome == "contradicted" and r.numbers["losses"] == 6
+
+
+def test_inconclusive_when_the_gap_is_inside_the_noise():
+    # 0.5 pp on 1000 test images: the binomial standard error of the difference is ~2.2 pp
+    r = outcome("rt-linear", omp_grid(0.505, 0.500))
+    assert r.outcome == "inconclusive" and r.numbers["ties"] == 6
+
+
+def test_inconclusive_with_too_few_seeds_and_cells():
+    r = outcome("rt-linear", omp_grid(0.9, 0.1, tasks=("t",), levels=(0.5,)))
+    assert r.outcome == "inconclusive" and "too few seeds" in r.reason
+
+
+def test_not_run_when_the_runs_are_absent():
+    r = outcome("rt-lmp", omp_grid(0.6, 0.4))
+    assert r.outcome == "not run" and r.numbers["cells"] == 0
+
+
+def test_seed_noise_widens_the_threshold():
+    """Two seeds 10 pp apart make a 5 pp gap a tie; with identical seeds it is a win."""
+    rows = omp_grid(0.60, 0.55, seeds=(0, 1))
+    assert outcome("rt-linear", rows).outcome == "reproduced"
+    for r in rows:
+        if r["seed"] == 1 and r["kind"] == AT:
+            r["sa"] = 0.70
+        if r["seed"] == 0 and r["kind"] == AT:
+            r["sa"] = 0.50
+    assert outcome("rt-linear", rows).outcome == "inconclusive"
+
+
+def test_runs_that_did_not_learn_are_never_evidence():
+    rows = omp_grid(0.60, 0.40)
+    assert outcome("rt-linear", rows).outcome == "reproduced"
+    for r in rows:
+        if r["kind"] == AT:  # the robust side did not learn: its 60 % would otherwise reproduce the claim
+            r["learned"] = False
+    res = outcome("rt-linear", rows)
+    assert res.outcome == "inconclusive" and "did not learn" in res.reason
+    doc = evaluate_all(rows)
+    assert doc["excluded_not_learned"] == 6
+
+
+def test_mostly_mode_tolerates_a_quarter_of_losses():
+    rows = []
+    for lv, (rob, nat) in zip((0.2, 0.4, 0.6, 0.8), ((0.7, 0.5), (0.7, 0.5), (0.7, 0.5), (0.4, 0.6))):
+        rows += [run(AT, "a_imp", "t", "standard", lv, rob), run(STD, "imp", "t", "standard", lv, nat)]
+    assert outcome("rt-aimp", rows).outcome == "reproduced"       # 3 wins, 1 loss of 4: "most sparsity ratios"
+    rows += [run(AT, "a_imp_ds", "t", "standard", lv, 0.4) for lv in (0.2, 0.4, 0.6)]
+    assert outcome("rt-aimp", rows).outcome == "inconclusive"     # 3 wins, 4 losses: signs disagree
+
+
+def test_equal_mode_no_significant_difference():
+    rows = []
+    for m, sa in (("imp", 0.60), ("a_imp", 0.605)):
+        for regime in ("standard", "adversarial"):
+            for lv in (0.5, 0.8):
+                rows += [run(AT, m, "t", regime, lv, sa, ra=0.3, seed=s) for s in (0, 1)]
+    assert outcome("dw-retraining-no-difference", rows).outcome == "reproduced"
+    for r in rows:
+        if r["method"] == "a_imp":
+            r["sa"], r["ra"] = 0.3, 0.1
+    assert outcome("dw-retraining-no-difference", rows).outcome == "contradicted"
+
+
+def test_transfer_attack_not_below_white_box_ra():
+    rows = [run(AT, m, "t", "adversarial", lv, 0.6, ra=0.30, transfer_attack_acc=0.45, seed=s)
+            for m, lv in (("dense", 0.0), ("imp", 0.5), ("imp", 0.8)) for s in (0, 1)]
+    assert outcome("dw-no-gradient-masking", rows).outcome == "reproduced"
+    for r in rows:
+        r["transfer_attack_acc"] = 0.10   # a transfer attack far stronger than the white-box one: masking
+    assert outcome("dw-no-gradient-masking", rows).outcome == "contradicted"
+
+
+# --------------------------------------------------------------------------- double-win claims
+
+def dw_rows(ticket_sa: dict, seeds=(0, 1)):
+    """Dense baselines at 0.6 SA / 0.3 RA (std 0.01 over the seeds) and IMP tickets of each kind at two levels."""
+    rows = []
+    for kind in (STD, FAT, AT):
+        for s in seeds:
+            d = 0.01 * (s - 0.5) * 2 ** 0.5   # two seeds -> sample std 0.01
+            for regime in ("standard", "adversarial"):
+                rows.append(run(kind, "dense", "t", regime, 0.0, 0.6 + d, ra=0.3 + d, seed=s))
+                for lv in (0.5, 0.8):
+                    sa = ticket_sa[kind][lv]
+                    rows.append(run(kind, "imp", "t", regime, lv, sa, ra=sa / 2, seed=s))
+    return rows
+
+
+def test_double_win_exists_for_every_pretraining():
+    rows = dw_rows({STD: {0.5: 0.6, 0.8: 0.4}, FAT: {0.5: 0.6, 0.8: 0.6}, AT: {0.5: 0.61, 0.8: 0.62}})
+    r = outcome("dw-exist", rows)
+    assert r.outcome == "reproduced", r.reason
+    assert r.numbers["extreme_sparsity"] == {STD: {"t": 0.5}, FAT: {"t": 0.8}, AT: {"t": 0.8}}
+    assert outcome("dw-extreme-order", rows).outcome == "reproduced"
+
+
+def test_double_win_order_contradicted_and_existence_partial():
+    rows = dw_rows({STD: {0.5: 0.6, 0.8: 0.6}, FAT: {0.5: 0.5, 0.8: 0.5}, AT: {0.5: 0.5, 0.8: 0.4}})
+    assert outcome("dw-extreme-order", rows).outcome == "contradicted"   # AT 0 < STD 0.8
+    assert outcome("dw-exist", rows).outcome == "inconclusive"           # only θ_STD has one
+
+
+def test_double_win_needs_two_seeds():
+    rows = dw_rows({STD: {0.5: 0.6, 0.8: 0.6}, FAT: {0.5: 0.6, 0.8: 0.6}, AT: {0.5: 0.6, 0.8: 0.6}}, seeds=(0,))
+    r = outcome("dw-exist", rows)
+    assert r.outcome == "inconclusive" and "too few seeds" in r.reason
+
+
+def test_data_amplified_contrasts_fractions():
+    rows = []
+    for f, gap in ((1.0, 0.02), (0.1, 0.20)):
+        for lv in (0.5, 0.8):
+            for kind, base in ((AT, 0.4 + gap), (FAT, 0.4 + gap), (STD, 0.4)):
+                rows.append(run(kind, "imp", "t", "adversarial", lv, base, ra=base / 2, fraction=f))
+    assert outcome("dw-data-amplified", rows).outcome == "reproduced"
+    assert outcome("dw-data-robust-wins", rows).outcome == "reproduced"
+
+
+# --------------------------------------------------------------------------- RA variants
+
+def fig8_rows(ra_robust, ra_natural, aa=None):
+    rows = []
+    for lv in (0.2, 0.5, 0.8):
+        extra_r = {"ra_aa": aa[0]} if aa else {}
+        extra_n = {"ra_aa": aa[1]} if aa else {}
+        rows += [run(AT, "a_imp", "t", "standard", lv, 0.6, ra=ra_robust, **extra_r),
+                 run(STD, "imp", "t", "standard", lv, 0.6, ra=ra_natural, **extra_n)]
+    return rows
+
+
+def test_ra_claims_are_decided_under_both_variants_and_differences_named():
+    rows = fig8_rows(0.40, 0.20, aa=(0.05, 0.20))   # PGD-20 says robust wins, AutoAttack says it loses
+    doc = evaluate_all(rows)
+    c = doc["claims"]["rt-properties-adversarial"]
+    assert c["by_variant"]["pgd20"]["outcome"] == "reproduced"
+    assert c["by_variant"]["aa"]["outcome"] == "contradicted"
+    assert c["outcome"] == "reproduced" and doc["differ"] == ["rt-properties-adversarial"]
+    assert evaluate_all(rows, verdict_ra="aa")["claims"]["rt-properties-adversarial"]["outcome"] == "contradicted"
+    # SA claims do not depend on the variant
+    assert "by_variant" not in doc["claims"]["rt-properties-accuracy"]
+
+
+def test_absent_ra_aa_is_not_run_for_that_variant():
+    doc = evaluate_all(fig8_rows(0.40, 0.20))
+    c = doc["claims"]["rt-properties-adversarial"]
+    assert c["by_variant"] == {"pgd20": {"outcome": "reproduced", "reason": c["reason"]},
+                               "aa": {"outcome": "not run", "reason": c["by_variant"]["aa"]["reason"]}}
+    assert doc["differ"] == [] and doc["ra_variants_present"] == ["pgd20"]
+
+
+def test_unknown_verdict_ra_is_refused():
+    with pytest.raises(ValueError, match="verdict_ra 'pgd10'; allowed: pgd20, aa"):
+        evaluate_all([], verdict_ra="pgd10")
+
+
+# --------------------------------------------------------------------------- RT Table II: rank correlation
+
+def test_domain_gap_rank_correlation():
+    gaps = {"t_near": 10.0, "t_mid": 50.0, "t_far": 90.0}
+    grows = omp_grid({"t_near": 0.50, "t_mid": 0.60, "t_far": 0.75}, 0.50)
+    r = outcome("rt-domain-gap", grows, gaps)
+    assert r.outcome == "reproduced" and r.numbers["spearman"] == pytest.approx(1.0)
+    shrinks = omp_grid({"t_near": 0.75, "t_mid": 0.60, "t_far": 0.50}, 0.50)
+    assert outcome("rt-domain-gap", shrinks, gaps).outcome == "contradicted"
+    assert outcome("rt-domain-gap", grows, None).outcome == "not run"
+    assert outcome("rt-domain-gap", grows, {"t_near": 1.0, "t_far": 2.0}).outcome == "inconclusive"
+
+
+def test_spearman_by_value():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+
+
+# --------------------------------------------------------------------------- the registry and the documents
+
+def test_every_claim_quotes_its_paper():
+    if not PAPERS.is_dir():
+        pytest.skip("the papers' texts are not on this machine")
+    texts = {"DW": (PAPERS / "double-win-lottery-tickets.txt").read_text(),
+             "RT": (PAPERS / "robust-tickets-transfer-better.txt").read_text()}
+
+    def norm(s):
+        for a, b in (("\\%", "%"), ("\\sim", "∼"), ("\\geq", "≥"), ("\\underline", "")):
+            s = s.replace(a, b)
+        return re.sub(r"\s+", " ", re.sub(r"[$*{}]", "", s)).strip()
+
+    for cid in CLAIMS:
+        c = CLAIMS.get(cid)
+        assert norm(c.quote) in norm(texts[c.paper]), cid
+
+
+def test_every_claim_names_report_items_that_exist():
+    spec = importlib.util.spec_from_file_location("render", REPO / "paper_figures" / "render.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    ids = {it["id"] for it in render.ITEMS}
+    for cid in CLAIMS:
+        c = CLAIMS.get(cid)
+        assert c.items and set(c.items) <= ids, cid
+        assert c.paper in ("DW", "RT") and c.section and c.figure and c.test
+
+
+def test_no_runs_means_every_claim_not_run():
+    doc = evaluate_all([])
+    assert doc["not_run"] == doc["total"] == len(CLAIMS.names())
+    assert {c["outcome"] for c in doc["claims"].values()} == {"not run"}
+
+
+def mixed_doc():
+    rows = omp_grid(0.60, 0.40) + omp_grid(0.40, 0.60, regime="standard") + fig8_rows(0.4, 0.2, aa=(0.05, 0.2))
+    return evaluate_all(rows, {"t_near": 1.0, "t_mid": 2.0, "t_far": 3.0})
+
+
+def test_counts_are_the_claims_outcomes():
+    doc = mixed_doc()
+    for o in OUTCOMES:
+        key = o.replace(" ", "_")
+        assert doc[key] == sum(c["outcome"] == o for c in doc["claims"].values())
+    assert doc["reproduced"] >= 1 and doc["contradicted"] >= 1 and doc["not_run"] >= 1
+    assert sum(doc[o.replace(" ", "_")] for o in OUTCOMES) == doc["total"]
+    assert doc["by_variant"]["pgd20"] == counts(doc["claims"])
+    assert doc["by_variant"]["aa"]["contradicted"] == doc["contradicted"] + 1
+    json.dumps(doc)   # the metrics file is plain JSON
+
+
+def test_report_scorecard_equals_the_claims_file(tmp_path):
+    pytest.importorskip("mistune")
+    spec = importlib.util.spec_from_file_location("render", REPO / "paper_figures" / "render.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    doc = {"tier": "default", **mixed_doc()}
+    page = render.scorecard_html(doc)
+    line = scorecard_line(doc, "default")
+    assert line in page
+    shown = dict((o, int(n)) for n, o in re.findall(r"(\d+) (reproduced|inconclusive|contradicted|not run)", line))
+    assert shown == {o: doc[o.replace(" ", "_")] for o in OUTCOMES}
+    assert "rt-properties-adversarial" in page   # where PGD-20 and AutoAttack-grade RA differ
+    item = render.item_claims_html(doc, "rt-fig2")
+    assert "rt-linear" in item and "reproduced" in item
