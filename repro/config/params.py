@@ -104,6 +104,8 @@ class DataParams:
     source: str = "synth_source"
     downstream: tuple[str, ...] = ("synth_near", "synth_mid", "synth_far")
     ood: str = "synth_ood"
+    # task -> its OoD set instead of `ood` (a downstream task or `ood`; never the task itself)
+    ood_per_task: dict[str, str] = field(default_factory=dict)
     image_size: int = 16
     recipe: Literal["cifar", "pad_crop", "none", "imagenet224"] = "cifar"
     fraction_how: Literal["stratified", "first"] = "stratified"
@@ -127,11 +129,24 @@ class DataParams:
             v = getattr(self, k)
             check(v is None or v >= 1, k, f"{v} must be >= 1 (images per class) or null (no cap)")
         tasks = (self.source, *self.downstream, self.ood)
+        for t, o in self.ood_per_task.items():
+            check(t in self.downstream, f"ood_per_task.{t}",
+                  f"{t!r} is not a downstream task; allowed: {', '.join(self.downstream)}")
+            check(o in (self.ood, *self.downstream), f"ood_per_task.{t}",
+                  f"{o!r} is not built by the data stage; allowed: {', '.join(dict.fromkeys((self.ood, *self.downstream)))}")
+        for t in self.downstream:
+            check(self.ood_for(t) != t, "ood" if t not in self.ood_per_task else f"ood_per_task.{t}",
+                  f"{self.ood_for(t)!r} is also the evaluated task {t!r}: its OoD AUROC would compare the task with "
+                  f"itself; allowed: any other set (map one per task with data.ood_per_task, e.g. {{{t}: ...}})")
         for k in ("max_train_per_task", "max_test_per_task"):
             for t, v in getattr(self, k).items():
                 check(t in tasks, f"{k}.{t}",
                       f"{t!r} is not a task of this config; allowed: {', '.join(dict.fromkeys(tasks))}")
                 check(v >= 1, f"{k}.{t}", f"{v} must be >= 1 (images per class)")
+
+    def ood_for(self, task: str) -> str:
+        """The OoD set of a downstream task's OoD AUROC: its ``ood_per_task`` entry, else ``ood``."""
+        return self.ood_per_task.get(task, self.ood)
 
     def caps(self, task: str) -> tuple[Optional[int], Optional[int]]:
         """Per-class (max_train, max_test) caps of a public task: its override, else the global cap."""
@@ -195,7 +210,8 @@ class ImpParams:
     rate: float = 0.2
     max_rounds: int = 10
     retrain: TrainParams = field(default_factory=lambda: TrainParams(epochs=1, lr=0.01, schedule="constant"))
-    attack: AttackParams = field(default_factory=lambda: AttackParams("pgd", 8 / 255, 16 / (3 * 255), 3))
+    # A-IMP: PGD-3 with DW Sec. A1's alpha 2/255 (the official code's step is 16/(3*255): set alpha 16/765)
+    attack: AttackParams = field(default_factory=lambda: AttackParams("pgd", 8 / 255, 2 / 255, 3))
 
     def __post_init__(self):
         check(0 < self.rate < 1, "rate", f"{self.rate} is outside (0, 1)")

@@ -62,10 +62,14 @@ def load_reference(p: Params, tasks: dict) -> dict:
     return {t: runtime.inference_model(load_run_model(p, reference_path(t).parent, tasks[t]))}
 
 
-def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask, reference: dict) -> dict:
+def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, reference: dict) -> dict:
+    """Metrics of one run; ``ood``: the OoD task, or a cache {name: task} filled with ``data.ood_for(task)``."""
     spec = read_json(run_dir / "spec.json")
     if spec["task"] not in tasks:
         tasks[spec["task"]] = load_task(spec["task"])
+    if isinstance(ood, dict):  # the run's own OoD set (data.ood_per_task), loaded once per process
+        name = p.data.ood_for(spec["task"])
+        ood = ood[name] if name in ood else ood.setdefault(name, load_task(name))
     task = tasks[spec["task"]]
     chosen, kept = p.evaluation.selected(spec["regime"]), spec.get("checkpoints", ["last"])
     if chosen not in kept:
@@ -140,7 +144,7 @@ def body_for(sparsity: float):
             raise FileNotFoundError(f"{str(src)!r} is missing; run transfer@{lv} first")
         run_dirs = sorted(d.parent for d in src.rglob("spec.json"))
         _STATE.clear()
-        _STATE.update(tasks={}, ood=load_task(p.data.ood))
+        _STATE.update(tasks={}, ood={})
         _STATE["reference"] = load_reference(p, _STATE["tasks"])
         work = partial(_evaluate_one, p, src, RUNS / "eval" / lv)
         for i, (rel, m) in enumerate(parallel_map(work, run_dirs, n_workers(p)), 1):

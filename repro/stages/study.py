@@ -20,7 +20,7 @@ from ..io import save_json
 from ..plan import RUNS, RunSpec
 from ..sanity import summarize as summarize_sanity
 from ..verdicts import aggregate, matching
-from .common import load_task, log, n_workers, parallel_map, read_json, run_stage
+from .common import log, n_workers, parallel_map, read_json, run_stage
 from .evaluate import evaluate_run, load_reference
 from .tickets import draw
 from . import transfer as transfer_stage
@@ -50,7 +50,7 @@ def body(p: Params) -> None:
         masks[kind].save(STUDY_DIR / "tickets" / f"{kind}-{p.study.method}" / "mask.pt")
         log("study", f"{kind}-{p.study.method}: measured sparsity {masks[kind].sparsity:.4f}")
     _STATE.clear()
-    _STATE.update(tasks={}, ood=load_task(p.data.ood), masks=masks)
+    _STATE.update(tasks={}, ood={}, masks=masks)
     _STATE["reference"] = load_reference(p, _STATE["tasks"])
     specs = [RunSpec(kind, p.study.method, task, regime, 1.0, seed) for kind in p.pretrain.kinds
              for task in tasks_used for regime in ("standard", "adversarial") for seed in p.transfer.seeds]
