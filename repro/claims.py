@@ -258,6 +258,21 @@ def claim(id: str, paper: str, section: str, figure: str, quote: str, test: str,
     return deco
 
 
+def compared(id: str, paper: str, section: str, figure: str, quote: str, test: str, pairs, on, mode="greater",
+             fractions=(1.0,), levels: Callable[[float], bool] = lambda lv: lv > 0, margin=None, items=(),
+             uses_ra=False, what: str = "") -> None:
+    """Register a claim decided on the cells of :func:`versus`: every ticket pair (A, B) in ``pairs`` on every
+    (regime, metric) in ``on``, at ``fractions`` and the sweep levels ``levels`` accepts; ``mode`` as in :func:`decide`."""
+    def decide_pairs(ev: Evidence) -> Result:
+        cells = []
+        for a, b in pairs:
+            for regime, metric in on:
+                cells += versus(ev, a, b, [metric], [regime], fractions, levels=levels, margin=margin,
+                                prefix=f"{a[0]}-{a[1]} vs {b[0]}-{b[1]}: " if len(pairs) > 1 else "")
+        return decide(cells, mode, what)
+    CLAIMS.register(id)(Claim(id, paper, section, figure, quote, test, decide_pairs, tuple(items), uses_ra))
+
+
 def evaluate_all(rows: list[dict], domain_gap: dict | None = None, verdict_ra: str = "pgd20") -> dict:
     """Every registered claim on ``rows``; the document written to ``metrics/claims.json``.
 
@@ -442,61 +457,55 @@ def _dw_extreme_order(ev: Evidence) -> Result:
     return Result("inconclusive", "order not strict" if order else "order partly violated", nums)
 
 
-@claim("dw-at-outperforms", "DW", "Sec. 4.1, observation 2", "Fig. 3",
-       "Subnetworks identified from adversarial pre-training consistently outperform the ones from fast adversarial "
-       "and standard pre-training across all three downstream classification tasks",
-       "θ_AT IMP tickets against θ_FAT and θ_STD IMP tickets, full data, every sweep level > 0 and task, on standard "
-       "SA, adversarial SA and adversarial RA: difference of means over seeds per cell; mode greater.",
-       items=("dw-fig3",), uses_ra=True)
-def _dw_at_outperforms(ev: Evidence) -> Result:
-    cells = dw_cells(ev, (AT, "imp"), (FAT, "imp")) + dw_cells(ev, (AT, "imp"), (STD, "imp"))
-    return decide(cells, "greater", "θ_AT/θ_FAT/θ_STD IMP tickets")
+compared("dw-at-outperforms", "DW", "Sec. 4.1, observation 2", "Fig. 3",
+         "Subnetworks identified from adversarial pre-training consistently outperform the ones from fast adversarial "
+         "and standard pre-training across all three downstream classification tasks",
+         "θ_AT IMP tickets against θ_FAT and θ_STD IMP tickets, full data, every sweep level > 0 and task, on standard "
+         "SA, adversarial SA and adversarial RA: difference of means over seeds per cell; mode greater.",
+         items=("dw-fig3",), uses_ra=True,
+         pairs=[((AT, 'imp'), (FAT, 'imp')), ((AT, 'imp'), (STD, 'imp'))],
+         on=DW_METRICS, mode="greater", what="θ_AT/θ_FAT/θ_STD IMP tickets")
 
 
-@claim("dw-robust-ra", "DW", "Sec. 1; Sec. 4.1, observation 4", "Fig. 3",
-       "Take the result on CIFAR-100 as an example, the subnetworks drawn from fast adversarial pre-training shows "
-       "superior performance than the ones from "
-       "standard training in the range of sparsity level from 0.00% ∼ 98.56% under adversarial training.",
-       "RA after adversarial transfer of IMP tickets from θ_AT and θ_FAT against θ_STD, full data, every level > 0 "
-       "and task; difference of means over seeds per cell; mode greater.",
-       items=("dw-fig3",), uses_ra=True)
-def _dw_robust_ra(ev: Evidence) -> Result:
-    cells = []
-    for k in (AT, FAT):
-        cells += versus(ev, (k, "imp"), (STD, "imp"), ["ra"], ["adversarial"], prefix=f"{k} ")
-    return decide(cells, "greater", "adversarially transferred IMP tickets")
+compared("dw-robust-ra", "DW", "Sec. 1; Sec. 4.1, observation 4", "Fig. 3",
+         "Take the result on CIFAR-100 as an example, the subnetworks drawn from fast adversarial pre-training shows "
+         "superior performance than the ones from "
+         "standard training in the range of sparsity level from 0.00% ∼ 98.56% under adversarial training.",
+         "RA after adversarial transfer of IMP tickets from θ_AT and θ_FAT against θ_STD, full data, every level > 0 "
+         "and task; difference of means over seeds per cell; mode greater.",
+         items=("dw-fig3",), uses_ra=True,
+         pairs=[((AT, 'imp'), (STD, 'imp')), ((FAT, 'imp'), (STD, 'imp'))],
+         on=[('adversarial', 'ra')], mode="greater", what="adversarially transferred IMP tickets")
 
 
-@claim("dw-imp-beats-omp", "DW", "Sec. 4.2", "Fig. 4",
-       "IMP with standard and adversarial training shows similar performance, and both of them are better than OMP "
-       "and random pruning.",
-       f"θ_AT: IMP (m^ST) and A-IMP (m^AT) tickets against OMP at high sparsity (levels ≥ {HIGH_SPARSITY:.0%}), "
-       "full data, on the three double-win criteria; difference of means per cell; mode greater.",
-       items=("dw-fig4",), uses_ra=True)
-def _dw_imp_omp(ev: Evidence) -> Result:
-    cells = dw_cells(ev, (AT, "imp"), (AT, "omp"), high) + dw_cells(ev, (AT, "a_imp"), (AT, "omp"), high)
-    return decide(cells, "greater", f"θ_AT IMP/OMP tickets at ≥ {HIGH_SPARSITY:.0%} sparsity")
+compared("dw-imp-beats-omp", "DW", "Sec. 4.2", "Fig. 4",
+         "IMP with standard and adversarial training shows similar performance, and both of them are better than OMP "
+         "and random pruning.",
+         f"θ_AT: IMP (m^ST) and A-IMP (m^AT) tickets against OMP at high sparsity (levels ≥ {HIGH_SPARSITY:.0%}), "
+         "full data, on the three double-win criteria; difference of means per cell; mode greater.",
+         items=("dw-fig4",), uses_ra=True,
+         pairs=[((AT, 'imp'), (AT, 'omp')), ((AT, 'a_imp'), (AT, 'omp'))],
+         on=DW_METRICS, mode="greater", levels=high, what="θ_AT IMP/OMP tickets at high sparsity")
 
 
-@claim("dw-imp-beats-random", "DW", "Sec. 4.1, observation 1; Sec. 4.2", "Fig. 3, Fig. 4",
-       "All these double-win tickets surpass randomly pruned subnetwork by a significant performance margin.",
-       f"θ_AT IMP tickets against θ_AT random pruning at high sparsity (levels ≥ {HIGH_SPARSITY:.0%}), full data, "
-       "on the three double-win criteria; a cell counts only beyond a 5 pp margin ('significant'); mode greater.",
-       items=("dw-fig3", "dw-fig4"), uses_ra=True)
-def _dw_imp_random(ev: Evidence) -> Result:
-    return decide(dw_cells(ev, (AT, "imp"), (AT, "random"), high, margin=0.05), "greater",
-                  f"θ_AT IMP/random tickets at ≥ {HIGH_SPARSITY:.0%} sparsity")
+compared("dw-imp-beats-random", "DW", "Sec. 4.1, observation 1; Sec. 4.2", "Fig. 3, Fig. 4",
+         "All these double-win tickets surpass randomly pruned subnetwork by a significant performance margin.",
+         f"θ_AT IMP tickets against θ_AT random pruning at high sparsity (levels ≥ {HIGH_SPARSITY:.0%}), full data, "
+         "on the three double-win criteria; a cell counts only beyond a 5 pp margin ('significant'); mode greater.",
+         items=("dw-fig3", "dw-fig4"), uses_ra=True,
+         pairs=[((AT, 'imp'), (AT, 'random'))],
+         on=DW_METRICS, mode="greater", levels=high, margin=0.05, what="θ_AT IMP/random tickets at high sparsity")
 
 
-@claim("dw-retraining-no-difference", "DW", "Sec. 1 (contribution 4), Sec. 4.2", "Fig. 4",
-       "We show that adopting standard or adversarial training in the process of IMP makes no significant "
-       "difference for the transferability of identified subnetworks on downstream tasks.",
-       "θ_AT: IMP with standard re-training (m^ST) against IMP with adversarial re-training (A-IMP, m^AT), every "
-       "level > 0, full data, on the three double-win criteria; mode equal (reproduced if at most a quarter of the "
-       "cells differ beyond the noise).",
-       items=("dw-fig4",), uses_ra=True)
-def _dw_retraining(ev: Evidence) -> Result:
-    return decide(dw_cells(ev, (AT, "imp"), (AT, "a_imp")), "equal", "θ_AT IMP and A-IMP tickets")
+compared("dw-retraining-no-difference", "DW", "Sec. 1 (contribution 4), Sec. 4.2", "Fig. 4",
+         "We show that adopting standard or adversarial training in the process of IMP makes no significant "
+         "difference for the transferability of identified subnetworks on downstream tasks.",
+         "θ_AT: IMP with standard re-training (m^ST) against IMP with adversarial re-training (A-IMP, m^AT), every "
+         "level > 0, full data, on the three double-win criteria; mode equal (reproduced if at most a quarter of the "
+         "cells differ beyond the noise).",
+         items=("dw-fig4",), uses_ra=True,
+         pairs=[((AT, 'imp'), (AT, 'a_imp'))],
+         on=DW_METRICS, mode="equal", what="θ_AT IMP and A-IMP tickets")
 
 
 def _data_cells(ev: Evidence, fractions) -> list:
@@ -506,14 +515,15 @@ def _data_cells(ev: Evidence, fractions) -> list:
     return cells
 
 
-@claim("dw-data-robust-wins", "DW", "Sec. 5, observation 1", "Fig. 5",
-       "θ_FAT and θ_AT significantly outperform θ_STD on both data-rich and data-scarce transfer for all three "
-       "datasets. It evidences that the robust pre-training improves data-efficient transfer.",
-       "Adversarial transfer of IMP tickets with 10 % and 1 % of the training data: θ_AT and θ_FAT against θ_STD on "
-       "SA and RA, every level > 0 and task; difference of means per cell; mode greater.",
-       items=("dw-fig5",), uses_ra=True)
-def _dw_data_wins(ev: Evidence) -> Result:
-    return decide(_data_cells(ev, (0.1, 0.01)), "greater", "data-limited adversarial transfer")
+compared("dw-data-robust-wins", "DW", "Sec. 5, observation 1", "Fig. 5",
+         "θ_FAT and θ_AT significantly outperform θ_STD on both data-rich and data-scarce transfer for all three "
+         "datasets. It evidences that the robust pre-training improves data-efficient transfer.",
+         "Adversarial transfer of IMP tickets with 10 % and 1 % of the training data: θ_AT and θ_FAT against θ_STD on "
+         "SA and RA, every level > 0 and task; difference of means per cell; mode greater.",
+         items=("dw-fig5",), uses_ra=True,
+         pairs=[((AT, 'imp'), (STD, 'imp')), ((FAT, 'imp'), (STD, 'imp'))],
+         on=[('adversarial', 'sa'), ('adversarial', 'ra')], mode="greater", fractions=(0.1, 0.01),
+         what="data-limited adversarial transfer")
 
 
 @claim("dw-data-amplified", "DW", "Abstract; Sec. 5", "Fig. 5",
@@ -579,13 +589,13 @@ def _dw_fat_middle(ev: Evidence) -> Result:
 
 
 def _ta_keys(ev: Evidence):
-    return [k for k in ev.keys(kind=AT, method=("dense", "imp"), regime="adversarial", fraction=1.0)]
+    return ev.keys(kind=AT, method=("dense", "imp"), regime="adversarial", fraction=1.0)
 
 
 @claim("dw-no-gradient-masking", "DW", "Sec. A2", "Table A2",
        "Table A2 demonstrates that the sparse subnetworks consistently outperform the dense counterpart under transfer "
-       "attack from an unseen robust model, which is aligned with the vanilla robust accuracy. This piece of evidence excludes the "
-       "possibility of gradient masking for our obtain RA improvements.",
+       "attack from an unseen robust model, which is aligned with the vanilla robust accuracy. This piece of evidence "
+       "excludes the possibility of gradient masking for our obtain RA improvements.",
        "θ_AT dense and IMP tickets, adversarial transfer, full data: transfer-attack accuracy (adversarial examples "
        "from the independently trained reference model) against white-box RA of the same runs, per level; mode "
        "not_less (a transfer attack weaker than the white-box one: no sign of gradient masking).",
@@ -620,24 +630,24 @@ def _dw_ta_sparse(ev: Evidence) -> Result:
 ROBUST_OMP, NATURAL_OMP = (AT, "omp"), (STD, "omp")
 
 
-@claim("rt-finetune", "RT", "Sec. III-B", "Fig. 1",
-       "aligning with our hypothesis, robust tickets can consistently outperform the nature tickets under the "
-       "whole-model finetuning paradigm",
-       "OMP tickets of θ_AT (robust) against θ_STD (natural), whole-model (standard) fine-tuning, full data, SA, "
-       "every level > 0 and task; difference of means per cell; mode greater.",
-       items=("rt-fig1",))
-def _rt_finetune(ev: Evidence) -> Result:
-    return decide(versus(ev, ROBUST_OMP, NATURAL_OMP, ["sa"], ["standard"]), "greater", "fine-tuned OMP tickets")
+compared("rt-finetune", "RT", "Sec. III-B", "Fig. 1",
+         "aligning with our hypothesis, robust tickets can consistently outperform the nature tickets under the "
+         "whole-model finetuning paradigm",
+         "OMP tickets of θ_AT (robust) against θ_STD (natural), whole-model (standard) fine-tuning, full data, SA, "
+         "every level > 0 and task; difference of means per cell; mode greater.",
+         items=("rt-fig1",),
+         pairs=[(ROBUST_OMP, NATURAL_OMP)],
+         on=[('standard', 'sa')], mode="greater", what="fine-tuned OMP tickets")
 
 
-@claim("rt-linear", "RT", "Sec. III-B", "Fig. 2",
-       "As shown in Fig. 2, we can observe that robust tickets aggressively win the transferred accuracy, e.g., a "
-       "≥ 11.75% higher accuracy on ResNet50/CIFAR-100 till the sparsity ratio of 0.92.",
-       "OMP tickets of θ_AT against θ_STD under linear evaluation (frozen backbone), full data, SA, every level > 0 "
-       "and task; difference of means per cell; mode greater.",
-       items=("rt-fig2", "rt-fig9"))
-def _rt_linear(ev: Evidence) -> Result:
-    return decide(versus(ev, ROBUST_OMP, NATURAL_OMP, ["sa"], ["linear"]), "greater", "linearly evaluated OMP tickets")
+compared("rt-linear", "RT", "Sec. III-B", "Fig. 2",
+         "As shown in Fig. 2, we can observe that robust tickets aggressively win the transferred accuracy, e.g., a "
+         "≥ 11.75% higher accuracy on ResNet50/CIFAR-100 till the sparsity ratio of 0.92.",
+         "OMP tickets of θ_AT against θ_STD under linear evaluation (frozen backbone), full data, SA, every level > 0 "
+         "and task; difference of means per cell; mode greater.",
+         items=("rt-fig2", "rt-fig9"),
+         pairs=[(ROBUST_OMP, NATURAL_OMP)],
+         on=[('linear', 'sa')], mode="greater", what="linearly evaluated OMP tickets")
 
 
 @claim("rt-linear-margin", "RT", "Sec. III-B", "Fig. 1, Fig. 2",
@@ -660,75 +670,62 @@ def _rt_linear_margin(ev: Evidence) -> Result:
     return decide(cells, "greater", "OMP tickets under both linear evaluation and fine-tuning")
 
 
-@claim("rt-structured", "RT", "Sec. III-B", "Fig. 3",
-       "robust tickets consistently win across different sparsity patterns and evaluation paradigms",
-       "Row-, kernel- and channel-wise OMP tickets of θ_AT against θ_STD, whole-model fine-tuning and linear "
-       "evaluation, full data, SA, every level > 0 and task; difference of means per cell; mode greater.",
-       items=("rt-fig3",))
-def _rt_structured(ev: Evidence) -> Result:
-    cells = []
-    for g in ("omp_row", "omp_kernel", "omp_channel"):
-        cells += versus(ev, (AT, g), (STD, g), ["sa"], ["standard", "linear"], prefix=f"{g} ")
-    return decide(cells, "greater", "structured OMP tickets")
+compared("rt-structured", "RT", "Sec. III-B", "Fig. 3",
+         "robust tickets consistently win across different sparsity patterns and evaluation paradigms",
+         "Row-, kernel- and channel-wise OMP tickets of θ_AT against θ_STD, whole-model fine-tuning and linear "
+         "evaluation, full data, SA, every level > 0 and task; difference of means per cell; mode greater.",
+         items=("rt-fig3",),
+         pairs=[((AT, g), (STD, g)) for g in ('omp_row', 'omp_kernel', 'omp_channel')],
+         on=[('standard', 'sa'), ('linear', 'sa')], mode="greater", what="structured OMP tickets")
 
 
-@claim("rt-aimp", "RT", "Sec. III-B", "Fig. 4",
-       "generally the two robust tickets outperform the natural ones across most sparsity ratios",
-       "A-IMP tickets of θ_AT, upstream (a_imp) and downstream (a_imp_ds), against IMP tickets of θ_STD, whole-model "
-       "fine-tuning, full data, SA, every level > 0 and task; difference of means per cell; mode mostly (a quarter "
-       "of the cells may go the other way).",
-       items=("rt-fig4",))
-def _rt_aimp(ev: Evidence) -> Result:
-    cells = []
-    for m in ("a_imp", "a_imp_ds"):
-        cells += versus(ev, (AT, m), (STD, "imp"), ["sa"], ["standard"], prefix=f"{m} ")
-    return decide(cells, "mostly", "A-IMP and IMP tickets")
+compared("rt-aimp", "RT", "Sec. III-B", "Fig. 4",
+         "generally the two robust tickets outperform the natural ones across most sparsity ratios",
+         "A-IMP tickets of θ_AT, upstream (a_imp) and downstream (a_imp_ds), against IMP tickets of θ_STD, whole-model "
+         "fine-tuning, full data, SA, every level > 0 and task; difference of means per cell; mode mostly (a quarter "
+         "of the cells may go the other way).",
+         items=("rt-fig4",),
+         pairs=[((AT, 'a_imp'), (STD, 'imp')), ((AT, 'a_imp_ds'), (STD, 'imp'))],
+         on=[('standard', 'sa')], mode="mostly", what="A-IMP and IMP tickets")
 
 
-@claim("rt-lmp", "RT", "Sec. III-B", "Fig. 5",
-       "As shown in Fig. 5, robust tickets drawn by LMP consistently outperform natural ones",
-       "LMP masks learned on frozen θ_AT against θ_STD (regime mask), full data, SA, every level > 0 and task; "
-       "difference of means per cell; mode greater.",
-       items=("rt-fig5",))
-def _rt_lmp(ev: Evidence) -> Result:
-    return decide(versus(ev, (AT, "lmp"), (STD, "lmp"), ["sa"], ["mask"]), "greater", "LMP tickets")
+compared("rt-lmp", "RT", "Sec. III-B", "Fig. 5",
+         "As shown in Fig. 5, robust tickets drawn by LMP consistently outperform natural ones",
+         "LMP masks learned on frozen θ_AT against θ_STD (regime mask), full data, SA, every level > 0 and task; "
+         "difference of means per cell; mode greater.",
+         items=("rt-fig5",),
+         pairs=[((AT, 'lmp'), (STD, 'lmp'))],
+         on=[('mask', 'sa')], mode="greater", what="LMP tickets")
 
 
-@claim("rt-smoothing-beats-natural", "RT", "Sec. III-C", "Fig. 6",
-       "although the tickets from RS pretrained models are inferior to the robust tickets from adversarially trained "
-       "models, they can still outperform the natural tickets.",
-       "OMP tickets of the random-smoothing model against θ_STD, fine-tuning and linear evaluation, full data, SA, "
-       "every level > 0 and task; difference of means per cell; mode greater.",
-       items=("rt-fig6",))
-def _rt_rs_natural(ev: Evidence) -> Result:
-    return decide(versus(ev, (RS, "omp"), NATURAL_OMP, ["sa"], ["standard", "linear"]), "greater",
-                  "OMP tickets of random smoothing")
+compared("rt-smoothing-beats-natural", "RT", "Sec. III-C", "Fig. 6",
+         "although the tickets from RS pretrained models are inferior to the robust tickets from adversarially trained "
+         "models, they can still outperform the natural tickets.",
+         "OMP tickets of the random-smoothing model against θ_STD, fine-tuning and linear evaluation, full data, SA, "
+         "every level > 0 and task; difference of means per cell; mode greater.",
+         items=("rt-fig6",),
+         pairs=[((RS, 'omp'), NATURAL_OMP)],
+         on=[('standard', 'sa'), ('linear', 'sa')], mode="greater", what="OMP tickets of random smoothing")
 
 
-@claim("rt-adversarial-beats-smoothing", "RT", "Sec. III-C", "Fig. 6",
-       "although the tickets from RS pretrained models are inferior to the robust tickets from adversarially trained "
-       "models, they can still outperform the natural tickets.",
-       "OMP tickets of θ_AT against the random-smoothing model, fine-tuning and linear evaluation, full data, SA, "
-       "every level > 0 and task; difference of means per cell; mode greater.",
-       items=("rt-fig6",))
-def _rt_at_rs(ev: Evidence) -> Result:
-    return decide(versus(ev, ROBUST_OMP, (RS, "omp"), ["sa"], ["standard", "linear"]), "greater",
-                  "OMP tickets of random smoothing")
+compared("rt-adversarial-beats-smoothing", "RT", "Sec. III-C", "Fig. 6",
+         "although the tickets from RS pretrained models are inferior to the robust tickets from adversarially trained "
+         "models, they can still outperform the natural tickets.",
+         "OMP tickets of θ_AT against the random-smoothing model, fine-tuning and linear evaluation, full data, SA, "
+         "every level > 0 and task; difference of means per cell; mode greater.",
+         items=("rt-fig6",),
+         pairs=[(ROBUST_OMP, (RS, 'omp'))],
+         on=[('standard', 'sa'), ('linear', 'sa')], mode="greater", what="OMP tickets of random smoothing")
 
 
-@claim("rt-segmentation", "RT", "Sec. III-D", "Fig. 7",
-       "generally our hypothesis still holds that robust tickets achieve consistently higher mIOU, especially under "
-       "mild sparsity ratios",
-       "OMP tickets of θ_AT against θ_STD on a segmentation task (mIoU). The pipeline has no segmentation task, so "
-       "this claim is not run at any tier.",
-       items=("rt-fig7",))
-def _rt_segmentation(ev: Evidence) -> Result:
-    return decide(versus(ev, ROBUST_OMP, NATURAL_OMP, ["miou"], ["segmentation"]), "greater",
-                  "segmentation (the pipeline has no segmentation task)")
-
-
-def _fig8(ev: Evidence, metric: str) -> list:
-    return versus(ev, (AT, "a_imp"), (STD, "imp"), [metric], ["standard"])
+compared("rt-segmentation", "RT", "Sec. III-D", "Fig. 7",
+         "generally our hypothesis still holds that robust tickets achieve consistently higher mIOU, especially under "
+         "mild sparsity ratios",
+         "OMP tickets of θ_AT against θ_STD on a segmentation task (mIoU). The pipeline has no segmentation task, so "
+         "this claim is not run at any tier.",
+         items=("rt-fig7",),
+         pairs=[(ROBUST_OMP, NATURAL_OMP)],
+         on=[('segmentation', 'miou')], mode="greater", what="segmentation (the pipeline has no segmentation task)")
 
 
 _FIG8_QUOTE = ("From Fig. 8, we can see that (1) robust tickets outperform the vanilla counterparts consistently in terms "
@@ -737,34 +734,34 @@ _FIG8_TEST = ("A-IMP tickets of θ_AT (robust) against IMP tickets of θ_STD (na
               "data, {what}, every level > 0 and task; difference of means per cell; mode greater.")
 
 
-@claim("rt-properties-accuracy", "RT", "Sec. III-E", "Fig. 8, Table I", _FIG8_QUOTE,
-       _FIG8_TEST.format(what="SA"), items=("rt-fig8", "rt-table1"))
-def _rt_acc(ev: Evidence) -> Result:
-    return decide(_fig8(ev, "sa"), "greater", "A-IMP/IMP tickets")
+compared("rt-properties-accuracy", "RT", "Sec. III-E", "Fig. 8, Table I", _FIG8_QUOTE,
+         _FIG8_TEST.format(what="SA"), items=("rt-fig8", "rt-table1"),
+         pairs=[((AT, 'a_imp'), (STD, 'imp'))],
+         on=[('standard', 'sa')], mode="greater", what="A-IMP/IMP tickets")
 
 
-@claim("rt-properties-adversarial", "RT", "Sec. III-E", "Fig. 8, Table I", _FIG8_QUOTE,
-       _FIG8_TEST.format(what="RA (Adv-Acc)"), items=("rt-fig8", "rt-table1"), uses_ra=True)
-def _rt_adv(ev: Evidence) -> Result:
-    return decide(_fig8(ev, "ra"), "greater", "A-IMP/IMP tickets")
+compared("rt-properties-adversarial", "RT", "Sec. III-E", "Fig. 8, Table I", _FIG8_QUOTE,
+         _FIG8_TEST.format(what="RA (Adv-Acc)"), items=("rt-fig8", "rt-table1"), uses_ra=True,
+         pairs=[((AT, 'a_imp'), (STD, 'imp'))],
+         on=[('standard', 'ra')], mode="greater", what="A-IMP/IMP tickets")
 
 
-@claim("rt-properties-ood", "RT", "Sec. III-E", "Fig. 8, Table I", _FIG8_QUOTE,
-       _FIG8_TEST.format(what=f"OoD ROC-AUC of max-softmax detection (margin {MARGINS['ood_auroc'][0]})"),
-       items=("rt-fig8", "rt-table1"))
-def _rt_ood(ev: Evidence) -> Result:
-    return decide(_fig8(ev, "ood_auroc"), "greater", "A-IMP/IMP tickets")
+compared("rt-properties-ood", "RT", "Sec. III-E", "Fig. 8, Table I", _FIG8_QUOTE,
+         _FIG8_TEST.format(what=f"OoD ROC-AUC of max-softmax detection (margin {MARGINS['ood_auroc'][0]})"),
+         items=("rt-fig8", "rt-table1"),
+         pairs=[((AT, 'a_imp'), (STD, 'imp'))],
+         on=[('standard', 'ood_auroc')], mode="greater", what="A-IMP/IMP tickets")
 
 
-@claim("rt-properties-calibration", "RT", "Sec. III-E", "Table I",
-       "Raw data of all the mentioned properties of robust tickets and natural tickets drawn from ResNet18/50 via "
-       "A-IMP.",
-       _FIG8_TEST.format(what=f"NLL, lower is better (margin {MARGINS['nll'][0]} nats)")
-       + " The text makes no calibration claim; in the paper's Table I robust tickets have the lower NLL in all 8 "
+compared("rt-properties-calibration", "RT", "Sec. III-E", "Table I",
+         "Raw data of all the mentioned properties of robust tickets and natural tickets drawn from ResNet18/50 via "
+         "A-IMP.",
+         _FIG8_TEST.format(what=f"NLL, lower is better (margin {MARGINS['nll'][0]} nats)")
+         + " The text makes no calibration claim; in the paper's Table I robust tickets have the lower NLL in all 8 "
          "cells but the lower ECE in only 3 of 8, so NLL is tested and ECE is not.",
-       items=("rt-fig8", "rt-table1"))
-def _rt_nll(ev: Evidence) -> Result:
-    return decide(_fig8(ev, "nll"), "greater", "A-IMP/IMP tickets")
+         items=("rt-fig8", "rt-table1"),
+         pairs=[((AT, 'a_imp'), (STD, 'imp'))],
+         on=[('standard', 'nll')], mode="greater", what="A-IMP/IMP tickets")
 
 
 @claim("rt-domain-gap", "RT", "Sec. III-F", "Fig. 9, Table II",
