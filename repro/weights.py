@@ -199,7 +199,12 @@ def reference_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     from .models import build_model
 
     with torch.device("meta"):
-        model = build_model(arch, 1000)
+        if arch == "inception_v3":  # the FID feature network (repro/fid.py), torchvision's own module
+            from torchvision.models import inception_v3
+
+            model = inception_v3(weights=None, aux_logits=True, init_weights=False)
+        else:
+            model = build_model(arch, 1000)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -535,6 +540,13 @@ for _arch, _prefix in (("resnet18", "f37072fd"), ("resnet50", "0676ba61")):
         url=f"{_TV}{_arch}-{_prefix}.pth", filename=f"{_arch}-{_prefix}.pth", sha256=_prefix,
         converter=convert_torchvision, publisher="torchvision",
         notes="IMAGENET1K_V1; the file name embeds the sha256 prefix that torchvision checks"))
+
+# the FID feature network of Robust Tickets Table II (repro/fid.py), not a pretraining starting point
+register(PublishedWeights(
+    name="torchvision_inception_v3_imagenet1k_v1", arch="inception_v3", kind="fid_features",
+    url=f"{_TV}inception_v3_google-0cc3c7bd.pth", filename="inception_v3_google-0cc3c7bd.pth", sha256="0cc3c7bd",
+    converter=convert_torchvision, publisher="torchvision",
+    notes="Inception_V3_Weights.IMAGENET1K_V1 (ported from TensorFlow; inputs in [-1, 1]); FID features only"))
 
 _HF = "https://huggingface.co/madrylab/robust-imagenet-models/resolve/main/"
 for _arch in ("resnet18", "resnet50"):

@@ -285,6 +285,9 @@ class EvalParams:
     sanity_images: int = 32
     sanity_tolerance: float = 0.1  # allowed accuracy excess (fraction of those images) before a check fails
     sanity_strong_steps: int = 10  # iterations of each of APGD-CE and APGD-DLR (the stronger attack)
+    # domain gap of analysis/domain_gap.json (RT Table II): `stats` = hand-made image statistics (offline
+    # default), `fid` = Inception-v3 pool-3 FID with torchvision's ImageNet weights (repro/fid.py)
+    domain_gap: Literal["stats", "fid"] = "stats"
     # checkpoint whose test metrics are `sa`, `ra`, ... (figures, verdicts), per transfer regime:
     # last | best_sa | best_ra (best validation SA/RA, transfer.validation); LMP (`mask`) keeps the last
     select: dict[str, str] = field(default_factory=lambda: {r: "last" for r in SELECT_REGIMES})

@@ -424,8 +424,22 @@ def _sqrt_psd(a: np.ndarray) -> np.ndarray:
 
 
 def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
-    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)`` between two feature sets."""
+    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)`` between two feature sets.
+
+    ``S`` are the sample covariances (ddof 1). With fewer samples than feature dimensions
+    (e.g. a small task's 2048-d Inception features) the same value comes exactly from the
+    centred samples ``A``: ``Tr S = |A|_F^2 / (n - 1)`` and the eigenvalues of ``S1 S2`` are those
+    of ``(A1 A2^T)(A2 A1^T) / ((n1 - 1)(n2 - 1))``, so ``Tr (S1^1/2 S2 S1^1/2)^1/2`` is the nuclear
+    norm of ``A1 A2^T / sqrt((n1 - 1)(n2 - 1))`` (an n1 x n2 SVD instead of d x d eigendecompositions).
+    """
+    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
     mu1, mu2 = f1.mean(0), f2.mean(0)
+    if f1.ndim == 2 and min(f1.shape[0], f2.shape[0]) < f1.shape[1]:
+        a1, a2 = f1 - mu1, f2 - mu2
+        d1, d2 = f1.shape[0] - 1, f2.shape[0] - 1
+        tr_sqrt = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum() / np.sqrt(d1 * d2)
+        total = ((mu1 - mu2) ** 2).sum() + (a1 * a1).sum() / d1 + (a2 * a2).sum() / d2 - 2 * tr_sqrt
+        return float(max(total, 0.0))
     s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
     s1, s2 = np.atleast_2d(s1), np.atleast_2d(s2)
     r1 = _sqrt_psd(s1)

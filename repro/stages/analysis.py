@@ -7,7 +7,9 @@
 * ``analysis/landscape/<run>.npz``: loss contours on clean and PGD-20 test data
   along the trajectory plane, and the trajectory (Fig. 6, A9);
 * ``analysis/domain_gap.json``: Fréchet distance of features between the source
-  and each downstream task (Robust Tickets Sec. V-B, FID in the paper).
+  and each downstream task (Robust Tickets Table II): ``evaluation.domain_gap: fid`` is the
+  paper's FID (Inception-v3 pool-3, repro/fid.py), ``stats`` the offline default's hand-made
+  image statistics (``repro.data.domain_gap_score``).
 """
 from __future__ import annotations
 
@@ -67,8 +69,9 @@ def mask_stats(p: Params) -> None:
     _write_csv(OUT / "mask_similarity.csv", sim)
     _write_csv(OUT / "zero_kernels.csv", zk)
     arrays = {}
-    if masks:
-        top = max(masks)
+    if masks:  # DW Fig. 7: evaluation.kernel_map_level (97.19 % in the real tiers), else the highest level
+        km = p.evaluation.kernel_map_level
+        top = next((lv for lv in masks if km is not None and abs(lv - km) < 1e-6), max(masks))
         for kind, m in masks[top].items():
             for name in m:
                 if m[name].dim() == 4:
@@ -126,10 +129,20 @@ def landscapes(p: Params) -> None:
 
 
 def domain_gaps(p: Params) -> None:
+    """``evaluation.domain_gap``: ``stats`` (hand-made image statistics, the offline default) or ``fid``
+    (Inception-v3 pool-3 FID with torchvision's ImageNet weights, repro/fid.py; RT Table II)."""
     src = load_task(p.data.source)
-    gaps = {t: round(float(domain_gap_score(src, load_task(t))), 6) for t in p.data.downstream}
+    if p.evaluation.domain_gap == "fid":
+        from ..fid import fid, load_inception
+        from .common import device
+
+        net = load_inception(p.data.root, device=device(p))
+        score = lambda t: fid(src, t, net)  # noqa: E731
+    else:
+        score = lambda t: domain_gap_score(src, t)  # noqa: E731
+    gaps = {t: round(float(score(load_task(t))), 6) for t in p.data.downstream}
     save_json(gaps, OUT / "domain_gap.json")
-    log("analysis", f"domain gap: {gaps}")
+    log("analysis", f"domain gap ({p.evaluation.domain_gap}): {gaps}")
 
 
 def body(p: Params) -> None:

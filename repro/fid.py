@@ -1,0 +1,123 @@
+"""FID as Robust Tickets Sec. III-F defines it: Inception-v3 pool-3 features, 8,000 source images vs a task.
+
+RT measures the domain gap between ImageNet and each VTAB task with the FID (Heusel et al. 2017):
+"sampling the same 8000 images from ImageNet and using all the images in each downstream dataset".
+Here:
+
+* features: the 2048-d output of Inception-v3's last average pool ("pool-3"), with torchvision's
+  Inception-v3 ImageNet weights (``IMAGENET1K_V1``, registered in ``repro.weights`` as
+  ``torchvision_inception_v3_imagenet1k_v1`` and sha256-checked by ``fetch``);
+* input: uint8 RGB images scaled to [0, 1], bilinearly resized to Inception's 299 x 299 input
+  (whatever their stored size: 32-px CIFAR and 224-px ImageNet meet at 299), then mapped to
+  [-1, 1], the normalization those weights were trained with (torchvision's ``transform_input``
+  does the same from ImageNet-normalized input);
+* sampling: :func:`repro.data.domain_gap_score` (a fixed seeded draw of ``n_source`` = 8,000
+  source images, all train + test images of the target) and its Fréchet distance
+  ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)``.
+
+Named choice: the widely used TF-FID feature extractor (pytorch-fid's ``pt_inception-2015-12-05``)
+is a different Inception graph; the papers do not say which one RT used, and the task names
+torchvision's weights, so absolute values may differ from RT Table II by a few points while the
+ordering of tasks is what Table II's argument uses.
+
+The offline default measures the gap with hand-made image statistics instead
+(``evaluation.domain_gap: stats``, ``repro.data.domain_gap_score`` without a feature function);
+``evaluation.domain_gap: fid`` (the ``paper`` tier) uses this module.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import ArrayTask, domain_gap_score
+
+__all__ = ["INCEPTION_WEIGHTS", "INCEPTION_SIZE", "FID_SOURCE_IMAGES", "build_inception", "PoolFeatures",
+           "inception_feature_fn", "fid", "load_inception"]
+
+INCEPTION_WEIGHTS = "torchvision_inception_v3_imagenet1k_v1"
+INCEPTION_SIZE = 299
+FID_SOURCE_IMAGES = 8000  # RT Sec. III-F
+
+
+def build_inception(state_dict: Optional[dict] = None, seed: int = 0) -> nn.Module:
+    """torchvision's Inception-v3 (aux head kept so the published state_dict loads as is).
+
+    ``state_dict=None``: randomly initialised (PyTorch's default layer initialisation, seeded), for tests.
+    """
+    from torchvision.models import inception_v3
+
+    if state_dict is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = inception_v3(weights=None, aux_logits=True, transform_input=False, init_weights=False)
+    else:
+        model = inception_v3(weights=None, aux_logits=True, transform_input=False, init_weights=False)
+        model.load_state_dict(state_dict)
+    return model.eval()
+
+
+class PoolFeatures(nn.Module):
+    """[0, 1] images (any size) -> the 2048-d pool-3 features of an Inception-v3 (eval mode)."""
+
+    def __init__(self, inception: nn.Module, size: int = INCEPTION_SIZE):
+        super().__init__()
+        if size < 75:
+            raise ValueError(f"Inception-v3 needs inputs of at least 75 px, got size={size}")
+        self.net, self.size = inception, int(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        x = x * 2 - 1
+        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
+                     "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+                     "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "avgpool"):
+            x = getattr(n, name)(x)
+        return torch.flatten(x, 1)
+
+
+def inception_feature_fn(inception: nn.Module, batch_size: int = 50, size: int = INCEPTION_SIZE,
+                         device=None) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``feature_fn`` for :func:`repro.data.domain_gap_score`: uint8 NHWC -> float64 [N, 2048]."""
+    feats = PoolFeatures(inception, size).eval()
+    dev = torch.device(device) if device is not None else next(inception.parameters()).device
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"FID features need uint8 images [N,H,W,3], got {x.dtype} {list(x.shape)}")
+        out = []
+        with torch.no_grad():
+            for s in range(0, x.shape[0], batch_size):
+                t = torch.from_numpy(np.ascontiguousarray(x[s:s + batch_size])).permute(0, 3, 1, 2)
+                out.append(feats(t.to(dev).float().div_(255)).double().cpu().numpy())
+        return np.concatenate(out, 0) if out else np.zeros((0, 2048))
+
+    return fn
+
+
+def fid(source: ArrayTask | np.ndarray, target: ArrayTask | np.ndarray, inception: nn.Module,
+        n_source: int = FID_SOURCE_IMAGES, n_target: Optional[int] = None, seed: int = 0,
+        size: int = INCEPTION_SIZE, batch_size: int = 50) -> float:
+    """FID between ``n_source`` sampled source images and all images of ``target`` (RT Table II)."""
+    return domain_gap_score(source, target, feature_fn=inception_feature_fn(inception, batch_size, size),
+                            n_source=n_source, n_target=n_target, seed=seed)
+
+
+def load_inception(data_root: str | Path = "data", dest: str | Path = ".cache/repro/inception_v3.pt",
+                   device=None) -> nn.Module:
+    """torchvision's Inception-v3 ImageNet weights, fetched and sha256-checked by ``repro.weights``."""
+    from .io import load_torch
+    from .weights import fetch, weights_dir
+
+    dest = Path(dest)
+    if not dest.is_file():
+        fetch(INCEPTION_WEIGHTS, dest, cache_dir=weights_dir(data_root))
+    model = build_inception(load_torch(dest))
+    return model.to(device) if device is not None else model
