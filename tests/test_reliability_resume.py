@@ -130,9 +130,31 @@ def test_transfer_run_interrupted_after_an_epoch_resumes_bit_identically(tmp_pat
         transfer.run_one(load_params(), spec, 0.488, {})
     assert saved and (run / saved[0]).is_file()
     assert not (run / rel).exists() and not list((run / rel).parent.glob("*.tmp"))
-    monkeypatch.setattr(callbacks.EpochCheckpoint, "after_epoch", original)
+    assert torch.load(run / saved[0], weights_only=True)["epochs_done"] == 1
+
+    # The rerun must resume: the checkpoint is read (EpochCheckpoint.resumed_from) and only the epochs
+    # after it are trained. A rerun from scratch would also end bit-identical (it is deterministic),
+    # so the epochs it trains are counted.
+    loaded, trained = [], []
+    before_fit = callbacks.EpochCheckpoint.before_fit
+
+    def spy_before_fit(self):
+        before_fit(self)
+        loaded.append((self.resumed_from, self.path.resolve()))
+
+    def count_epochs(self):
+        trained.append(self.epoch)
+        original(self)
+
+    monkeypatch.setattr(callbacks.EpochCheckpoint, "before_fit", spy_before_fit)
+    monkeypatch.setattr(callbacks.EpochCheckpoint, "after_epoch", count_epochs)
     with W.inside(run):
-        transfer.run_one(load_params(), spec, 0.488, {})
+        p = load_params()
+        transfer.run_one(p, spec, 0.488, {})
+    n_epochs = {"adversarial": p.transfer.adversarial.epochs, "mask": p.tickets.lmp.train.epochs}[regime]
+    assert n_epochs >= 2
+    assert loaded == [(1, (run / saved[0]).resolve())], loaded  # one fit, resumed after epoch 1 of n
+    assert trained == list(range(1, n_epochs)), trained  # epoch 0 is not trained again
     assert W.tree(run / rel) == want
     assert not (run / saved[0]).exists()  # deleted once the run folder is in place
 
