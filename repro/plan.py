@@ -51,6 +51,8 @@ def runs_for_level(p: Params, sparsity: float) -> list[RunSpec]:
     """Every transfer run of one level (``sparsity == 0``: the dense baselines)."""
     out: set[RunSpec] = set()
     for e in p.experiments.values():
+        if not e.runs_at(sparsity):  # the experiment's own levels (experiments.<name>.levels)
+            continue
         tasks = e.tasks or p.data.downstream
         for kind, method in e.pairs:
             if sparsity == 0:

@@ -99,3 +99,52 @@ def test_evaluate_uses_each_tasks_own_ood_set(tmp_path):
         cache: dict = {}
         evaluate.evaluate_run(p, run, {}, cache, {})
     assert list(cache) == ["synth_far"]
+
+
+# ------------------------------------------------------------------ point 2: the papers' sparsity grids
+IMP_GRID = [round(1 - 0.8 ** k, 4) for k in range(1, 20)]  # 20.00 % .. 98.56 % (official list, DW's levels)
+
+
+@pytest.mark.parametrize("tier", REAL_TIERS)
+def test_real_tiers_run_every_imp_level_and_the_rt_levels(tier):
+    p = from_dict(Params, merged(tier))
+    levels = set(p.sweep.sparsities)
+    assert set(IMP_GRID) <= levels  # incl. 36.00, 59.04, 83.22, 93.13, 95.60, 97.19, 98.20 %
+    assert p.tickets.imp.max_rounds >= 19
+    for name in ("dw_pretraining", "dw_methods", "dw_data", "rt_aimp"):
+        assert sorted(p.experiments[name].levels) == IMP_GRID, name
+    for name in ("rt_omp", "rt_structured", "rt_lmp"):
+        assert {0.7, 0.92, 0.99} <= set(p.experiments[name].levels), name  # RT Sec. III text
+    assert {0.2, 0.5904, 0.7903, 0.8926} <= set(p.experiments["rt_omp"].levels)  # RT Table I
+    assert p.evaluation.kernel_map_level == pytest.approx(0.9719)  # DW Fig. 7
+
+
+def test_each_experiment_runs_only_at_its_own_levels():
+    from repro.plan import runs_for_level
+
+    p = from_dict(Params, merged("small"))
+    # 30 %: an RT level only (OMP / structured / LMP tickets; no DW run, e.g. no adversarial transfer)
+    at_rt_only = {(r.method, r.regime) for r in runs_for_level(p, 0.3)}
+    assert at_rt_only and all(m.startswith("omp") or m == "lmp" for m, _ in at_rt_only)
+    assert "adversarial" not in {g for _, g in at_rt_only}
+    # 36 %: an IMP level only (DW, RT A-IMP; no RT OMP linear evaluation, structured or LMP run)
+    at_imp_only = {(r.method, r.regime) for r in runs_for_level(p, 0.36)}
+    assert at_imp_only and not {g for _, g in at_imp_only} & {"linear", "mask"}
+    assert not any(m.startswith("omp_") for m, _ in at_imp_only)
+    dense = runs_for_level(p, 0)
+    assert {r.method for r in dense} == {"dense"} and len(dense) > 0
+
+
+def test_experiment_levels_off_the_sweep_are_refused():
+    cfg = merge(_default(), {"experiments": {"dw_data": {"levels": [0.95]}}})
+    with pytest.raises(ConfigError, match=r"experiments\.dw_data\.levels.*0\.95"):
+        from_dict(Params, cfg)
+    with pytest.raises(ConfigError, match="kernel_map_level"):
+        from_dict(Params, merge(_default(), {"evaluation": {"kernel_map_level": 0.95}}))
+
+
+@pytest.mark.parametrize("tier", REAL_TIERS)
+def test_the_trial_overlay_runs_every_experiment_at_its_one_level(tier):
+    cfg = merge(merged(tier), yaml.safe_load((ROOT / "tiers" / "trial.yaml").read_text()))
+    p = from_dict(Params, cfg)
+    assert p.sweep.sparsities == (0.2,) and all(e.levels is None for e in p.experiments.values())

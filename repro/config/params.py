@@ -280,6 +280,7 @@ class EvalParams:
     landscape_points: int = 11
     landscape_images: int = 256  # test images of the loss contours
     trajectory_level: float = 0.7379  # runs at this sparsity keep per-epoch weights (Fig. 6/A9)
+    kernel_map_level: Optional[float] = None  # level of the zero-kernel maps (DW Fig. 7: 97.19 %); None = the highest
     n_robust: int = 0  # test images attacked for RA / transfer attack; 0 = the whole test set
     # attack sanity checks (repro/sanity.py) on the first `sanity_images` attacked images of every RA; 0 = off
     sanity_images: int = 32
@@ -321,6 +322,11 @@ class Experiment:
     tasks: Optional[tuple[str, ...]] = None  # None: every downstream task
     seeds: Optional[tuple[int, ...]] = None  # None: transfer.seeds
     dense: bool = True  # also run each kind's dense (unpruned) baseline
+    levels: Optional[tuple[float, ...]] = None  # its sparsities (each in sweep.sparsities); None: every sweep level
+
+    def runs_at(self, sparsity: float) -> bool:
+        """Does this grid run at ``sparsity`` (0 = the dense baselines, always)?"""
+        return sparsity == 0 or self.levels is None or any(abs(sparsity - lv) < 1e-6 for lv in self.levels)
 
 
 @dataclass(frozen=True)
@@ -387,6 +393,10 @@ class Params:
                   f"{t!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")
         for ename, e in self.experiments.items():
             key = f"experiments.{ename}"
+            for lv in e.levels or ():
+                check(any(abs(lv - s) < 1e-6 for s in levels), f"{key}.levels",
+                      f"{lv} is not a level of sweep.sparsities {list(levels)}")
+            check(e.levels is None or len(set(e.levels)) == len(e.levels), f"{key}.levels", "levels must be unique")
             for kind, method in e.pairs:
                 check(kind in self.pretrain.kinds, f"{key}.pairs",
                       f"pretraining kind {kind!r} is not in pretrain.kinds; allowed: {', '.join(self.pretrain.kinds)}")
@@ -419,6 +429,9 @@ class Params:
         lv = self.evaluation.trajectory_level
         check(any(abs(lv - s) < 1e-6 for s in levels), "evaluation.trajectory_level",
               f"{lv} is not a level of sweep.sparsities {list(levels)} (the level whose runs keep trajectories)")
+        km = self.evaluation.kernel_map_level
+        check(km is None or any(abs(km - s) < 1e-6 for s in levels), "evaluation.kernel_map_level",
+              f"{km} is not a level of sweep.sparsities {list(levels)} (or null: the highest)")
         if any("adversarial" in e.regimes for e in self.experiments.values()):
             check(self.transfer.adversarial.epochs >= 2, "transfer.adversarial.epochs",
                   f"{self.transfer.adversarial.epochs} must be >= 2: the Fig. 6 trajectory plane of the "
