@@ -14,6 +14,7 @@ to the full hash, never contradict it). Nothing else can be hashed here (no inte
 so the other entries start as ``null`` and ``fetch`` REFUSES them until pinned::
 
     python -m repro.weights pin <name> <file>     # prints the sha256 and records it in the lock
+    python -m repro.weights pin <name>            # with internet: downloads it first (direct URLs)
 
 Check the printed hash against the publisher's (Hugging Face shows a SHA256 on each LFS
 file's page) before committing the lock. Any mismatch, a truncated file included, is one
@@ -371,7 +372,9 @@ def _matches(expected: str, actual: str) -> bool:
     return actual.startswith(expected)  # torchvision-style when expected is a prefix
 
 
-def _describe(expected: str) -> str:
+def _describe(expected: str | None) -> str:
+    if expected is None:
+        return "none (unpinned)"
     return expected if len(expected) == 64 else f"{expected}… (prefix)"
 
 
@@ -455,7 +458,7 @@ def _download(entry: PublishedWeights, target: Path, expected: str, progress: bo
         if total is not None and size != total:
             raise WeightsError(f"{entry.filename}: truncated download ({size} of {total} bytes, sha256 {actual}, "
                                f"expected {_describe(expected)}); deleted, nothing was written")
-        if not _matches(expected, actual):
+        if expected is not None and not _matches(expected, actual):  # None: `pin` computes the first hash
             raise WeightsError(f"{entry.filename}: sha256 mismatch: expected {_describe(expected)}, got {actual} "
                                f"(downloaded from {entry.url}); deleted, nothing was written")
         os.replace(tmp, target)
@@ -479,6 +482,13 @@ def _progress_bar(total: int | None, desc: str, enabled: bool):
                 file=sys.stderr)
 
 
+def _cached(name: str, cache_dir) -> tuple[PublishedWeights, Path, Path, Optional[Path]]:
+    """(entry, weights cache, where its file goes, the cached copy or None)."""
+    entry = WEIGHTS.get(name)
+    cache = Path(cache_dir) if cache_dir is not None else weights_dir()
+    return entry, cache, cache / entry.filename, next((p for p in entry.local_candidates(cache) if p.is_file()), None)
+
+
 def fetch(name: str, dest: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
           lock: str | os.PathLike | None = None, download: bool = True, progress: bool | None = None) -> Fetched:
     """Verify, load (weights-only), convert and atomically write the plain state_dict of ``name`` to ``dest``.
@@ -486,17 +496,19 @@ def fetch(name: str, dest: str | os.PathLike, *, cache_dir: str | os.PathLike | 
     The local copy ``<cache_dir>/<filename>`` is used when present, else downloaded (direct
     URLs only). The sha256 is checked BEFORE loading; an unpinned entry is refused.
     """
-    entry = WEIGHTS.get(name)
-    cache = Path(cache_dir) if cache_dir is not None else weights_dir()
-    target = cache / entry.filename
-    local = next((p for p in entry.local_candidates(cache) if p.is_file()), None)
+    entry, cache, target, local = _cached(name, cache_dir)
     expected = expected_sha256(name, lock)
     if expected is None:
         where = local or target
-        raise WeightsError(
-            f"published checkpoint {name!r} has no pinned sha256 in {_lock_name(lock)}; refusing to trust an "
-            f"unverified file: {_how_to_get(entry, target) if local is None else f'the file is at {where}'}, check "
-            f"its sha256 against the publisher's, then run `python -m repro.weights pin {name} {where}`")
+        if local is None and entry.direct:  # one explicit command downloads, shows and pins it
+            how = (f"with internet, run `python -m repro.weights pin {name}` (downloads {entry.url} to {target}, "
+                   "prints its size and sha256, checks it loads, records the hash), compare the hash with the "
+                   "publisher's")
+        else:
+            how = (f"{_how_to_get(entry, target) if local is None else f'the file is at {where}'}, check its "
+                   f"sha256 against the publisher's, then run `python -m repro.weights pin {name} {where}`")
+        raise WeightsError(f"published checkpoint {name!r} has no pinned sha256 in {_lock_name(lock)}; refusing to "
+                           f"trust an unverified file: {how}")
     if local is None:
         if not (download and entry.direct):
             how = _how_to_get(entry, target)
@@ -530,6 +542,33 @@ def pin(name: str, file: str | os.PathLike, lock: str | os.PathLike | None = Non
     if write:
         write_lock_entry(name, actual, lock)
     return actual
+
+
+def pin_download(name: str, lock: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                 write: bool = True, progress: bool | None = None) -> tuple[Path, int, str]:
+    """The first run of a published checkpoint, for a user with internet: ``(file, bytes, sha256)``.
+
+    Uses the cached copy when there is one, else downloads the direct URL into the weights cache
+    (through a temporary file; a prefix pinned in code is still checked), then hashes the file,
+    checks that it loads (weights-only) and converts, and records the hash it computed in the lock
+    (``write=False``: print only). Entries without a direct URL say where to get the file.
+    """
+    entry, _, target, local = _cached(name, cache_dir)
+    if local is None:
+        if not entry.direct:
+            raise WeightsError(f"{name!r} has no direct download URL: {_how_to_get(entry, target)}, then run "
+                               f"`python -m repro.weights pin {name} {target}`")
+        progress = sys.stderr.isatty() if progress is None else progress
+        print(f"[weights] downloading {entry.url} -> {target}", file=sys.stderr, flush=True)
+        local, _ = _download(entry, target, expected_sha256(name, lock), progress)
+        try:
+            sha = pin(name, local, lock, write=write)
+        except WeightsError:
+            local.unlink()  # what was just downloaded and does not load is not kept
+            raise
+    else:
+        sha = pin(name, local, lock, write=write)
+    return local, local.stat().st_size, sha
 
 
 # -------------------------------------------------------------------------------------- entries
@@ -591,9 +630,11 @@ def main(argv=None) -> int:
     ap.add_argument("--lock", default=None, help=f"lock table (default {LOCK_FILE})")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="every registered checkpoint and its pin")
-    p = sub.add_parser("pin", help="print the sha256 of a local copy and record it in the lock")
+    p = sub.add_parser("pin", help="print the size and sha256 of a local copy (no FILE: download it into the "
+                                   "weights cache first) and record the hash in the lock")
     p.add_argument("name")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?", default=None, help="a local copy; omitted: download the direct URL")
+    p.add_argument("--cache", default=None, help=f"weights cache (default ${WEIGHTS_ENV} or data/weights)")
     p.add_argument("--dry-run", action="store_true", help="print only; do not write the lock")
     f = sub.add_parser("fetch", help="verify + convert one checkpoint into a plain state_dict")
     f.add_argument("name")
@@ -605,8 +646,12 @@ def main(argv=None) -> int:
             for name in WEIGHTS.names():
                 print(_fmt(WEIGHTS.get(name), a.lock))
         elif a.cmd == "pin":
-            h = pin(a.name, a.file, a.lock, write=not a.dry_run)
-            print(f"{h}  {a.file}")
+            if a.file is None:
+                path, size, h = pin_download(a.name, a.lock, a.cache, write=not a.dry_run)
+            else:
+                path, h = Path(a.file), pin(a.name, a.file, a.lock, write=not a.dry_run)
+                size = path.stat().st_size
+            print(f"{h}  {path}  ({size} bytes, {size / 2**20:.1f} MiB)")
             print(f"{'would pin' if a.dry_run else 'pinned'} {a.name} in {_lock_name(a.lock)}: compare the hash "
                   "with the publisher's before committing it", file=sys.stderr)
         else:
