@@ -148,3 +148,28 @@ def test_the_trial_overlay_runs_every_experiment_at_its_one_level(tier):
     cfg = merge(merged(tier), yaml.safe_load((ROOT / "tiers" / "trial.yaml").read_text()))
     p = from_dict(Params, cfg)
     assert p.sweep.sparsities == (0.2,) and all(e.levels is None for e in p.experiments.values())
+
+
+# ------------------------------------------------------------- point 8: landscapes at the tier's transform
+def test_loss_landscape_sees_the_tiers_test_transform(tmp_path, monkeypatch):
+    """The landscape inputs go through the tier's test transform at data.image_size (224 px in the paper
+    tier), not the stored arrays at their native size: here 8-px images, a 16-px model input."""
+    import reliability_ws as W
+    from repro import landscape
+    from repro.config import load_params
+    from repro.plan import RunSpec
+    from repro.stages import analysis, transfer
+
+    ws = W.clone(tmp_path / "ws")
+    W.write_params(ws, merge(W.smoke_params(), {"data": {"image_size": 16, "recipe": "imagenet224"}}))
+    seen = []
+    real = landscape.loss_grid
+    monkeypatch.setattr(landscape, "loss_grid", lambda model, plane, a, b, x, y: seen.append(tuple(x.shape))
+                        or real(model, plane, a, b, x, y))
+    spec = RunSpec(W.KIND, "omp", "synth_near", "adversarial", 1.0, 0)
+    with W.inside(ws):
+        p = load_params()
+        run = transfer.run_one(p, spec, 0.488, {})
+        analysis._landscape(p, run.parents[3], run / "trajectory.pt")
+    n = min(p.evaluation.landscape_images, 40)
+    assert seen == [(n, 3, 16, 16)] * 2  # clean and PGD grids

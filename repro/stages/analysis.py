@@ -25,7 +25,7 @@ import torch
 from .. import landscape
 from ..attacks import bn_mode, pgd
 from ..config import Params
-from ..data import domain_gap_score
+from ..data import array_loader, domain_gap_score
 from ..io import atomic_path, load_torch, save_json
 from ..plan import RUNS, level_name
 from ..tickets.mask import Mask, kernel_zero_map, mask_iou, zero_kernels
@@ -97,8 +97,10 @@ def _landscape(p: Params, root: Path, traj_file: Path) -> dict:
                                torch.ones(snaps[-1][n].numel(), dtype=torch.float64) for n in names])
     plane = landscape.trajectory_plane(snaps, mask_flat)
     n = min(p.evaluation.landscape_images, task.x_test.shape[0])
-    x = torch.from_numpy(task.x_test[:n]).permute(0, 3, 1, 2).float() / 255
-    y = torch.from_numpy(task.y_test[:n]).long()
+    # the tier's test transform, as every evaluation (e.g. Resize 256 + CenterCrop 224 for the 224-px models)
+    batches = list(array_loader(task.x_test[:n], task.y_test[:n], p.evaluation.batch_size, p.data.image_size,
+                                recipe=p.data.recipe, device="cpu"))
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]).long()
     a = p.evaluation.attack
     with bn_mode(model, "eval"):
         x_adv = pgd(model, x, y, eps=a.eps, alpha=a.alpha, steps=a.steps,
