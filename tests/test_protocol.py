@@ -173,3 +173,30 @@ def test_loss_landscape_sees_the_tiers_test_transform(tmp_path, monkeypatch):
         analysis._landscape(p, run.parents[3], run / "trajectory.pt")
     n = min(p.evaluation.landscape_images, 40)
     assert seen == [(n, 3, 16, 16)] * 2  # clean and PGD grids
+
+
+# ------------------------------------- point 6: published checkpoints keep their publisher's normalization
+def test_imp_on_the_source_keeps_a_published_checkpoints_normalization(tmp_path, monkeypatch):
+    import reliability_ws as W
+    from repro.config import load_params
+    from repro.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+    from repro.stages import imp
+    from repro.stages.common import load_task
+
+    ws = W.clone(tmp_path / "ws")
+    seen = {}
+
+    def fake_imp(model, target, ctx):  # what IMP / A-IMP would retrain: record its input normalization
+        seen["mean"], seen["std"] = model.normalize.mean.flatten().tolist(), model.normalize.std.flatten().tolist()
+        return []
+
+    monkeypatch.setattr(imp, "run_imp", fake_imp)
+    for published, want in (({W.KIND: "torchvision_resnet18_imagenet1k_v1"}, (IMAGENET_MEAN, IMAGENET_STD)),
+                            ({}, None)):
+        W.write_params(ws, merge(W.smoke_params(), {"pretrain": {"published": published}}))
+        with W.inside(ws):
+            p = load_params()
+            imp.run_one(p, W.KIND, "adversarial", None)
+            src = load_task(p.data.source)
+        want = want or (src.mean, src.std)  # in-house pretraining: the source task's own statistics
+        assert seen["mean"] == pytest.approx(list(want[0])) and seen["std"] == pytest.approx(list(want[1]))

@@ -7,6 +7,8 @@
 Each round k is saved as ``runs/imp/<run>/level_<k>/mask.pt`` with its
 ``sparsity_report.json``; the rounds run up to ``tickets.imp.max_rounds``
 (sparsity 1 - 0.8^max_rounds), so adding a sweep level never re-runs IMP.
+On the source task a published checkpoint (``pretrain.published``) keeps its publisher's input
+normalization (ImageNet mean/std, what it was trained with), not statistics estimated here.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from functools import partial
 from ..attacks import attack_from_config
 from ..config import Params
 from ..data import make_dataloaders
+from ..models import set_normalization
 from ..plan import RUNS, imp_dir, imp_runs
 from ..tickets import PruneContext, run_imp
 from ..tickets.mask import Mask
@@ -41,10 +44,24 @@ def imp_retrainer(p: Params, task, adversarial: bool, seed: int):
     return retrain
 
 
+def source_normalization(p: Params, kind: str, task) -> tuple[tuple, tuple]:
+    """Input (mean, std) of the source network of ``kind``: a published checkpoint's publisher's, else the
+    source task's (the statistics in-house pretraining used)."""
+    name = p.pretrain.published.get(kind)
+    if name is None:
+        return task.mean, task.std
+    from ..weights import WEIGHTS
+
+    entry = WEIGHTS.get(name)
+    return entry.mean, entry.std
+
+
 def run_one(p: Params, kind: str, retrain: str, task_name: str | None) -> None:
     ip = p.tickets.imp
     stage = f"imp {kind}-{retrain}" + (f"-ds-{task_name}" if task_name else "-us")
     task, model = ticket_base(p, kind, task_name)
+    if task_name is None:  # IMP / A-IMP on the source task
+        set_normalization(model, *source_normalization(p, kind, task))
     target = 1 - (1 - ip.rate) ** ip.max_rounds
     final = imp_dir(kind, retrain, task_name)
     with atomic_dir(final) as out:
