@@ -9,6 +9,8 @@ Sections (``--only`` picks some):
             code's way (bench/baseline.py), per model; images/s and ratio
   flops     achieved GFLOP/s of our PGD-10 and standard training steps vs this machine's
             fp32 matmul rate measured now
+  cost      achieved GFLOP/s of params.yaml's own model as its stages run it (one thread per
+            worker): the rates `python -m repro.plan cost` turns FLOPs into CPU-hours with
   mask      mask enforcement overhead: masked / dense step time (our path)
   eval      PGD-20 robust accuracy throughput: ours (metrics.robust_accuracy, Conv-BN folded)
             vs torchattacks' PGD on the same model and batches, each followed by the same classification
@@ -39,7 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import baseline  # noqa: E402
 
-from repro import runtime  # noqa: E402
+from repro import cpus, runtime  # noqa: E402
 from repro.attacks import attack_from_config  # noqa: E402
 from repro.data import make_dataloaders  # noqa: E402
 from repro.data.synthetic import make_task  # noqa: E402
@@ -49,7 +51,7 @@ from repro.tickets import draw_ticket  # noqa: E402
 from repro.training import TrainConfig, make_learner  # noqa: E402
 
 EPS, ALPHA = 8 / 255, 2 / 255
-SECTIONS = ("adv", "eval", "mask", "flops", "data", "pipeline")
+SECTIONS = ("adv", "eval", "mask", "flops", "data", "cost", "pipeline")
 
 #: the models compared: (label, arch, kwargs, batch size, timed batches per run)
 MODELS = {
@@ -247,6 +249,141 @@ def bench_flops(models: list[str], adv: dict, repeats: int, mask: dict | None = 
         }
         out[key]["standard_fraction_of_matmul"] = out[key]["standard_gflops"] / peak
         out[key]["pgd10_fraction_of_matmul"] = out[key]["pgd10_gflops"] / peak
+    return out
+
+
+def params_model_rate(repeats: int = 2, params: Path = ROOT / "params.yaml") -> dict:
+    """Achieved GFLOP/s of params.yaml's own model the way its stages run it: one thread per worker
+    process (``repro.cpus``), at the tier's image size, recipe and transfer batch sizes; standard
+    fine-tuning and adversarial fine-tuning with the tier's attack. ``python -m repro.plan cost``
+    turns the pipeline's FLOPs into CPU-hours with these rates (x the workers) when the tier's model
+    is this one; the embedded default's tiny network reaches a far smaller fraction of the matmul
+    rate than the benched models (per-batch overheads dominate)."""
+    from repro.config import load_params, to_dict
+    from repro.cost import count_flops
+
+    p = load_params(params)
+    size, tp = p.data.image_size, p.transfer
+    f = count_flops(p.model.build(10), size)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = {"model": to_dict(p.model), "image_size": size, "threads": 1, "workers": cpus.split().workers,
+           "flops_per_img": {"train": f.train, "attack": f.attack}}
+    try:
+        for regime, cfg, steps in (("standard", tp.standard, 0), ("adversarial", tp.adversarial, tp.attack.steps)):
+            rates = []
+            for r in range(repeats):
+                nb = 24 if steps else 48
+                task = make_task("bench", num_classes=10, n_train=cfg.batch_size * (nb + 1), n_test=16, size=size,
+                                 gap=0.3, seed=r)
+                dls = make_dataloaders(task, bs=cfg.batch_size, size=size, seed=r, device="cpu",
+                                       recipe=p.data.recipe, drop_last=True)
+                torch.manual_seed(r)
+                timer = _Timer(1)
+                attack = attack_from_config("pgd", **tp.attack.kwargs()) if steps else None
+                learn = make_learner(dls, p.model.build(10), TrainConfig(epochs=1, lr=0.01, schedule="constant",
+                                                                         batch_size=cfg.batch_size),
+                                     attack=attack, attack_bn_mode=tp.bn_mode, progress=False, extra_cbs=[timer.cb])
+                learn.fit(1, lr=0.01)
+                rates.append(timer.rate)
+            img_s = statistics.median(rates)
+            out[regime] = {"batch": cfg.batch_size, "attack_steps": steps, "img_s_per_thread": img_s,
+                           "img_s_runs": rates, "gflops_per_thread": img_s * (f.train + steps * f.attack) / 1e9}
+            log(f"flops: params.yaml model, {regime}: {img_s:.0f} img/s on 1 thread "
+                f"({out[regime]['gflops_per_thread']:.2f} GFLOP/s)")
+        # evaluation: the RA attack on the Conv-BN folded copy at the evaluation batch size
+        from repro import metrics
+        from repro.data import array_loader
+
+        e = p.evaluation
+        n = 2 * e.batch_size
+        task = make_task("bench", num_classes=10, n_train=16, n_test=n, size=size, gap=0.3, seed=0)
+        model = runtime.inference_model(p.model.build(10).eval())
+        rates = []
+        for r in range(repeats):
+            loader = array_loader(task.x_test, task.y_test, e.batch_size, size, recipe=p.data.recipe, device="cpu")
+            t = time.perf_counter()
+            metrics.robust_accuracy(model, loader, eps=e.attack.eps, alpha=e.attack.alpha, steps=e.attack.steps,
+                                    progress=False, seed=r)
+            rates.append(n / (time.perf_counter() - t))
+        img_s = statistics.median(rates)
+        out["evaluation"] = {"batch": e.batch_size, "attack_steps": e.attack.steps, "img_s_per_thread": img_s,
+                             "img_s_runs": rates, "gflops_per_thread": img_s * (e.attack.steps + 1) * f.attack / 1e9}
+        log(f"flops: params.yaml model, PGD-{e.attack.steps} evaluation: {img_s:.0f} img/s on 1 thread "
+            f"({out['evaluation']['gflops_per_thread']:.2f} GFLOP/s)")
+    finally:
+        torch.set_num_threads(old)
+    return out
+
+
+#: (timed batches, minimum repeats) of the mask section per model
+MASK_WINDOW = {"tiny": (48, 4), "r18": (8, 3)}
+
+
+def bench_mask(models: list[str], repeats: int) -> dict:
+    out = {}
+    for key in models:
+        masked, dense = [], []
+        # standard steps are cheap: a longer window than the adversarial runs (a few seconds), and for
+        # the tiny ResNet, whose whole run lasts ~4 s, more repeats against the machine's noise
+        nb, reps = MASK_WINDOW[key]
+        for _ in range(max(repeats, reps)):
+            dense.append(ours_rate(key, 0, masked=False, batches=nb))
+            masked.append(ours_rate(key, 0, masked=True, batches=nb))
+        # time per step is 1 / rate: masked time / dense time = dense rate / masked rate
+        out[key] = {"masked_img_s": statistics.median(masked), "dense_img_s": statistics.median(dense),
+                    "dense_runs": dense, "masked_runs": masked,
+                    "overhead": median_ratio(dense, masked) - 1.0,
+                    "overhead_range": [r - 1.0 for r in ratio_range(dense, masked)]}
+        log(f"mask {key}: dense {out[key]['dense_img_s']:.1f} img/s, masked {out[key]['masked_img_s']:.1f} img/s")
+    return out
+
+
+#: (batches, batch size) per robust-accuracy call in the eval section: a call lasts a few seconds here
+EVAL_BATCHES = {"tiny": (3, 64), "r18": (1, 16)}
+
+
+def bench_eval(models: list[str], repeats: int) -> dict:
+    """Robust accuracy (PGD-20) of ``batches`` batches, end to end on both sides: ours is
+    ``metrics.robust_accuracy`` (which folds Conv-BN into a copy of the model once per call, then
+    attacks and classifies); torchattacks' PGD attacks the model itself, then the same classification."""
+    import torchattacks
+
+    from repro.metrics import robust_accuracy
+
+    out = {}
+    dev = runtime.device()
+    for key in models:
+        batches, bs = EVAL_BATCHES[key]
+        model = runtime.prepare_model(model_for(key), dev).eval()
+        g = torch.Generator().manual_seed(0)
+        loader = [(torch.rand(bs, 3, 32, 32, generator=g).to(dev), torch.randint(0, 10, (bs,), generator=g).to(dev))
+                  for _ in range(batches)]
+        ta = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=20, random_start=True)
+
+        def ours_once():
+            robust_accuracy(model, loader, eps=EPS, alpha=ALPHA, steps=20, progress=False)
+
+        def ta_once():
+            correct = 0
+            for x, y in loader:
+                adv = ta(x, y)
+                with torch.no_grad():
+                    correct += int((model(adv).argmax(1) == y).sum())
+
+        ours_once(), ta_once()  # warm-up
+        o, t = [], []
+        for _ in range(repeats):
+            for fn, acc in ((ours_once, o), (ta_once, t)):
+                t0 = time.perf_counter()
+                fn()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                acc.append(bs * batches / (time.perf_counter() - t0))
+        out[key] = {"ours_img_s": statistics.median(o), "torchattacks_img_s": statistics.median(t),
+                    "ratio": median_ratio(o, t), "ratio_range": ratio_range(o, t), "batches": batches,
+                    "batch_size": bs, "ours_runs": o, "torchattacks_runs": t}
+        log(f"eval {key}: ours {out[key]['ours_img_s']:.1f} img/s, torchattacks {out[key]['torchattacks_img_s']:.1f}")
     return out
 
 
@@ -453,6 +590,7 @@ def main(argv=None) -> int:
         "mask": lambda: bench_mask(a.models, a.repeats),
         "flops": lambda: bench_flops(a.models, res.get("adv", {}), max(1, a.repeats - 1), res.get("mask")),
         "data": lambda: bench_data(a.models, res.get("flops", {})),
+        "cost": lambda: params_model_rate(max(2, a.repeats)),
         "pipeline": lambda: bench_pipeline(a.tier, a.workspace),
     }
     res["section_seconds"] = {}

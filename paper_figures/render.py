@@ -7,10 +7,15 @@
 * executes the notebooks (kernel ``python3``) with the input paths, the output folder and the scale
   tier (``tier`` in params.yaml) as papermill parameters; executed copies go to ``<out>/notebooks/``
   with their timing metadata removed, so re-rendering the same inputs gives the same files;
-* checks that every expected item was written and is non-empty;
+* a figure whose inputs hold no rows for it in this configuration (``figlib.EmptySelection``, e.g. a grid
+  without IMP) is listed as "not run in this configuration" with the reason, and the others render (every
+  cell runs); any other notebook error (a malformed input) fails the stage;
+* checks that every other expected item was written and is non-empty;
 * writes ``<out>/manifest.json`` (every expected item and its files) and ``<out>/index.html`` (each
   item with the paper's caption, the tier, the figure PNG/SVG or the table, the paper's own values
-  where it states them, and remarks from the notebooks).
+  where it states them, and remarks from the notebooks); the page opens with the claims scorecard of
+  ``metrics/claims_detail.json`` (stage ``claims``, when present) and lists beside each item the verdicts
+  it supports.
 
 Only CSV/JSON/NPZ/YAML are read; nothing here or in the notebooks imports torch or repro.
 """
@@ -40,6 +45,7 @@ INPUTS = {
 ANALYSIS_FILES = ["landscape/index.csv", "kernel_maps.npz", "mask_similarity.csv", "zero_kernels.csv"]
 PARAMS_FILE = "params.yaml"
 SUMMARY_FILE = "metrics/summary.json"
+CLAIMS_FILE = "metrics/claims_detail.json"   # the claims stage (repro/claims.py): scorecard, each item's verdicts
 PAPER_VALUES = HERE / "paper_values.yaml"
 
 #: notebook -> the INPUTS it takes as parameters (besides out_dir, tier, lib_dir); the slowest first,
@@ -206,16 +212,49 @@ def run_notebook(nb: str, root: Path, out: Path, tier: str) -> float:
     dst = out / "notebooks" / f"{nb}.ipynb"
     dst.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    try:
+    try:  # allow_errors: every cell runs, so one figure without inputs does not stop the others
         pm.execute_notebook(str(HERE / f"{nb}.ipynb"), str(dst), parameters=params, kernel_name=KERNEL,
-                            cwd=str(root), progress_bar=False, log_output=False)
+                            cwd=str(root), progress_bar=False, log_output=False, allow_errors=True)
     except pm.PapermillExecutionError as e:
-        msg = (str(e.evalue).strip().splitlines() or [""])[0]
-        raise RenderError(f"{nb}.ipynb failed: {e.ename}: {msg}") from None
+        not_run = _not_run_reasons(nb, dst) if dst.is_file() else None
+        if not_run is None:  # a malformed input (or a bug): the stage fails
+            msg = (str(e.evalue).strip().splitlines() or [""])[0]
+            raise RenderError(f"{nb}.ipynb failed: {e.ename}: {msg}") from None
+        NOT_RUN.update(not_run)
     finally:
         if dst.is_file():
             scrub(dst)
     return time.time() - t0
+
+
+#: item id -> why it was not drawn: its inputs hold no rows for it in this configuration (EmptySelection)
+NOT_RUN: dict[str, str] = {}
+NOT_RUN_STATUS = "not run in this configuration"
+
+
+def _not_run_reasons(nb: str, executed: Path) -> dict[str, str] | None:
+    """Items of ``nb`` whose cell stopped on ``EmptySelection`` (figlib.pick: the inputs have no rows for
+    that figure, e.g. a grid without IMP) -> the reason; None when any cell failed otherwise."""
+    import nbformat
+
+    cells = nbformat.read(executed, as_version=4).cells
+    errors = [(c.source, o) for c in cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    # a NameError after an EmptySelection: a later cell uses what the skipped cell would have defined
+    for n, (_, o) in enumerate(errors):
+        if o["ename"] != "EmptySelection" and not (o["ename"] == "NameError" and n > 0):
+            return None
+    if errors[0][1]["ename"] != "EmptySelection":
+        return None
+    out = {}
+    for it in (i for i in ITEMS if i["notebook"] == nb):
+        stems = {f.rsplit(".", 1)[0] for f in it["files"]}
+        hit = [n for n, (src, _) in enumerate(errors) if it["id"] in src or any(st in src for st in stems)]
+        if hit:
+            first = errors[hit[0]][1] if errors[hit[0]][1]["ename"] == "EmptySelection" else next(
+                o for _, o in reversed(errors[:hit[0]]) if o["ename"] == "EmptySelection")
+            out[it["id"]] = f"no input rows for it: {first['evalue'].strip().splitlines()[0]}"
+    return out
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -252,15 +291,18 @@ def manifest(out: Path, tier: str) -> dict:
     for it in ITEMS:
         items.append({
             "id": it["id"], "paper": it["paper"], "label": it["label"], "title": it["title"],
-            "status": it.get("status", "available"), "notebook": f"{it['notebook']}.ipynb" if it["notebook"] else None,
+            "status": NOT_RUN_STATUS if it["id"] in NOT_RUN else it.get("status", "available"),
+            **({"reason": NOT_RUN[it["id"]]} if it["id"] in NOT_RUN else {}), "notebook": f"{it['notebook']}.ipynb" if it["notebook"] else None,
             "files": it["files"], "paper_values": it.get("paper_values"), "tier": tier,
         })
     return {"tier": tier, "report": "index.html", "items": items,
             "notebooks": [f"notebooks/{nb}.ipynb" for nb in NOTEBOOKS]}
 
 
-def check_outputs(out: Path) -> None:
+def check_outputs(out: Path, notebooks=tuple(NOTEBOOKS)) -> None:
     for it in ITEMS:
+        if it["id"] in NOT_RUN or it["notebook"] not in notebooks:
+            continue
         for f in it["files"]:
             p = out / f
             if not p.is_file() or p.stat().st_size == 0:
@@ -300,6 +342,9 @@ table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
 th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f0f0f0}
 td:first-child,th:first-child{text-align:left}
 .paper{background:#fff7e6;padding:.1em .4em;border-radius:3px}
+.reproduced{color:#1a7f37;font-weight:bold}.contradicted{color:#b00;font-weight:bold}
+.inconclusive{color:#9a6700;font-weight:bold}.not-run{color:#777;font-weight:bold}
+section.scorecard{border:2px solid #0072B2;border-radius:6px;padding:.6em 1.2em;margin:1em 0}
 """
 
 
@@ -320,11 +365,62 @@ def sanity_html(summary: dict) -> str:
             + (f"; {e(str(san['not_checked']))} not checked" if san.get("not_checked") else "") + ".</p>")
 
 
+def _outcome(o: str) -> str:
+    return f'<span class="{o.replace(" ", "-")}">{html.escape(o)}</span>'
+
+
+def scorecard_html(claims: dict) -> str:
+    """The report's opening: the counts of metrics/claims.json ("at tier T: N reproduced, ..."), the claims
+    whose outcome depends on the RA variant, and one row per claim (repro/claims.py)."""
+    e = html.escape
+    line = (f"at tier {claims.get('tier', '?')}: {claims['reproduced']} reproduced, {claims['inconclusive']} "
+            f"inconclusive, {claims['contradicted']} contradicted, {claims['not_run']} not run")
+    ra = {"pgd20": "PGD-20", "aa": "AutoAttack-grade"}
+    h = ['<section class="scorecard" id="scorecard">', f"<h2>Do the papers' claims hold? {e(line)}</h2>",
+         f'<p class="meta">{claims["total"]} headline claims of both papers, each decided on this run\'s metrics by '
+         f"the rule in its row (<code>metrics/claims_detail.json</code>, <code>repro/claims.py</code>); RA-based claims "
+         f"counted under {e(ra.get(claims.get('verdict_ra'), str(claims.get('verdict_ra'))))} RA. Runs that did not "
+         f"learn are never evidence ({e(str(claims.get('excluded_not_learned', 0)))} excluded).</p>"]
+    other = [v for v in claims.get("by_variant", {}) if v != claims.get("verdict_ra")]
+    for v in other:
+        if v not in claims.get("ra_variants_present", []):
+            h.append(f'<p class="meta">{e(ra.get(v, v))} RA: not run at this tier.</p>')
+            continue
+        c = claims["by_variant"][v]
+        differ = ", ".join(f'<a href="#claim-{e(d)}">{e(d)}</a>' for d in claims.get("differ", [])) or "none"
+        h.append(f"<p>Under {e(ra.get(v, v))} RA: {c['reproduced']} reproduced, {c['inconclusive']} inconclusive, "
+                 f"{c['contradicted']} contradicted, {c['not_run']} not run; outcomes differ for: {differ}.</p>")
+    h.append("<details open><summary>Every claim</summary><table><tr><th>claim</th><th>paper</th><th>where</th>"
+             "<th>quoted claim</th><th>outcome</th><th>why (numbers in metrics/claims_detail.json)</th></tr>")
+    for cid, c in claims.get("claims", {}).items():
+        by = c.get("by_variant")
+        alt = "".join(f"<br><small>{e(ra.get(v, v))}: {_outcome(r['outcome'])}</small>" for v, r in by.items()
+                      if v != claims.get("verdict_ra")) if by else ""
+        links = " ".join(f'<a href="#{e(i)}">{e(i)}</a>' for i in c.get("items", []))
+        h.append(f'<tr id="claim-{e(cid)}"><td>{e(cid)}</td><td>{e(c["paper"])}</td><td>{e(c["section"])}; '
+                 f'{e(c["figure"])}<br><small>{links}</small></td><td style="text-align:left">“{e(c["quote"])}”'
+                 f'<br><small>test: {e(c["test"])}</small></td><td>{_outcome(c["outcome"])}{alt}</td>'
+                 f'<td style="text-align:left">{e(c["reason"])}</td></tr>')
+    h.append("</table></details></section>")
+    return "\n".join(h)
+
+
+def item_claims_html(claims: dict, item_id: str) -> str:
+    """The verdicts a report item supports (claims naming it in ``items``), shown beside the figure."""
+    rows = [(cid, c) for cid, c in claims.get("claims", {}).items() if item_id in c.get("items", [])]
+    if not rows:
+        return ""
+    return ('<p class="meta">Claims this item supports: ' + "; ".join(
+        f'<a href="#claim-{html.escape(cid)}">{html.escape(cid)}</a> {_outcome(c["outcome"])} '
+        f"({html.escape(c['reason'])})" for cid, c in rows) + ".</p>")
+
+
 def write_report(out: Path, root: Path, tier: str) -> None:
     notes = load_notes(out)
     summary = {}
     if (root / SUMMARY_FILE).is_file():
         summary = json.loads((root / SUMMARY_FILE).read_text())
+    claims = json.loads((root / CLAIMS_FILE).read_text()) if (root / CLAIMS_FILE).is_file() else {}
     e = html.escape
     h = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
          "<title>repro — paper figures and tables</title>", f"<style>{CSS}</style></head><body>",
@@ -334,6 +430,8 @@ def write_report(out: Path, root: Path, tier: str) -> None:
          f'<span class="paper">paper</span> are the papers\' own published numbers '
          f"(<code>paper_figures/paper_values.yaml</code>, each with its citation), shown beside ours; they never enter "
          f"our rows. Our tasks and models differ from the papers' unless the tier is <code>paper</code>.</p>"]
+    if claims:
+        h.insert(5, scorecard_html(claims))   # the report opens with the scorecard
     if summary:
         h.append(f"<p class=\"meta\">Evaluated runs: {e(str(summary.get('runs', '?')))}, groups (mean ± std over seeds): "
                  f"{e(str(summary.get('groups', '?')))}, pruned weights that became non-zero during fine-tuning "
@@ -357,6 +455,11 @@ def write_report(out: Path, root: Path, tier: str) -> None:
             if it.get("status") == "not yet available":
                 h.append(f'<p class="na">{e(it["why"])}</p></section>')
                 continue
+            if it["id"] in NOT_RUN:
+                h.append(f'<p class="na">Not run in this configuration: {e(NOT_RUN[it["id"]])} '
+                         f'(notebook <a href="notebooks/{it["notebook"]}.ipynb">{e(it["notebook"])}.ipynb</a>)</p>'
+                         f"</section>")
+                continue
             nb = f"notebooks/{it['notebook']}.ipynb"
             h.append(f'<p class="meta">Produced by tier <span class="tier">{e(tier)}</span> · notebook '
                      f'<a href="{nb}">{e(it["notebook"])}.ipynb</a> · files: '
@@ -371,6 +474,8 @@ def write_report(out: Path, root: Path, tier: str) -> None:
                              f'{e(it["title"])}"></a></p>')
                 elif f.endswith(".md"):
                     h.append(f'<div class="table">{md_to_html((out / f).read_text())}</div>')
+            if item_claims_html(claims, it["id"]):
+                h.append(item_claims_html(claims, it["id"]))
             for n in notes.get(it["id"], []):
                 h.append(f'<p class="notes">Remark: {e(n)}</p>')
             h.append("</section>")
@@ -406,14 +511,16 @@ def main(argv=None) -> int:
                     errors.append(str(err))
             if errors:
                 raise RenderError(errors[0])
-        check_outputs(out)
+        check_outputs(out, notebooks)
         (out / "manifest.json").write_text(json.dumps(manifest(out, tier), indent=1, ensure_ascii=False) + "\n")
         write_report(out, root, tier)
     except RenderError as err:
         print(f"[figures] error: {err}", file=sys.stderr, flush=True)
         return 2
-    n = sum(1 for it in ITEMS if it["files"])
-    print(f"[figures] {n} items + 1 not yet available -> {out / 'index.html'} in {time.time() - t0:.1f} s", flush=True)
+    n = sum(1 for it in ITEMS if it["files"] and it["id"] not in NOT_RUN)
+    skipped = f" + {len(NOT_RUN)} not run in this configuration ({', '.join(sorted(NOT_RUN))})" if NOT_RUN else ""
+    print(f"[figures] {n} items{skipped} + 1 not yet available -> {out / 'index.html'} in {time.time() - t0:.1f} s",
+          flush=True)
     return 0
 
 

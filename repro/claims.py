@@ -4,8 +4,9 @@ A :class:`Claim` names the paper, section and figure/table, quotes the paper, sa
 it reads and how it decides (``test``), and carries a ``decide`` function that returns a
 :class:`Result`: ``reproduced``, ``inconclusive`` (too few seeds or cells, or a gap inside the noise),
 ``contradicted``, or ``not run`` (its runs are absent at this tier), with the numbers behind it.
-Claims are registered in :data:`CLAIMS` (one decorator each); ``python -m repro.stages.claims``
-writes them all to ``metrics/claims.json``.
+Claims are registered in :data:`CLAIMS` (:func:`claim` decorates a decision function,
+:func:`compared` registers an A-against-B comparison); ``python -m repro.stages.claims`` writes them
+all to ``metrics/claims_detail.json`` and the counts and outcomes to ``metrics/claims.json``.
 
 **Inputs.** The per-run metrics the evaluate stages write (``runs/eval/<level>/<run>/metrics.json``),
 averaged over seeds by :func:`repro.verdicts.aggregate` (the double-win claims use
@@ -37,8 +38,10 @@ a *tie* otherwise (``Z`` = 2; the margin is per metric, :data:`MARGINS`, and can
   the other sign;
 * ``not_less`` (A >= B, e.g. transfer-attack accuracy >= RA): reproduced if L = 0; contradicted if
   L >= n/2;
-* ``equal`` ("no significant difference"): reproduced if W + L <= n/4; contradicted if W >= n/2 and
-  L = 0 or the reverse;
+* ``equal`` ("no significant difference"), an equivalence test: a cell is *equivalent* when
+  ``|diff| + Z * se <= EQUIVALENCE * margin`` (the whole interval inside 3 margins, 3 pp for
+  accuracies); reproduced if at least 3/4 of the cells are equivalent, contradicted if W >= n/2 and
+  L = 0 or the reverse (a gap that is merely inside the noise does not show equality);
 
 inconclusive otherwise. Sign consistency across cells stands in for replication where a grid has
 one seed: with one seed on some side and fewer than :data:`MIN_CELLS` cells the claim is
@@ -58,6 +61,7 @@ OUTCOMES = ("reproduced", "inconclusive", "contradicted", "not run")
 RA_VARIANTS = {"pgd20": "ra", "aa": "ra_aa"}
 Z = 2.0
 MIN_CELLS = 3
+EQUIVALENCE = 3.0  # mode "equal": a cell is equivalent when its whole interval lies within this many margins
 #: metric -> (smallest difference that counts, higher is better)
 MARGINS = {"sa": (0.01, True), "ra": (0.01, True), "transfer_attack_acc": (0.01, True),
            "ood_auroc": (0.02, True), "nll": (0.05, False), "ece": (0.01, False)}
@@ -136,6 +140,10 @@ class Cell:
     @property
     def threshold(self) -> float:
         return max(self.margin, Z * self.se)
+
+    @property
+    def equivalent(self) -> bool:
+        return abs(self.diff) + Z * self.se <= EQUIVALENCE * self.margin
 
     @property
     def result(self) -> str:
@@ -224,8 +232,10 @@ def decide(cells: list, mode: str = "greater", what: str = "") -> Result:
         if lo >= half:
             return Result("contradicted", tally, nums)
     elif mode == "equal":
-        if w + lo <= quarter:
-            return Result("reproduced", tally, nums)
+        eq = sum(c.equivalent for c in cells)
+        nums["equivalent"] = eq
+        if eq >= n - quarter:
+            return Result("reproduced", f"{eq} of {n} cells equivalent within {EQUIVALENCE:g} margins", nums)
         if (w >= half and lo == 0) or (lo >= half and w == 0):
             return Result("contradicted", tally, nums)
     else:
@@ -302,6 +312,20 @@ def evaluate_all(rows: list[dict], domain_gap: dict | None = None, verdict_ra: s
            "ra_variants_present": [v for v, ok in present.items() if ok], "differ": differ,
            "runs": evs["pgd20"].n_runs, "excluded_not_learned": evs["pgd20"].n_excluded, "claims": claims}
     return doc
+
+
+def metric_view(doc: dict) -> dict:
+    """The DVC metric (``metrics/claims.json``): the counts at the top level and, per claim, its outcome (and
+    its outcome per RA variant) and the scalar numbers behind it; the quotes, tests, reasons and per-cell
+    details stay in the full document (``metrics/claims_detail.json``), so ``dvc exp show`` stays readable."""
+    out = {k: v for k, v in doc.items() if k != "claims"}
+    out["claims"] = {}
+    for cid, c in doc["claims"].items():
+        e = {"outcome": c["outcome"]}
+        e.update({v: r["outcome"] for v, r in c.get("by_variant", {}).items()})
+        e.update({k: v for k, v in c["numbers"].items() if k != "detail"})
+        out["claims"][cid] = e
+    return out
 
 
 def counts(claims: dict, variant: str | None = None) -> dict:
@@ -501,8 +525,8 @@ compared("dw-retraining-no-difference", "DW", "Sec. 1 (contribution 4), Sec. 4.2
          "We show that adopting standard or adversarial training in the process of IMP makes no significant "
          "difference for the transferability of identified subnetworks on downstream tasks.",
          "θ_AT: IMP with standard re-training (m^ST) against IMP with adversarial re-training (A-IMP, m^AT), every "
-         "level > 0, full data, on the three double-win criteria; mode equal (reproduced if at most a quarter of the "
-         "cells differ beyond the noise).",
+         "level > 0, full data, on the three double-win criteria; mode equal (an equivalence test: reproduced if "
+         "at least 3/4 of the cells have their whole interval, |diff| + 2 se, within 3 pp).",
          items=("dw-fig4",), uses_ra=True,
          pairs=[((AT, 'imp'), (AT, 'a_imp'))],
          on=DW_METRICS, mode="equal", what="θ_AT IMP and A-IMP tickets")

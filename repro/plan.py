@@ -1,5 +1,8 @@
 """The experiment grid: which transfer runs each sparsity level needs.
 
+``python -m repro.plan cost [--tier paper]`` prints what the grid costs (runs, FLOPs, GPU- and
+CPU-hours per stage and experiment; ``repro/cost.py``).
+
 Each entry of ``params.experiments`` is one figure's grid; the union of all
 grids, deduplicated, is the work of a level. A run is named by its content:
 ``<kind>-<method>/<task>/<regime>-f<fraction>-seed<seed>`` under the level's
@@ -10,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Params
+from .config import Experiment, Params
 
 RUNS = Path("runs")
 DENSE = "dense"
@@ -47,31 +50,40 @@ def imp_round_of(sparsity: float, rate: float = 0.2, max_rounds: int = 200) -> i
     return None
 
 
+def experiment_runs(p: Params, e: Experiment, sparsity: float) -> set[RunSpec]:
+    """The transfer runs of one experiment's grid at one level (``sparsity == 0``: its dense baselines)."""
+    out: set[RunSpec] = set()
+    tasks = e.tasks or p.data.downstream
+    for kind, method in e.pairs:
+        if sparsity == 0:
+            if not e.dense or method == "lmp":
+                continue
+            method = DENSE
+        for task in tasks:
+            for regime in e.regimes:
+                if (method == "lmp") != (regime == "mask") and method != DENSE:
+                    continue
+                for fraction in e.fractions:
+                    for seed in e.seeds or p.transfer.seeds:
+                        out.add(RunSpec(kind, method, task, regime, fraction, seed))
+    return out
+
+
+def study_baselines(p: Params) -> set[RunSpec]:
+    """The dense runs the study stage compares its ticket with (every kind, study task, both regimes)."""
+    return {RunSpec(kind, DENSE, task, regime, 1.0, seed) for kind in p.pretrain.kinds for task in p.study_tasks
+            for regime in ("standard", "adversarial") for seed in p.transfer.seeds}
+
+
 def runs_for_level(p: Params, sparsity: float) -> list[RunSpec]:
-    """Every transfer run of one level (``sparsity == 0``: the dense baselines)."""
+    """Every transfer run of one level (``sparsity == 0``: the dense baselines), deduplicated over experiments."""
     out: set[RunSpec] = set()
     for e in p.experiments.values():
         if not e.runs_at(sparsity):  # the experiment's own levels (experiments.<name>.levels)
             continue
-        tasks = e.tasks or p.data.downstream
-        for kind, method in e.pairs:
-            if sparsity == 0:
-                if not e.dense or method == "lmp":
-                    continue
-                method = DENSE
-            for task in tasks:
-                for regime in e.regimes:
-                    if (method == "lmp") != (regime == "mask") and method != DENSE:
-                        continue
-                    for fraction in e.fractions:
-                        for seed in e.seeds or p.transfer.seeds:
-                            out.add(RunSpec(kind, method, task, regime, fraction, seed))
+        out |= experiment_runs(p, e, sparsity)
     if sparsity == 0:  # the study stage compares its ticket with these dense baselines
-        for kind in p.pretrain.kinds:
-            for task in p.study_tasks:
-                for regime in ("standard", "adversarial"):
-                    for seed in p.transfer.seeds:
-                        out.add(RunSpec(kind, DENSE, task, regime, 1.0, seed))
+        out |= study_baselines(p)
     return sorted(out)
 
 
@@ -110,3 +122,22 @@ def imp_dir(kind: str, retrain: str, task: str | None) -> Path:
 def ticket_path(sparsity: float, kind: str, method: str, task: str | None) -> Path:
     sub = f"{kind}-{method}" + (f"-{task}" if task else "")
     return RUNS / "tickets" / level_name(sparsity) / sub / "mask.pt"
+
+
+def main(argv=None) -> int:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] != "cost":
+        print("usage: python -m repro.plan cost [--tier TIER ...] [--fraction F] [--gpu-tflops T] [--json]; "
+              f"got {' '.join(argv) or 'no command'!r}; allowed commands: cost", file=sys.stderr)
+        return 2
+    from .cost import main as cost_main
+
+    return cost_main(argv[1:])
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

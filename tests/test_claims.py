@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.claims import CLAIMS, OUTCOMES, RA_VARIANTS, Evidence, counts, evaluate_all, scorecard_line, spearman
+from repro.claims import (CLAIMS, OUTCOMES, RA_VARIANTS, Evidence, counts, evaluate_all, metric_view, scorecard_line,
+                          spearman)
 
 REPO = Path(__file__).resolve().parents[1]
 PAPERS = Path("/work/shared/papers")
@@ -107,13 +108,18 @@ def test_mostly_mode_tolerates_a_quarter_of_losses():
     assert outcome("rt-aimp", rows).outcome == "inconclusive"     # 3 wins, 4 losses: signs disagree
 
 
-def test_equal_mode_no_significant_difference():
+def test_equal_mode_is_an_equivalence_test():
     rows = []
     for m, sa in (("imp", 0.60), ("a_imp", 0.605)):
         for regime in ("standard", "adversarial"):
             for lv in (0.5, 0.8):
-                rows += [run(AT, m, "t", regime, lv, sa, ra=0.3, seed=s) for s in (0, 1)]
+                rows += [run(AT, m, "t", regime, lv, sa, ra=0.3, seed=s, n_test=10000, n_robust=10000)
+                         for s in (0, 1)]
     assert outcome("dw-retraining-no-difference", rows).outcome == "reproduced"
+    for r in rows:    # the same means on 200 test images: the gap is inside the noise, equality is not shown
+        r["n_test"] = r["n_robust"] = 200
+    res = outcome("dw-retraining-no-difference", rows)
+    assert res.outcome == "inconclusive" and res.numbers["equivalent"] == 0 and res.numbers["ties"] == 6
     for r in rows:
         if r["method"] == "a_imp":
             r["sa"], r["ra"] = 0.3, 0.1
@@ -283,6 +289,18 @@ def test_counts_are_the_claims_outcomes():
     json.dumps(doc)   # the metrics file is plain JSON
 
 
+def test_metric_view_keeps_counts_and_outcomes_only():
+    doc = mixed_doc()
+    m = metric_view(doc)
+    assert {k: m[k] for k in ("reproduced", "inconclusive", "contradicted", "not_run", "total")} == \
+        {k: doc[k] for k in ("reproduced", "inconclusive", "contradicted", "not_run", "total")}
+    for cid, c in doc["claims"].items():
+        assert m["claims"][cid]["outcome"] == c["outcome"]
+        assert "quote" not in m["claims"][cid] and "detail" not in m["claims"][cid]
+    adv = m["claims"]["rt-properties-adversarial"]
+    assert (adv["pgd20"], adv["aa"], adv["wins"], adv["cells"]) == ("reproduced", "contradicted", 3, 3)
+
+
 def test_report_scorecard_equals_the_claims_file(tmp_path):
     pytest.importorskip("mistune")
     spec = importlib.util.spec_from_file_location("render", REPO / "paper_figures" / "render.py")
@@ -292,8 +310,10 @@ def test_report_scorecard_equals_the_claims_file(tmp_path):
     page = render.scorecard_html(doc)
     line = scorecard_line(doc, "default")
     assert line in page
-    shown = dict((o, int(n)) for n, o in re.findall(r"(\d+) (reproduced|inconclusive|contradicted|not run)", line))
-    assert shown == {o: doc[o.replace(" ", "_")] for o in OUTCOMES}
+    shown = dict((o, int(n)) for n, o in re.findall(r"(\d+) (reproduced|inconclusive|contradicted|not run)",
+                                                  re.search(r"<h2>.*?</h2>", page).group(0)))
+    metric = metric_view(doc)   # metrics/claims.json, what dvc exp show lists
+    assert shown == {o: metric[o.replace(" ", "_")] for o in OUTCOMES}
     assert "rt-properties-adversarial" in page   # where PGD-20 and AutoAttack-grade RA differ
     item = render.item_claims_html(doc, "rt-fig2")
     assert "rt-linear" in item and "reproduced" in item

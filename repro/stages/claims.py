@@ -5,7 +5,9 @@ Reads ``runs/eval/<level>/<run>/metrics.json`` (as the summary stage does) and
 ``metrics/claims.json`` (DVC metrics): the counts at the top level (``reproduced``, ``inconclusive``,
 ``contradicted``, ``not_run``, ``total``) under the RA variant ``evaluation.verdict_ra`` (``pgd20``
 when the parameter does not exist), the counts per RA variant, the claims whose outcome differs
-between variants, and every claim with its quote, test, outcome, reason and numbers.
+between variants, and per claim its outcome(s) and the scalar numbers behind it;
+``metrics/claims_detail.json``: the same plus every claim's quote, test, reason and per-cell numbers
+(what the report shows).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..claims import evaluate_all, scorecard_line
+from ..claims import evaluate_all, metric_view, scorecard_line
 from ..config import Params
 from ..io import save_json
 from .common import log, run_stage
@@ -28,7 +30,8 @@ def body(p: Params) -> None:
     verdict_ra = getattr(p.evaluation, "verdict_ra", "pgd20")
     doc = evaluate_all(rows, gaps, verdict_ra)
     doc = {"tier": p.tier, **doc}
-    save_json(doc, METRICS_DIR / "claims.json")
+    save_json(doc, METRICS_DIR / "claims_detail.json")
+    save_json(metric_view(doc), METRICS_DIR / "claims.json")
     log("claims", scorecard_line(doc, p.tier) + f" (RA: {verdict_ra})")
     if doc["differ"]:
         log("claims", "outcome depends on the RA variant for: " + ", ".join(doc["differ"]))

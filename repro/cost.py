@@ -1,0 +1,427 @@
+"""What a tier costs before it runs: ``python -m repro.plan cost [--tier paper] [--gpu-tflops 312]``.
+
+Counts, per DVC stage and per experiment, the runs and the floating-point operations of their
+training and attacks, then converts them into hours:
+
+* FLOPs per image are counted by ``torch.utils.flop_counter`` on one batch of the tier's model at
+  its image size: a training step (forward + backward), one attack iteration (forward + input
+  gradient, no parameter gradients), a forward pass, and a linear-evaluation step (frozen backbone).
+  A run costs images x epochs x (training step + attack steps x attack iteration); masked tickets
+  compute dense convolutions, so a ticket costs what the dense network costs.
+* Images come from the tier's data params (the synthetic generator's counts, or the published
+  sizes of the public datasets below, capped by ``data.max_train``/``data.fraction``), times each
+  run's data fraction.
+* Evaluation counts the clean pass over the test and OoD sets, RA (PGD ``steps`` x ``restarts`` on
+  ``n_robust`` images), the attack sanity checks (``sanity_images`` x (PGD + two PGD-5 + two APGD
+  of ``sanity_strong_steps``)) and the transfer attack; ``analysis`` the loss contours.
+  Not counted: data generation and decoding, python/fastai start-up, validation passes.
+* GPU-hours at ``--gpu-tflops`` (default 312: the dense bf16 tensor-core peak of an NVIDIA A100,
+  the most common datacenter GPU in the papers' time; its dense fp32 peak is 19.5). A peak is a
+  lower bound on hours: ResNet training reaches a fraction of it.
+* CPU-hours for this machine from the achieved GFLOP/s that ``make bench`` measured (the ``flops``
+  section of ``bench/results/*.json``): training FLOPs at the standard-step rate, attack FLOPs at
+  the adversarial-step rate, of the tier's own model when the bench measured it (params.yaml's
+  model, one thread per worker, x the workers), else of the benched model closest to it.
+  Per-stage start-up (imports, DVC) and per-run set-up are not in it.
+
+The tier's params are merged as ``repro.tiers`` would merge them, without writing params.yaml.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import Params, from_dict
+from .plan import experiment_runs, imp_runs, level_name, runs_for_level, study_baselines, tickets_for_level
+
+#: default device throughput (TFLOP/s) and its name
+GPU_TFLOPS = 312.0
+GPU_NAME = "NVIDIA A100 (bf16 dense peak)"
+#: published split sizes and classes of the public datasets of the tiers: (train, test, classes)
+PUBLIC_SIZES = {
+    "cifar10": (50_000, 10_000, 10),
+    "cifar100": (50_000, 10_000, 100),
+    "svhn": (73_257, 26_032, 10),
+    "tiny_imagenet": (100_000, 10_000, 200),
+    "imagenet": (1_281_167, 50_000, 1000),
+}
+BENCH_RESULTS = Path("bench") / "results"
+
+
+# ------------------------------------------------------------------------------ images
+@dataclass(frozen=True)
+class TaskSize:
+    n_train: int
+    n_test: int
+    classes: int
+
+
+def task_size(p: Params, name: str) -> TaskSize:
+    """Images and classes of a task under the tier's data params."""
+    d = p.data
+    syn = d.synthetic
+    if name == d.source and name.startswith("synth"):
+        return TaskSize(syn.n_train_source, syn.n_test_source, syn.source_classes)
+    if name == d.ood and name.startswith("synth"):
+        return TaskSize(syn.n_ood, syn.n_ood, syn.downstream_classes)
+    if name.startswith("synth"):
+        return TaskSize(syn.n_train_downstream, syn.n_test_downstream, syn.downstream_classes)
+    if name not in PUBLIC_SIZES:
+        raise ValueError(f"cost: no known size for dataset {name!r}; known: synthetic tasks, {', '.join(PUBLIC_SIZES)}")
+    n_tr, n_te, c = PUBLIC_SIZES[name]
+    cap_tr, cap_te = d.caps(name)
+    n_tr = min(n_tr, cap_tr * c) if cap_tr else n_tr
+    n_te = min(n_te, cap_te * c) if cap_te else n_te
+    f = getattr(d, "fraction", 1.0)
+    return TaskSize(max(c, round(n_tr * f)), max(c, round(n_te * f)), c)
+
+
+# ------------------------------------------------------------------------------- FLOPs
+@dataclass(frozen=True)
+class StepFlops:
+    """FLOPs per image of one step of each kind."""
+    train: float    # forward + backward (parameter and activation gradients)
+    attack: float   # one attack iteration: forward + gradient w.r.t. the input only
+    forward: float  # inference
+    linear: float   # linear evaluation: frozen backbone, the head trains
+
+
+def count_flops(model: torch.nn.Module, size: int, batch: int = 2) -> StepFlops:
+    """torch's flop counter on one batch of ``batch`` images of ``size`` px (then per image)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .attacks import no_param_grad
+    from .models import freeze_backbone
+
+    ce = torch.nn.functional.cross_entropy
+    x = torch.rand(batch, 3, size, size)
+    y = torch.zeros(batch, dtype=torch.long)
+
+    def counted(fn) -> float:
+        with FlopCounterMode(display=False) as fc:
+            fn()
+        return fc.get_total_flops() / batch
+
+    model.train()
+    train = counted(lambda: ce(model(x), y).backward())
+    with no_param_grad(model):
+        attack = counted(lambda: ce(model(x.clone().requires_grad_(True)), y).backward())
+    model.eval()
+    with torch.no_grad():
+        forward = counted(lambda: model(x))
+    model.train()
+    model.zero_grad(set_to_none=True)
+    freeze_backbone(model)
+    linear = counted(lambda: ce(model(x), y).backward())
+    return StepFlops(train, attack, forward, linear)
+
+
+@functools.lru_cache(maxsize=None)
+def _model_flops(model_key: str, classes: int, size: int) -> StepFlops:
+    from .config import ModelParams
+
+    mp = from_dict(ModelParams, json.loads(model_key))
+    with torch.device("meta"):  # shapes only: the same counts as real tensors, without the arithmetic
+        return count_flops(mp.build(classes), size)
+
+
+def flops_for(p: Params, classes: int) -> StepFlops:
+    from .config import to_dict
+
+    return _model_flops(json.dumps(to_dict(p.model), sort_keys=True), classes, p.data.image_size)
+
+
+# ------------------------------------------------------------------------------ ledger
+@dataclass
+class Cost:
+    """Runs and FLOPs of a group of work: training steps, training-time attack iterations, and
+    evaluation (clean passes and evaluation attacks), kept apart because they run at different
+    rates (batch sizes, BN folded for evaluation)."""
+    runs: int = 0
+    train: float = 0.0
+    attack: float = 0.0
+    eval: float = 0.0
+
+    def add(self, other: "Cost") -> "Cost":
+        self.runs += other.runs
+        self.train += other.train
+        self.attack += other.attack
+        self.eval += other.eval
+        return self
+
+    @property
+    def flops(self) -> float:
+        return self.train + self.attack + self.eval
+
+
+def training(images: int, epochs: int, step: float, attack_steps: int, f: StepFlops) -> Cost:
+    """One training run: ``images`` x ``epochs`` x (one step + ``attack_steps`` attack iterations)."""
+    return Cost(1, images * epochs * step, images * epochs * attack_steps * f.attack)
+
+
+def transfer_cost(p: Params, spec, sizes: dict) -> Cost:
+    t = sizes[spec.task]
+    f = flops_for(p, t.classes)
+    n = max(1, round(t.n_train * spec.fraction))
+    cfg = {"standard": p.transfer.standard, "adversarial": p.transfer.adversarial, "linear": p.transfer.linear,
+           "mask": p.tickets.lmp.train}[spec.regime]
+    steps = p.transfer.attack.steps if spec.regime == "adversarial" else 0
+    # linear evaluation trains the head over a frozen backbone; LMP's scores need the full backward
+    step = f.linear if spec.regime == "linear" else f.train
+    return training(n, cfg.epochs, step, steps, f)
+
+
+def evaluate_cost(p: Params, spec, sizes: dict) -> Cost:
+    e = p.evaluation
+    t = sizes[spec.task]
+    f = flops_for(p, t.classes)
+    n_rob = t.n_test if e.n_robust <= 0 else min(e.n_robust, t.n_test)
+    a = e.attack
+    clean = (t.n_test + sizes[p.data.ood].n_test) * f.forward
+    iters = n_rob * a.steps * a.restarts + n_rob * (1 + a.restarts)  # RA: attack + its classification
+    k = min(getattr(e, "sanity_images", 0), n_rob)
+    if k:
+        iters += k * (a.steps + 2 * 5 + 2 * getattr(e, "sanity_strong_steps", 10) + 4)
+    if spec.regime == "adversarial" and spec.task == p.transfer_attack_task:
+        iters += n_rob * (a.steps + 1)  # examples from the reference model, then classified
+    return Cost(1, eval=clean + iters * f.attack)
+
+
+def stage_costs(p: Params) -> dict[str, Cost]:
+    """{DVC stage: Cost} for the whole pipeline of ``p``."""
+    sizes = {t: task_size(p, t) for t in {p.data.source, p.data.ood, *p.data.downstream}}
+    src = sizes[p.data.source]
+    out: dict[str, Cost] = {"data": Cost(runs=len(sizes))}
+    # pretraining of every kind not served by a published checkpoint
+    pt = p.pretrain
+    steps = {"standard": 0, "fast_adversarial": 1, "pgd_adversarial": pt.pgd.steps, "random_smoothing": 0}
+    for kind in pt.kinds:
+        f = flops_for(p, src.classes)
+        out[f"pretrain@{kind}"] = (Cost(1) if kind in (pt.published or {})
+                                   else training(src.n_train, pt.train.epochs, f.train, steps[kind], f))
+    ip = p.tickets.imp
+    imp = Cost()
+    for kind, retrain, task in imp_runs(p):
+        t = sizes[task] if task else src
+        f = flops_for(p, t.classes)
+        c = training(t.n_train, ip.retrain.epochs, f.train, ip.attack.steps if retrain == "adversarial" else 0, f)
+        imp.add(Cost(1, c.train * ip.max_rounds, c.attack * ip.max_rounds))  # one run, max_rounds retrainings
+    out["imp"] = imp
+    ref = sizes[p.transfer_attack_task]
+    f = flops_for(p, ref.classes)
+    out["reference"] = training(ref.n_train, p.evaluation.reference.epochs, f.train, p.transfer.attack.steps, f)
+    for lv in [0.0, *p.sweep.sparsities]:
+        name = level_name(lv)
+        runs = runs_for_level(p, lv)
+        if lv:
+            out[f"tickets@{name}"] = Cost(runs=len(tickets_for_level(p, lv)))
+        tr, ev = Cost(), Cost()
+        for spec in runs:
+            tr.add(transfer_cost(p, spec, sizes))
+            ev.add(evaluate_cost(p, spec, sizes))
+        out["transfer_dense" if lv == 0 else f"transfer@{name}"] = tr
+        out["evaluate_dense" if lv == 0 else f"evaluate@{name}"] = ev
+    # analysis: loss contours (clean and PGD) over the trajectory plane of the trajectory runs
+    e = p.evaluation
+    lv = e.trajectory_level
+    traj = [s for s in runs_for_level(p, lv) if s.regime == "adversarial" and s.seed == p.transfer.seeds[0]
+            and s.task == p.data.downstream[0]]
+    an = Cost()
+    for s in traj:
+        t = sizes[s.task]
+        f = flops_for(p, t.classes)
+        n = min(e.landscape_images, t.n_test)
+        an.add(Cost(1, eval=2 * e.landscape_points ** 2 * n * f.forward + n * e.attack.steps * f.attack))
+    out["analysis"] = an
+    # study: the ticket at `sparsity` fine-tuned and evaluated for every kind (dense baselines come from evaluate_dense)
+    st = Cost()
+    for s in study_runs(p):
+        st.add(transfer_cost(p, s, sizes)).add(evaluate_cost(p, s, sizes))
+        st.runs -= 1  # one run, two costs
+    out["study"] = st
+    out["summary"] = Cost(runs=1)
+    out["figures"] = Cost(runs=1)
+    return out
+
+
+def study_runs(p: Params) -> list:
+    """The study stage's runs: its baselines' grid with the study's ticket method instead of dense."""
+    from dataclasses import replace
+
+    return sorted(replace(s, method=p.study.method) for s in study_baselines(p))
+
+
+def experiment_costs(p: Params) -> dict[str, Cost]:
+    """{experiment: Cost of the transfer and evaluation runs of its grid over every level}; a run shared by
+    several experiments counts in each (the stage table counts it once)."""
+    sizes = {t: task_size(p, t) for t in {p.data.source, p.data.ood, *p.data.downstream}}
+    out = {}
+    for name, e in p.experiments.items():
+        c = Cost()
+        for lv in [0.0, *p.sweep.sparsities]:
+            if not e.runs_at(lv):  # the experiment's own levels
+                continue
+            for spec in sorted(experiment_runs(p, e, lv)):
+                c.add(transfer_cost(p, spec, sizes))
+                c.add(evaluate_cost(p, spec, sizes))
+                c.runs -= 1
+        out[name] = c
+    return out
+
+
+# ------------------------------------------------------------------------------- hours
+@dataclass(frozen=True)
+class CpuRate:
+    """Achieved GFLOP/s on this machine (``make bench``): standard training steps, adversarial training
+    steps (applied to the attack FLOPs), evaluation attacks."""
+    standard: float
+    attack: float
+    eval: float
+    source: str
+
+    def hours(self, c: Cost) -> float:
+        return (c.train / self.standard + c.attack / self.attack + c.eval / self.eval) / 1e9 / 3600
+
+
+def bench_rate(p: Params, results: Path = BENCH_RESULTS) -> CpuRate | None:
+    """Achieved rates from ``make bench`` results, newest first: the ``cost`` section when it measured
+    the tier's own model (same model params and image size, one thread per worker as the stages run:
+    its rates x its workers); otherwise the ``flops`` section's benched model nearest the tier's
+    (2 threads): the tiny CIFAR ResNet for ``cifar_resnet``, ResNet-18 for the rest."""
+    from .config import to_dict
+
+    found = []
+    for f in sorted(results.glob("*.json")):
+        try:
+            found.append((f, json.loads(f.read_text())))
+        except (OSError, json.JSONDecodeError):
+            continue
+    found.sort(key=lambda fr: fr[1].get("when", ""), reverse=True)
+    model = json.loads(json.dumps(to_dict(p.model)))
+    for f, r in found:
+        own = r.get("cost")
+        if own and own.get("model") == model and own.get("image_size") == p.data.image_size:
+            w = own["workers"]
+            return CpuRate(own["standard"]["gflops_per_thread"] * w, own["adversarial"]["gflops_per_thread"] * w,
+                           own["evaluation"]["gflops_per_thread"] * w,
+                           f"{f} (this tier's model, {w} workers x 1 thread, {r.get('when', '?')})")
+    key = "tiny" if p.model.arch == "cifar_resnet" else "r18"
+    for f, r in found:
+        fl = r.get("flops", {}).get(key)
+        if fl:
+            return CpuRate(fl["standard_gflops"], fl["pgd10_gflops"], fl["pgd10_gflops"],
+                           f"{f} (benched {key} model, 2 threads, {r.get('when', '?')})")
+    return None
+
+
+def gpu_hours(c: Cost, tflops: float) -> float:
+    return c.flops / (tflops * 1e12) / 3600
+
+
+@dataclass
+class Report:
+    tier: str
+    stages: dict[str, Cost]
+    experiments: dict[str, Cost]
+    gpu_tflops: float
+    cpu: CpuRate | None
+    total: Cost = field(default_factory=Cost)
+
+    def __post_init__(self):
+        for c in self.stages.values():
+            self.total.add(c)
+
+
+def report(p: Params, tier: str, gpu_tflops: float = GPU_TFLOPS, results: Path = BENCH_RESULTS) -> Report:
+    if not gpu_tflops > 0:
+        raise ValueError(f"--gpu-tflops {gpu_tflops} must be > 0 (the device's dense throughput in TFLOP/s)")
+    return Report(tier, stage_costs(p), experiment_costs(p), gpu_tflops, bench_rate(p, results))
+
+
+def _fmt_hours(h: float) -> str:
+    if h < 1 / 60:
+        return f"{h * 3600:.1f} s"
+    if h < 1:
+        return f"{h * 60:.1f} min"
+    return f"{h:,.1f} h" if h < 100 else f"{h:,.0f} h"
+
+
+def _fmt_flops(x: float) -> str:
+    for unit, v in (("ZFLOP", 1e21), ("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
+        if x >= v:
+            return f"{x / v:,.3g} {unit}"
+    return f"{x:.3g} FLOP" if x else "0"
+
+
+def table(r: Report) -> str:
+    cpu = r.cpu
+    head = f"| {{}} | runs | FLOPs (train / attack / eval) | GPU-hours @ {r.gpu_tflops:g} TFLOP/s |" + \
+        (" CPU-hours, this machine |" if cpu else "")
+    sep = "|---|---:|---:|---:|" + ("---:|" if cpu else "")
+
+    def row(name: str, c: Cost) -> str:
+        s = f"| {name} | {c.runs} | {_fmt_flops(c.flops)} ({_fmt_flops(c.train)} / {_fmt_flops(c.attack)} / " \
+            f"{_fmt_flops(c.eval)}) | " \
+            f"{_fmt_hours(gpu_hours(c, r.gpu_tflops))} |"
+        return s + (f" {_fmt_hours(cpu.hours(c))} |" if cpu else "")
+
+    lines = [f"Tier {r.tier}: {r.total.runs} runs, {_fmt_flops(r.total.flops)}; "
+             f"GPU at {r.gpu_tflops:g} TFLOP/s" + (f" ({GPU_NAME})" if r.gpu_tflops == GPU_TFLOPS else "")
+             + (f"; CPU at the measured {cpu.standard:.1f} / {cpu.attack:.1f} / {cpu.eval:.1f} GFLOP/s "
+                f"(standard / adversarial training / evaluation) "
+                f"of {cpu.source}" if cpu else "; no bench result with a flops section (make bench) for CPU-hours"),
+             "", head.format("stage"), sep]
+    lines += [row(k, c) for k, c in r.stages.items()]
+    lines.append(row("**total**", r.total))
+    lines += ["", head.format("experiment (transfer + evaluation over every level)"), sep]
+    lines += [row(k, c) for k, c in r.experiments.items()]
+    return "\n".join(lines)
+
+
+def summary(r: Report) -> dict:
+    out = {"tier": r.tier, "runs": r.total.runs, "flops": r.total.flops, "train_flops": r.total.train,
+           "attack_flops": r.total.attack, "eval_flops": r.total.eval, "gpu_tflops": r.gpu_tflops,
+           "gpu_hours": gpu_hours(r.total, r.gpu_tflops)}
+    if r.cpu:
+        out.update(cpu_hours=r.cpu.hours(r.total), cpu_source=r.cpu.source)
+    out["stages"] = {k: asdict(c) for k, c in r.stages.items()}
+    out["experiments"] = {k: asdict(c) for k, c in r.experiments.items()}
+    return out
+
+
+def params_for(tiers: list[str], params: Path = Path("params.yaml"), fraction: float = 1.0) -> Params:
+    """The tier's merged params (``repro.tiers.combine``), validated; params.yaml is not written."""
+    from .tiers import combine
+
+    return from_dict(Params, combine(tiers, params, fraction))
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    from .config import ConfigError
+
+    ap = argparse.ArgumentParser(prog="python -m repro.plan cost", description=__doc__.splitlines()[0])
+    ap.add_argument("--tier", nargs="+", default=["default"],
+                    help="tier(s) merged as `repro.tiers use` would (default: params.yaml as it is)")
+    ap.add_argument("--fraction", type=float, default=1.0, help="as `repro.tiers use --fraction`")
+    ap.add_argument("--gpu-tflops", type=float, default=GPU_TFLOPS,
+                    help=f"device throughput in TFLOP/s (default {GPU_TFLOPS:g}: {GPU_NAME}; A100 fp32: 19.5)")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--bench-results", type=Path, default=BENCH_RESULTS,
+                    help=f"folder of `make bench` results with the CPU rates (default {BENCH_RESULTS})")
+    ap.add_argument("--json", action="store_true", help="print the totals and per-stage FLOPs as JSON")
+    a = ap.parse_args(argv)
+    try:
+        p = params_for(a.tier, a.params, a.fraction)
+        r = report(p, "+".join(a.tier), a.gpu_tflops, a.bench_results)
+    except (ConfigError, ValueError) as e:
+        print(f"repro.plan cost: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary(r), indent=1) if a.json else table(r))
+    return 0
