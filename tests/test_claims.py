@@ -317,3 +317,34 @@ def test_report_scorecard_equals_the_claims_file(tmp_path):
     assert "rt-properties-adversarial" in page   # where PGD-20 and AutoAttack-grade RA differ
     item = render.item_claims_html(doc, "rt-fig2")
     assert "rt-linear" in item and "reproduced" in item
+
+
+def test_stage_writes_the_metric_and_the_detail_file(tmp_path, monkeypatch, capsys):
+    """`python -m repro.stages.claims` on evaluated runs: metrics/claims.json (the DVC metric) and
+    metrics/claims_detail.json hold the same counts, which are the claims' outcomes; no runs -> exit 2."""
+    import shutil
+
+    from repro.stages import claims as stage
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert stage.main() == 2 and "no evaluated runs under 'runs/eval'" in capsys.readouterr().err
+    rows = omp_grid(0.60, 0.40) + omp_grid(0.40, 0.60, regime="standard")
+    for r in rows:
+        d = tmp_path / "runs" / "eval" / f"s{r['level']}" / f"{r['kind']}-{r['method']}" / r["task"] / \
+            f"{r['regime']}-f1-seed{r['seed']}"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps(r))
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "domain_gap.json").write_text(json.dumps({"t_near": 1.0, "t_mid": 2.0, "t_far": 3.0}))
+    assert stage.main() == 0
+    metric = json.loads((tmp_path / "metrics" / "claims.json").read_text())
+    detail = json.loads((tmp_path / "metrics" / "claims_detail.json").read_text())
+    assert metric["tier"] == detail["tier"] == "default"
+    for o in OUTCOMES:
+        key = o.replace(" ", "_")
+        assert metric[key] == detail[key] == sum(c["outcome"] == o for c in detail["claims"].values())
+    assert detail["claims"]["rt-linear"]["outcome"] == "reproduced"
+    assert detail["claims"]["rt-finetune"]["outcome"] == "contradicted"
+    assert metric["claims"]["rt-linear-margin"]["outcome"] == "reproduced"   # +20 pp linear vs -20 pp fine-tuned
+    assert "at tier default: " in capsys.readouterr().out
