@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .registry import Registry
-from .verdicts import aggregate, double_win
+from .verdicts import GROUP, aggregate, double_win
 
 OUTCOMES = ("reproduced", "inconclusive", "contradicted", "not run")
 #: RA variant -> the per-run metrics key it reads
@@ -68,8 +68,6 @@ MARGINS = {"sa": (0.01, True), "ra": (0.01, True), "transfer_attack_acc": (0.01,
 #: metric -> the per-run count of scored images behind it (test-set sampling noise of an accuracy)
 SAMPLE_SIZE = {"sa": "n_test", "ra": "n_robust", "transfer_attack_acc": "n_robust"}
 HIGH_SPARSITY = 0.7  # "at high sparsity": the sweep levels at or above this
-GROUP = ("kind", "method", "task", "regime", "fraction", "level")
-
 STD, FAT, AT, RS = "standard", "fast_adversarial", "pgd_adversarial", "random_smoothing"
 
 
@@ -100,12 +98,6 @@ class Evidence:
                     self.sizes[key][m] = r[n] if cur is None else min(cur, r[n])
         self.domain_gap = domain_gap
         self._dw: dict[float, list[dict]] = {}
-
-    def get(self, kind, method, task, regime, fraction=1.0, level=0.0) -> dict | None:
-        return self.groups.get((kind, method, task, regime, fraction, level))
-
-    def excluded(self, kind, method, task, regime, fraction=1.0, level=0.0) -> bool:
-        return (kind, method, task, regime, fraction, level) in self.excluded_keys
 
     def keys(self, **where) -> list[tuple]:
         """Group keys (learned and not) matching ``where`` (field -> value or tuple of values)."""
