@@ -248,6 +248,7 @@ class Claim:
     decide: Callable[[Evidence], Result]
     items: tuple[str, ...] = ()  # report items (paper_figures/render.py ITEMS ids) it supports
     uses_ra: bool = False      # decided once per RA variant
+    compares: dict | None = None  # a :func:`compared` claim's definition (pairs, on, mode, fractions, levels)
 
 
 CLAIMS: Registry[Claim] = Registry("claim")
@@ -272,7 +273,8 @@ def compared(id: str, paper: str, section: str, figure: str, quote: str, test: s
                 cells += versus(ev, a, b, [metric], [regime], fractions, levels=levels, margin=margin,
                                 prefix=f"{a[0]}-{a[1]} vs {b[0]}-{b[1]}: " if len(pairs) > 1 else "")
         return decide(cells, mode, what)
-    CLAIMS.register(id)(Claim(id, paper, section, figure, quote, test, decide_pairs, tuple(items), uses_ra))
+    spec = dict(pairs=list(pairs), on=list(on), mode=mode, fractions=tuple(fractions), levels=levels)
+    CLAIMS.register(id)(Claim(id, paper, section, figure, quote, test, decide_pairs, tuple(items), uses_ra, spec))
 
 
 def evaluate_all(rows: list[dict], domain_gap: dict | None = None, verdict_ra: str = "pgd20") -> dict:

@@ -348,3 +348,92 @@ def test_stage_writes_the_metric_and_the_detail_file(tmp_path, monkeypatch, caps
     assert detail["claims"]["rt-finetune"]["outcome"] == "contradicted"
     assert metric["claims"]["rt-linear-margin"]["outcome"] == "reproduced"   # +20 pp linear vs -20 pp fine-tuned
     assert "at tier default: " in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- every comparison claim, every outcome
+
+COMPARED = [cid for cid in CLAIMS if CLAIMS.get(cid).compares]
+GOOD = {"sa": 0.70, "ra": 0.40, "ood_auroc": 0.90, "nll": 0.50, "transfer_attack_acc": 0.45, "miou": 0.6}
+BAD = {"sa": 0.30, "ra": 0.10, "ood_auroc": 0.50, "nll": 1.50, "transfer_attack_acc": 0.20, "miou": 0.3}
+
+
+def claim_grid(cid: str, side_a: dict, side_b: dict, n: int = 1000) -> list[dict]:
+    """Rows for exactly the runs a comparison claim reads: every pair, (regime, metric), fraction, two tasks and
+    two sparsities it accepts, two seeds; side A's tickets get ``side_a``'s metric values, side B's ``side_b``'s."""
+    spec = CLAIMS.get(cid).compares
+    levels = [lv for lv in (0.75, 0.9) if spec["levels"](lv)]
+    rows = {}
+    for a, b in spec["pairs"]:
+        for regime, _ in spec["on"]:
+            for f in spec["fractions"]:
+                for (kind, method), vals in ((a, side_a), (b, side_b)):
+                    for task in ("t1", "t2"):
+                        for lv in levels:
+                            for s in (0, 1):
+                                rows[(kind, method, task, regime, f, lv, s)] = run(
+                                    kind, method, task, regime, lv, vals["sa"] + 0.001 * s, ra=vals["ra"], seed=s,
+                                    fraction=f, n_test=n, n_robust=n,
+                                    **{k: v for k, v in vals.items() if k not in ("sa", "ra")})
+    return list(rows.values())
+
+
+@pytest.mark.parametrize("cid", COMPARED)
+def test_each_comparison_claim_decides_its_own_runs(cid):
+    """Side A clearly better -> reproduced ("no difference" claims: contradicted), B better -> contradicted, the same
+    within the test-set noise -> inconclusive, and none of its runs -> not run; a metric the evaluation never
+    writes (mIoU) -> not run."""
+    spec = CLAIMS.get(cid).compares
+    if any(m not in GOOD or m == "miou" for _, m in spec["on"]):
+        assert outcome(cid, claim_grid(cid, GOOD, BAD)).outcome == "not run"
+        return
+    better = outcome(cid, claim_grid(cid, GOOD, BAD))
+    assert better.outcome == ("contradicted" if spec["mode"] == "equal" else "reproduced"), better.reason
+    assert better.numbers["cells"] == len(spec["pairs"]) * len(spec["on"]) * len(spec["fractions"]) * 2 * 2
+    if spec["mode"] != "equal":
+        assert outcome(cid, claim_grid(cid, BAD, GOOD)).outcome == "contradicted"
+    near = {k: v + 0.002 for k, v in GOOD.items()}
+    assert outcome(cid, claim_grid(cid, near, GOOD, n=200)).outcome == "inconclusive"
+    if spec["mode"] == "equal":
+        assert outcome(cid, claim_grid(cid, near, GOOD, n=100000)).outcome == "reproduced"
+    other = [r for r in claim_grid(cid, GOOD, BAD) if r["regime"] != spec["on"][0][0]]
+    assert outcome(cid, [{**r, "task": "elsewhere", "regime": "none"} for r in other]).outcome == "not run"
+
+
+def test_tickets_amplify_and_data_amplified_contradicted_when_the_gap_shrinks():
+    rows = []
+    for f, gap in ((1.0, 0.20), (0.1, 0.02)):       # the robust advantage shrinks with less data
+        for lv in (0.5, 0.8):
+            for kind, base in ((AT, 0.4 + gap), (FAT, 0.4 + gap), (STD, 0.4)):
+                rows.append(run(kind, "imp", "t", "adversarial", lv, base, ra=base / 2, fraction=f))
+    assert outcome("dw-data-amplified", rows).outcome == "contradicted"
+    rows = []
+    for regime in ("standard", "adversarial"):      # dense gap 20 pp, ticket gap 0: tickets do not amplify it
+        rows += [run(AT, "dense", "t", regime, 0.0, 0.7, ra=0.4), run(STD, "dense", "t", regime, 0.0, 0.5, ra=0.2)]
+        for lv in (0.5, 0.8):
+            rows += [run(AT, "imp", "t", regime, lv, 0.5, ra=0.2), run(STD, "imp", "t", regime, lv, 0.5, ra=0.2)]
+    assert outcome("dw-tickets-amplify", rows).outcome == "contradicted"
+    for r in rows:
+        if r["kind"] == AT and r["method"] == "imp":
+            r["sa"], r["ra"] = 0.95, 0.65              # ticket gap 45 pp > dense gap 20 pp
+    assert outcome("dw-tickets-amplify", rows).outcome == "reproduced"
+
+
+def test_fat_better_at_middle_sparsity_at_better_at_the_highest():
+    rows = []
+    for f in (0.1, 0.01):
+        for lv, fat, at in ((0.488, 0.5, 0.5), (0.7379, 0.6, 0.4), (0.8926, 0.3, 0.5)):
+            rows += [run(FAT, "imp", "t", "adversarial", lv, fat, ra=fat / 2, fraction=f),
+                     run(AT, "imp", "t", "adversarial", lv, at, ra=at / 2, fraction=f)]
+    r = outcome("dw-fat-middle-at-high", rows)
+    assert r.outcome == "reproduced" and r.numbers["cells"] == 8
+    for x in rows:
+        x["sa"], x["ra"] = (0.3, 0.15) if x["kind"] == FAT else (0.6, 0.3)   # AT better everywhere
+    assert outcome("dw-fat-middle-at-high", rows).outcome == "inconclusive"    # 4 wins, 4 losses
+
+
+def test_transfer_attack_sparse_beats_dense():
+    rows = [run(AT, m, "t", "adversarial", lv, 0.6, ra=0.3, transfer_attack_acc=ta)
+            for m, lv, ta in (("dense", 0.0, 0.40), ("imp", 0.5, 0.50), ("imp", 0.8, 0.55), ("imp", 0.9, 0.52))]
+    assert outcome("dw-transfer-attack-sparse-beats-dense", rows).outcome == "reproduced"
+    rows[0]["transfer_attack_acc"] = 0.70
+    assert outcome("dw-transfer-attack-sparse-beats-dense", rows).outcome == "contradicted"
