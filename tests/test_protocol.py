@@ -200,3 +200,95 @@ def test_imp_on_the_source_keeps_a_published_checkpoints_normalization(tmp_path,
             src = load_task(p.data.source)
         want = want or (src.mean, src.std)  # in-house pretraining: the source task's own statistics
         assert seen["mean"] == pytest.approx(list(want[0])) and seen["std"] == pytest.approx(list(want[1]))
+
+
+# ------------------------------------------------------------- point 11: docs/PROTOCOL.md against the tier
+PROTOCOL = ROOT / "docs" / "PROTOCOL.md"
+ITEMS = ([f"DW Figure {i}" for i in (1, 2, 3, 4, 5, 6, 7, "A8", "A9", "A10")] + ["DW Table 1", "DW Table A2"]
+         + [f"RT Fig. {i}" for i in range(1, 10)] + ["RT Table I", "RT Table II"])
+CHECK_COLUMN = "`paper` tier (checked)"
+
+
+def protocol_rows() -> list[dict]:
+    """Every row of every table in docs/PROTOCOL.md as {header: cell}."""
+    rows, header = [], None
+    for line in PROTOCOL.read_text().splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif not set("".join(cells)) <= set("-: "):
+            assert len(cells) == len(header), f"PROTOCOL.md row has {len(cells)} cells, header {len(header)}: {line}"
+            rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def _value(v):
+    from repro.config import parse_number
+
+    if isinstance(v, list):
+        return [_value(x) for x in v]
+    if isinstance(v, str) and "/" in v:
+        return parse_number(v, "PROTOCOL.md")  # e.g. 8/255
+    if isinstance(v, str):
+        try:
+            return float(v)  # YAML reads 5e-4 (no dot) as a string
+        except ValueError:
+            return v
+    return v
+
+
+def _plain(v):
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return b == pytest.approx(a, rel=1e-6, abs=1e-9)
+    return a == b
+
+
+def _lookup(p, key: str):
+    node = p
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return _plain(node)
+
+
+def test_protocol_lists_every_table_and_figure_of_both_papers():
+    names = [r.get("item") for r in protocol_rows() if "item" in r]
+    assert sorted(names) == sorted(ITEMS)
+
+
+def test_every_protocol_row_holds_in_the_merged_paper_tier():
+    import re
+
+    p = from_dict(Params, merged("paper"))
+    checked = 0
+    for row in protocol_rows():
+        label = row.get("item") or row.get("setting")
+        cell = row[CHECK_COLUMN]
+        claims = re.findall(r"`([^`]+)`", cell)
+        status = row["status / notes"]
+        if not claims:  # nothing the tier carries: the row must say it is not run, and why
+            assert cell == "—" and status.startswith("not run"), label
+            continue
+        for claim in claims:
+            m = re.fullmatch(r"([\w.]+) (=|⊇) (.+)", claim)
+            assert m, f"{label}: cannot read the claim {claim!r}"
+            key, op, text = m.groups()
+            actual, want = _lookup(p, key), _value(yaml.safe_load(text))
+            if op == "=":
+                assert _same(want, actual), f"{label}: {key} is {actual!r}, PROTOCOL.md says {want!r}"
+            else:
+                missing = [w for w in want if not any(_same(w, a) for a in actual)]
+                assert not missing, f"{label}: {key} = {actual!r} lacks {missing!r} (PROTOCOL.md)"
+            checked += 1
+        assert re.search(r"\b(paper|official|choice|deviation)\b", status), f"{label}: status {status!r}"
+    assert checked >= 80
