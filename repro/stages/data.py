@@ -17,6 +17,7 @@ import sys
 from ..config import Params
 from ..data import DATASETS, PUBLIC_DATASETS, load_public
 from ..data.public import keep_fraction
+from ..data.segmentation import load_seg_task
 from .common import log, run_stage, task_path
 
 
@@ -52,6 +53,12 @@ def body(p: Params) -> None:
             done.add(name)
         log("data", f"{name}: {task.x_train.shape[0]} train / {task.x_test.shape[0]} test, "
                     f"{task.num_classes} classes, {task.x_train.shape[1]} px")
+    seg = p.segment  # the segmentation task of stage `segment` (repro/data/segmentation.py)
+    task = load_seg_task(seg.task, p.data.root, p.data.image_size, seg.max_train, seg.max_test, p.data.download,
+                         p.seed, seg.n_train, seg.n_test)
+    task.save(task_path(seg.task))
+    log("data", f"{seg.task}: {task.x_train.shape[0]} train / {task.x_test.shape[0]} test segmentation images, "
+                f"{task.num_classes} classes, {task.x_train.shape[1]} px")
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,105 @@
+"""Stage `segment`: segmentation transfer of tickets (Robust Tickets Fig. 7, Double-Win Fig. A10's VOC panel).
+
+For every ``segment.pairs`` entry (pretraining kind, ticket method) and every level of
+``sweep.sparsities`` the ticket ``runs/tickets/<level>/<kind>-<method>/mask.pt`` is put, as is, on
+the pretrained backbone of ``kind`` inside a segmentation head (``repro.segmentation``), and fine-tuned
+on ``segment.task`` (``runs/data/<task>.npz``, written by the `data` stage) with the mask enforced by
+``MaskEnforcer``; each kind's dense backbone runs too. Each run writes
+``runs/segment/<level>/<kind>-<method>/metrics.json`` (mIoU, pixel accuracy, the confusion matrix,
+the ticket's sparsity and a check that every pruned weight is still exactly zero);
+``metrics/segment.json`` lists them all for the figures.
+"""
+from __future__ import annotations
+
+import sys
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from .. import runtime
+from ..config import Params
+from ..data.segmentation import SegTask
+from ..io import save_json
+from ..models import set_normalization
+from ..plan import DENSE, RUNS, level_name, ticket_path
+from ..tickets.mask import Mask
+from .common import device, load_into, load_state, log, n_workers, parallel_map, pretrained_path, run_stage, task_path
+
+OUT = RUNS / "segment"
+METRICS = Path("metrics") / "segment.json"
+
+
+def seg_runs(p: Params) -> list[tuple[str, str, float]]:
+    """(kind, method, sparsity) of every run: each pair at each level, then each kind's dense backbone."""
+    items = [(k, m, float(lv)) for k, m in p.segment.pairs for lv in p.sweep.sparsities]
+    kinds = list(dict.fromkeys(k for k, _ in p.segment.pairs))
+    return items + [(k, DENSE, 0.0) for k in kinds]
+
+
+def check_inputs(p: Params) -> None:
+    """Every input a run needs, before any work starts (one line naming the first missing file)."""
+    if not task_path(p.segment.task).is_file():
+        raise FileNotFoundError(f"segmentation task {str(task_path(p.segment.task))!r} is missing; run the data "
+                                f"stage first (dvc repro data)")
+    for kind, method, lv in seg_runs(p):
+        if not pretrained_path(kind).is_file():
+            raise FileNotFoundError(f"segment.pairs needs kind {kind!r}: {str(pretrained_path(kind))!r} is missing "
+                                    f"(pretrain.kinds must include it)")
+        if method != DENSE and not ticket_path(lv, kind, method, None).is_file():
+            raise FileNotFoundError(f"segment.pairs names [{kind}, {method}] but its ticket "
+                                    f"{str(ticket_path(lv, kind, method, None))!r} is missing: the pair must be one "
+                                    f"some experiment draws (experiments.*.pairs)")
+
+
+def backbone(p: Params, kind: str, task: SegTask) -> torch.nn.Module:
+    """The pretrained network of ``kind`` with the segmentation task's input normalization."""
+    path = pretrained_path(kind)
+    sd = load_state(path)
+    model = p.model.build(sd["fc.weight"].shape[0] if "fc.weight" in sd else 2)
+    load_into(model, sd, path)
+    return set_normalization(model, task.mean, task.std)
+
+
+def run_one(p: Params, item: tuple[str, str, float]) -> dict:
+    from ..segmentation import SegConfig, evaluate_segmentation, train_segmentation
+
+    kind, method, lv = item
+    s = p.segment
+    task = SegTask.load(task_path(s.task))
+    runtime.seed_everything(p.seed)
+    mask = None if method == DENSE else Mask.load(ticket_path(lv, kind, method, None))
+    cfg = SegConfig(iterations=s.iterations, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+                    batch_size=s.batch_size, milestones=s.milestones)
+    learn = train_segmentation(task, backbone(p, kind, task), cfg, mask=mask, head=s.head, seed=p.seed,
+                               device=device(p))
+    res = evaluate_segmentation(learn.model, task)
+    params = dict(learn.model.named_parameters())
+    pruned_zero = mask is None or all(bool((params[k].detach()[mask[k].to(params[k].device) == 0] == 0).all())
+                                      for k in mask)
+    row = {"kind": kind, "method": method, "sparsity": lv, "task": s.task, "head": s.head,
+           "miou": round(res["miou"], 6), "pixel_acc": round(res["pixel_acc"], 6),
+           "ticket_sparsity": round(mask.sparsity, 6) if mask is not None else 0.0,
+           "pruned_weights_zero": pruned_zero, "iterations": s.iterations}
+    save_json({**row, "confusion": res["confusion"]}, OUT / level_name(lv) / f"{kind}-{method}" / "metrics.json")
+    if not pruned_zero:
+        raise RuntimeError(f"segment {kind}-{method} at {lv}: a pruned weight became non-zero during fine-tuning")
+    return row
+
+
+def body(p: Params) -> None:
+    check_inputs(p)
+    items = seg_runs(p)
+    rows = list(parallel_map(partial(run_one, p), items, n_workers(p)))
+    save_json({"task": p.segment.task, "head": p.segment.head, "runs": rows}, METRICS)
+    for r in rows:
+        log("segment", f"{r['kind']}-{r['method']} @ {r['sparsity']}: mIoU {r['miou']:.4f}, "
+                       f"pixel acc {r['pixel_acc']:.4f}")
+
+
+def main(argv=None) -> int:
+    return run_stage("segment", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
