@@ -64,7 +64,7 @@ MIN_CELLS = 3
 EQUIVALENCE = 3.0  # mode "equal": a cell is equivalent when its whole interval lies within this many margins
 #: metric -> (smallest difference that counts, higher is better)
 MARGINS = {"sa": (0.01, True), "ra": (0.01, True), "transfer_attack_acc": (0.01, True),
-           "ood_auroc": (0.02, True), "nll": (0.05, False), "ece": (0.01, False)}
+           "ood_auroc": (0.02, True), "nll": (0.05, False), "ece": (0.01, False), "miou": (0.01, True)}
 #: metric -> the per-run count of scored images behind it (test-set sampling noise of an accuracy)
 SAMPLE_SIZE = {"sa": "n_test", "ra": "n_robust", "transfer_attack_acc": "n_robust"}
 HIGH_SPARSITY = 0.7  # "at high sparsity": the sweep levels at or above this
@@ -739,9 +739,9 @@ compared("rt-adversarial-beats-smoothing", "RT", "Sec. III-C", "Fig. 6",
 compared("rt-segmentation", "RT", "Sec. III-D", "Fig. 7",
          "generally our hypothesis still holds that robust tickets achieve consistently higher mIOU, especially under "
          "mild sparsity ratios",
-         "OMP tickets of θ_AT against θ_STD, segmentation fine-tuning (regime segmentation), mIoU, every level > 0 "
-         "and task; difference of means per cell; mode greater. Not run until segmentation runs reach the evaluated "
-         "runs this stage reads (runs/eval) with an averaged `miou`.",
+         "OMP tickets of θ_AT against θ_STD, segmentation fine-tuning (the segment stage's runs, metrics/segment.json, "
+         "as regime segmentation), mIoU, every level > 0; difference of means per cell; mode greater. Needs `miou` "
+         "among the metrics repro.verdicts.aggregate averages; not run otherwise.",
          items=("rt-fig7",),
          pairs=[(ROBUST_OMP, NATURAL_OMP)],
          on=[('segmentation', 'miou')], mode="greater", what="segmentation transfer (mIoU) among the evaluated runs")

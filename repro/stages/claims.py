@@ -1,7 +1,8 @@
 """Stage `claims`: every headline claim of both papers decided on this run's metrics (``repro.claims``).
 
-Reads ``runs/eval/<level>/<run>/metrics.json`` (as the summary stage does) and
-``analysis/domain_gap.json`` (RT Table II; absent -> that claim is ``not run``), writes
+Reads ``runs/eval/<level>/<run>/metrics.json`` (as the summary stage does), the segmentation runs
+of the segment stage (``metrics/segment.json``, RT Fig. 7: regime ``segmentation``, metric ``miou``)
+and ``analysis/domain_gap.json`` (RT Table II); an absent input makes its claims ``not run``. Writes
 ``metrics/claims.json`` (DVC metrics): the counts at the top level (``reproduced``, ``inconclusive``,
 ``contradicted``, ``not_run``, ``total``) under the RA variant ``evaluation.verdict_ra`` (``pgd20``
 when the parameter does not exist), the counts per RA variant, the claims whose outcome differs
@@ -22,10 +23,20 @@ from .common import log, run_stage
 from .summary import METRICS_DIR, collect
 
 DOMAIN_GAP = Path("analysis") / "domain_gap.json"
+SEGMENT = Path("metrics") / "segment.json"
+
+
+def segment_rows(doc: dict, seed: int) -> list[dict]:
+    """The segment stage's runs as claim rows: regime ``segmentation``, full data, the sparsity as the level."""
+    return [{"kind": r["kind"], "method": r["method"], "task": r["task"], "regime": "segmentation", "fraction": 1.0,
+             "level": float(r["sparsity"]), "seed": seed, "miou": r["miou"], "pixel_acc": r.get("pixel_acc")}
+            for r in doc.get("runs", [])]
 
 
 def body(p: Params) -> None:
     rows = collect()
+    if SEGMENT.is_file():
+        rows += segment_rows(json.loads(SEGMENT.read_text()), p.seed)
     gaps = json.loads(DOMAIN_GAP.read_text()) if DOMAIN_GAP.is_file() else None
     verdict_ra = getattr(p.evaluation, "verdict_ra", "pgd20")
     doc = evaluate_all(rows, gaps, verdict_ra)
