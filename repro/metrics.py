@@ -2,6 +2,13 @@
 
 * SA / RA: top-1 accuracy on clean / PGD-20 (eps 8/255, alpha 2/255, random
   start) examples, attacks always crafted with the model in eval mode.
+* RA (AutoAttack-grade), ``ra_aa``: accuracy under the AutoAttack ensemble
+  (:func:`repro.attacks.autoattack`: APGD-CE, then APGD-T), optionally only on the
+  examples an earlier attack (the PGD-20 of RA) left correct.
+* Adv-Acc sweep: RA under PGD-20 at several budgets (Robust Tickets' "Adv-Acc").
+* Every attack, and the classification of its examples, runs in float32 on every
+  device (autocast off, :func:`repro.attacks.full_precision`); AMP may speed up
+  only the clean forward passes (SA, NLL, ECE, AUROC).
 * ECE: equal-width confidence bins (15 by default), sum over bins of
   ``|acc - conf| * fraction of examples`` (Guo et al. 2017).
 * NLL: mean cross-entropy.
@@ -16,6 +23,7 @@ papers' percentages). Logits are collected on the CPU in float32.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Callable, Iterable, Optional, Union
 
@@ -25,10 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import runtime
-from .attacks import bn_mode, pgd
+from .attacks import autoattack, bn_mode, full_precision, pgd
 
 __all__ = [
     "accuracy",
+    "adv_acc_sweep",
     "auroc",
     "collect_logits",
     "ece",
@@ -36,6 +45,7 @@ __all__ = [
     "nll",
     "ood_auroc",
     "robust_accuracy",
+    "robust_accuracy_aa",
     "transfer_attack_accuracy",
 ]
 
@@ -106,13 +116,19 @@ def collect_logits(
     folded; ``model`` itself is not changed). Clean forward passes run under
     ``torch.no_grad()``; with ``attack`` each batch is first replaced by
     ``attack(model, x, y)`` (crafted on that eval-mode model, with input gradients) and then
-    classified under ``no_grad``. ``amp`` defaults to :func:`repro.runtime.use_amp` of the device.
+    classified under ``no_grad``. ``amp`` (clean passes only) defaults to
+    :func:`repro.runtime.use_amp` of the device; with ``attack`` the attack and the classification
+    of its examples always run in float32 (autocast off, also inside an enclosing autocast), and
+    ``amp=True`` is an error.
     """
     dev = _model_device(model, device)
-    amp = runtime.use_amp(dev) if amp is None else amp
+    if attack is not None and amp:
+        raise ValueError("collect_logits: amp=True with an attack; attacks and the logits they classify run in float32")
+    amp = (runtime.use_amp(dev) if amp is None else amp) and attack is None
     model = runtime.inference_model(model)
     all_logits, all_labels = [], []
-    with bn_mode(model, "eval"):
+    precision = full_precision(dev) if attack is not None else contextlib.nullcontext()
+    with bn_mode(model, "eval"), precision:
         for batch in _batches(loader, progress, "attack+eval" if attack else "eval"):
             x, y = _xy(batch, dev)
             if attack is not None:
@@ -274,7 +290,7 @@ def robust_accuracy(
     seed: Optional[int] = None,
     return_logits: bool = False,
 ):
-    """RA: accuracy under PGD (default PGD-20, eps 8/255, alpha 2/255, random start), eval mode.
+    """RA: accuracy under PGD (default PGD-20, eps 8/255, alpha 2/255, random start), eval mode, float32.
 
     ``seed`` makes the random starts reproducible (a dedicated generator);
     otherwise the global RNG is used. ``return_logits=True`` returns
@@ -282,7 +298,7 @@ def robust_accuracy(
     """
     dev = _model_device(model, device)
     attack = _pgd_attack(seed, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
-                         restarts=restarts, amp=runtime.use_amp(dev))
+                         restarts=restarts, amp=False)
     logits, labels = collect_logits(model, loader, attack=attack, device=dev, progress=progress)
     if return_logits:
         return accuracy(logits, labels), logits, labels
@@ -306,8 +322,11 @@ def transfer_attack_accuracy(
     exactly the white-box :func:`robust_accuracy`.
     """
     dev = _model_device(target_model, device)
-    kw = dict(eps=8 / 255, alpha=2 / 255, steps=20, random_start=True, amp=runtime.use_amp(dev))
+    kw = dict(eps=8 / 255, alpha=2 / 255, steps=20, random_start=True)
     kw.update(pgd_kw)
+    if kw.get("amp"):
+        raise ValueError("transfer_attack_accuracy: amp=True; evaluation attacks run in float32")
+    kw["amp"] = False
     craft = _pgd_attack(seed, **kw)
     source = runtime.inference_model(source_model)
 
@@ -317,3 +336,74 @@ def transfer_attack_accuracy(
 
     logits, labels = collect_logits(target_model, loader, attack=attack, device=dev, progress=progress)
     return accuracy(logits, labels)
+
+
+def robust_accuracy_aa(
+    model: nn.Module,
+    loader: Iterable,
+    eps: float = 8 / 255,
+    steps: int = 100,
+    members: tuple[str, ...] = ("apgd-ce", "apgd-t"),
+    n_target_classes: int = 9,
+    robust: Optional[torch.Tensor] = None,
+    device=None,
+    progress: bool = True,
+    seed: Optional[int] = None,
+    return_details: bool = False,
+):
+    """``ra_aa``: accuracy under the AutoAttack ensemble (:func:`repro.attacks.autoattack`), eval mode, float32.
+
+    Defaults are the standard L-inf AutoAttack's gradient members: APGD-CE, then APGD-T over the top 9
+    classes, 100 iterations each. ``robust``: a boolean per example of the loader (in loader order), the
+    examples an earlier attack left correct (e.g. the PGD-20 of RA); only those are attacked and the
+    others count as broken, so the result is the accuracy under the worst case of that attack and the
+    ensemble (hence never above it). ``seed`` makes the random starts reproducible. With
+    ``return_details=True`` returns ``(ra_aa, correct per example, {stage: examples still robust})``,
+    the stages being ``clean`` (and the earlier attack) then each member.
+    """
+    dev = _model_device(model, device)
+    if robust is not None:
+        try:
+            n = sum(len(batch[1]) for batch in loader)
+        except TypeError:  # a loader without len-able batches: checked below
+            n = len(robust)
+        if len(robust) != n:
+            raise ValueError(f"robust_accuracy_aa: {len(robust)} robust flags for {n} examples")
+    g = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    trace: dict = {}
+    seen = [0]
+
+    def attack(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        i = seen[0]
+        seen[0] += len(x)
+        r = None if robust is None else robust[i:i + len(x)]
+        return autoattack(m, x, y, eps=eps, steps=steps, members=tuple(members), n_target_classes=n_target_classes,
+                          generator=g, robust=r, trace=trace)
+
+    logits, labels = collect_logits(model, loader, attack=attack, device=dev, progress=progress)
+    correct = logits.argmax(1) == labels
+    if robust is not None:
+        if len(robust) != len(labels):
+            raise ValueError(f"robust_accuracy_aa: {len(robust)} robust flags for {len(labels)} examples")
+        correct &= robust.cpu().bool()
+    ra = correct.float().mean().item()
+    if return_details:
+        return ra, correct, trace
+    return ra
+
+
+def adv_acc_sweep(
+    model: nn.Module,
+    loader: Iterable,
+    budgets: Iterable[float],
+    steps: int = 20,
+    alpha_ratio: float = 0.25,
+    device=None,
+    progress: bool = True,
+    seed: Optional[int] = None,
+) -> list[float]:
+    """Accuracy under PGD-``steps`` (step ``alpha_ratio * eps``, random start; 2/255 at 8/255 as RA's PGD-20)
+    at every budget of ``budgets``, each with the same seed (Robust Tickets' "Adv-Acc", whose attack the
+    paper does not state)."""
+    return [robust_accuracy(model, loader, eps=float(e), alpha=alpha_ratio * float(e) if e > 0 else 1.0, steps=steps,
+                            device=device, progress=progress, seed=seed) for e in budgets]

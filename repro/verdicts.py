@@ -6,6 +6,10 @@ one standard deviation of the unpruned dense network", or above). A
 *double-win* ticket is matching under all three criteria: standard-transfer
 SA, adversarial-transfer SA and adversarial-transfer RA. The *extreme
 sparsity* is the largest sparsity level at which the ticket is double-win.
+
+The RA criterion can use either robust accuracy (``evaluation.verdict_ra``): ``pgd20``, the
+papers' RA under PGD-20 (metric ``ra``, the default), or ``aa``, the AutoAttack-grade ``ra_aa``.
+Both verdicts are always computed and reported; ``double_win`` is the chosen one's.
 """
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ import math
 from collections import defaultdict
 from typing import Iterable
 
-METRICS = ("sa", "ra", "ece", "nll", "ood_auroc", "transfer_attack_acc", "measured_sparsity")
+METRICS = ("sa", "ra", "ra_aa", "ece", "nll", "ood_auroc", "transfer_attack_acc", "measured_sparsity")
 GROUP = ("kind", "method", "task", "regime", "fraction", "level")
+#: ``evaluation.verdict_ra`` -> the per-run metric of the RA criterion
+VERDICT_RA = {"pgd20": "ra", "aa": "ra_aa"}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -33,6 +39,7 @@ def aggregate(rows: Iterable[dict]) -> list[dict]:
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         row = dict(zip(GROUP, key))
         row["n_seeds"] = len(rs)
+        row["learned"] = all(r.get("learned", True) for r in rs)  # every seed learned (repro.plausibility)
         for m in METRICS:
             vals = [r[m] for r in rs if r.get(m) is not None]
             if vals:
@@ -45,8 +52,35 @@ def matching(ticket_mean: float, dense_mean: float, dense_std: float) -> bool:
     return ticket_mean >= dense_mean - dense_std - 1e-12
 
 
-def double_win(agg: list[dict], fraction: float = 1.0) -> list[dict]:
-    """Per (kind, method, task): the verdict at every level and the extreme sparsity."""
+def criteria(t_std: dict, t_adv: dict, d_std: dict, d_adv: dict, verdict_ra: str = "pgd20") -> dict:
+    """The three matching criteria and the double-win verdict under both RAs (aggregated rows).
+
+    ``adversarial_ra`` / ``double_win`` use ``verdict_ra``; ``adversarial_ra_<pgd20|aa>`` and
+    ``double_win_<pgd20|aa>`` are always given (``None`` where ``ra_aa`` was not computed).
+    """
+    if verdict_ra not in VERDICT_RA:
+        raise ValueError(f"verdict_ra must be one of {list(VERDICT_RA)}, got {verdict_ra!r}")
+    # a ticket run that did not learn (learned: false, repro.plausibility) never counts as matching
+    learned = t_std.get("learned", True) and t_adv.get("learned", True)
+    sa = {"standard_sa": learned and matching(t_std["sa_mean"], d_std["sa_mean"], d_std["sa_std"]),
+          "adversarial_sa": learned and matching(t_adv["sa_mean"], d_adv["sa_mean"], d_adv["sa_std"])}
+    out: dict = dict(sa, learned=learned)
+    for name, m in VERDICT_RA.items():
+        have = f"{m}_mean" in t_adv and f"{m}_mean" in d_adv
+        ra = learned and matching(t_adv[f"{m}_mean"], d_adv[f"{m}_mean"], d_adv[f"{m}_std"]) if have else None
+        out[f"adversarial_ra_{name}"] = ra
+        out[f"double_win_{name}"] = None if ra is None else all(sa.values()) and ra
+    if out[f"adversarial_ra_{verdict_ra}"] is None:
+        raise ValueError(f"verdict_ra {verdict_ra!r} needs {VERDICT_RA[verdict_ra]!r} of the adversarial runs, "
+                         f"which were not evaluated with it (evaluation.aa_members empty?)")
+    out["adversarial_ra"] = out[f"adversarial_ra_{verdict_ra}"]
+    out["double_win"] = out[f"double_win_{verdict_ra}"]
+    return out
+
+
+def double_win(agg: list[dict], fraction: float = 1.0, verdict_ra: str = "pgd20") -> list[dict]:
+    """Per (kind, method, task): the verdict at every level (under both RAs, ``double_win`` under
+    ``verdict_ra``) and the extreme sparsity (under ``verdict_ra``, and ``extreme_sparsity_<ra>`` under each)."""
     idx = {(r["kind"], r["method"], r["task"], r["regime"], r["fraction"], r["level"]): r for r in agg}
     combos = sorted({(r["kind"], r["method"], r["task"]) for r in agg
                      if r["method"] != "dense" and r["fraction"] == fraction})
@@ -61,16 +95,15 @@ def double_win(agg: list[dict], fraction: float = 1.0) -> list[dict]:
             t_adv = idx.get((kind, method, task, "adversarial", fraction, lv))
             if not (d_std and d_adv and t_std and t_adv):
                 continue
-            crit = {
-                "standard_sa": matching(t_std["sa_mean"], d_std["sa_mean"], d_std["sa_std"]),
-                "adversarial_sa": matching(t_adv["sa_mean"], d_adv["sa_mean"], d_adv["sa_std"]),
-                "adversarial_ra": matching(t_adv["ra_mean"], d_adv["ra_mean"], d_adv["ra_std"]),
-            }
             per_level.append({"level": lv, "measured_sparsity": t_std.get("measured_sparsity_mean", lv),
-                              **crit, "double_win": all(crit.values())})
+                              **criteria(t_std, t_adv, d_std, d_adv, verdict_ra)})
         if not per_level:
             continue
-        wins = [r["level"] for r in per_level if r["double_win"]]
-        out.append({"kind": kind, "method": method, "task": task, "fraction": fraction,
-                    "extreme_sparsity": max(wins) if wins else 0.0, "levels": per_level})
+        row = {"kind": kind, "method": method, "task": task, "fraction": fraction, "verdict_ra": verdict_ra}
+        for key in ("double_win",) + tuple(f"double_win_{n}" for n in VERDICT_RA):
+            if any(r[key] is None for r in per_level):
+                continue
+            wins = [r["level"] for r in per_level if r[key]]
+            row["extreme_sparsity" + key[len("double_win"):]] = max(wins) if wins else 0.0
+        out.append({**row, "levels": per_level})
     return out

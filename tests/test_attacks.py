@@ -298,12 +298,12 @@ def test_amp_flag_runs_and_stays_in_ball(trained):
 # registry / config
 # --------------------------------------------------------------------------- #
 def test_registry_and_attack_from_config(trained):
-    """ATTACKS holds pgd, fgsm_rs, fgsm and apgd (the sanity checks' stronger attack); attack_from_config
+    """ATTACKS holds pgd, fgsm_rs, fgsm, apgd and autoattack (ra_aa, the sanity checks' stronger attack); attack_from_config
     returns (model, x, y) -> x_adv with the
     configured settings (eps may be written '8/255' as in configs)."""
     model, x, y, _ = trained
     x, y = x[:32], y[:32]
-    assert ATTACKS.names() == ["apgd", "fgsm", "fgsm_rs", "pgd"]
+    assert ATTACKS.names() == ["apgd", "autoattack", "fgsm", "fgsm_rs", "pgd"]
     attack = attack_from_config("pgd", eps="8/255", alpha=2 / 255, steps=3, generator=torch.Generator().manual_seed(4))
     with bn_mode(model, "eval"):
         a = attack(model, x, y)

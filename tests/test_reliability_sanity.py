@@ -44,12 +44,26 @@ def _sanity(model, x, y, **kw):
 
 
 def test_sound_model_passes_every_check(sound, images):
-    s, ra = _sanity(sound, *images)
+    x, y = images
+    s, _ = _sanity(sound, x, y)
     assert s["ok"] and s["failed"] == [] and set(s["checks"]) == set(CHECKS), s
     acc = s["accuracy"]
-    assert acc["pgd"] == pytest.approx(ra)  # the reported attack itself
+    # PGD: recomputed independently (attacks.pgd, the RA's seeded generator, a plain forward pass)
+    with torch.no_grad():
+        ok_clean = sound(x).argmax(1) == y
+        x_pgd = pgd(sound, x, y, eps=EPS, alpha=ALPHA, steps=STEPS, generator=torch.Generator().manual_seed(0))
+        ok_pgd = (sound(x_pgd).argmax(1) == y) & ok_clean
+    assert abs(acc["pgd"] - ok_pgd.float().mean().item()) <= 1 / 32  # conv-BN folding may flip one borderline image
+    assert acc["clean"] == ok_clean.float().mean().item()
     assert acc["clean"] > acc["pgd_eps/4"] >= acc["pgd_eps/2"] >= acc["pgd"] and acc["noise"] > acc["pgd"]
-    assert acc["strong"] <= acc["pgd"]  # worst case over PGD and APGD
+    # the strong attack vs torchattacks' independent APGD-CE then APGD-T, on the images PGD left correct
+    ta = pytest.importorskip("torchattacks")
+    idx = ok_pgd.nonzero().flatten()
+    attack = ta.MultiAttack([ta.APGD(sound, norm="Linf", eps=EPS, steps=10, n_restarts=1, loss="ce", seed=0),
+                             ta.APGDT(sound, norm="Linf", eps=EPS, steps=10, n_restarts=1, n_classes=4, seed=0)])
+    with torch.no_grad():
+        strong_ta = (sound(attack(x[idx], y[idx])).argmax(1) == y[idx]).float().sum().item() / len(y)
+    assert abs(acc["strong"] - strong_ta) <= 2 / 32, (acc["strong"], strong_ta)
 
 
 class Temperature(nn.Module):
@@ -61,6 +75,79 @@ class Temperature(nn.Module):
 
     def forward(self, x):
         return self.m(x) * 1e4
+
+
+def test_sign_test_tolerance_by_value():
+    """P(Bin(b + c, 1/2) >= b): with c = 0 it is 2^-b, so 5 images beyond the weaker attack flag at 0.05."""
+    from repro.sanity import min_flagged, sign_test_p
+
+    assert sign_test_p(4, 0) == 1 / 16 and sign_test_p(5, 0) == 1 / 32 and sign_test_p(0, 3) == 1.0
+    assert sign_test_p(3, 1) == pytest.approx(5 / 16)  # (C(4,3) + C(4,4)) / 2^4
+    assert min_flagged(0.05) == 5 and min_flagged(0.01) == 7 and min_flagged(0.05, c=2) == 9
+
+
+class Lattice(nn.Module):
+    """A constructed model of the offset of each pixel from the lattice {k/4} on which the test images lie.
+
+    ``mode='abs'``: correct (class 0) iff the mean |offset| is below 0.5/255 or above 1.5/255; the logits are
+    piecewise constant (zero input gradient), so PGD stays at its random start, whose mean |offset| is about
+    eps'/2: clean correct, PGD at eps/4 wrong, at eps/2 and eps correct: accuracy RISES with eps.
+    ``mode='signed'``: margin ``1 + 50 |r - 1/255|`` in the mean signed offset r, and -1 from r >= 6/255: the
+    gradient at r = 0 points up, so FGSM's single eps step lands at r = 8/255 (wrong), while PGD's 2/255 steps
+    oscillate around the local loss maximum r = 1/255 (still correct): PGD WEAKER than FGSM.
+    """
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.w = nn.Parameter(torch.ones(()))  # a parameter, so the model has a device
+
+    def forward(self, x):
+        off = x - torch.round(x * 4) / 4
+        if self.mode == "abs":
+            d = off.abs().flatten(1).mean(1)
+            good = (d < 0.5 / 255) | (d > 1.5 / 255)
+            margin = torch.where(good, torch.ones_like(d), -torch.ones_like(d)) * self.w + 0 * d  # zero gradient
+        else:
+            r = off.flatten(1).mean(1)
+            margin = torch.where(r >= 6 / 255, -torch.ones_like(r), 1 + 50 * (r - 1 / 255).abs()) * self.w
+        z = torch.zeros(len(x), 4, device=x.device)
+        return z + torch.stack([margin, 0 * margin, -0.1 + 0 * margin, -0.2 + 0 * margin], 1)
+
+
+def _lattice_images(n=32):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(1, 4, (n, 3, 8, 8), generator=g).float() / 4, torch.zeros(n, dtype=torch.long)
+
+
+def test_eps_monotone_fires_when_accuracy_rises_with_eps():
+    x, y = _lattice_images()
+    s, _ = _sanity(Lattice("abs").eval(), x, y)
+    acc = s["accuracy"]
+    assert acc["clean"] == 1.0 and acc["pgd_eps/4"] == 0.0 and acc["pgd_eps/2"] == 1.0, acc
+    assert "eps_monotone" in s["failed"] and not s["checks"]["eps_monotone"], s
+    assert s["tests"]["eps_monotone"]["b"] == 32 and s["tests"]["eps_monotone"]["c"] == 0
+
+
+def test_pgd_le_fgsm_fires_when_pgd_is_weaker_than_fgsm():
+    x, y = _lattice_images()
+    s, _ = _sanity(Lattice("signed").eval(), x, y)
+    acc = s["accuracy"]
+    assert acc["clean"] == 1.0 and acc["fgsm"] == 0.0 and acc["pgd"] == 1.0, acc
+    assert "pgd_le_fgsm" in s["failed"] and s["tests"]["pgd_le_fgsm"]["b"] == 32, s
+
+
+def test_strong_attack_check_uses_the_full_attacked_set_when_given(sound, images):
+    """With ra_aa's per-image flags the check is a sign test on every attacked image: 5 extra breaks flag a run
+    at alpha 0.05 (2^-5 < 0.05), 4 do not (2^-4 > 0.05), whatever the number of images."""
+    x, y = images
+    pgd_ok = torch.ones(100, dtype=torch.bool)
+    for broken, flagged in ((4, False), (5, True)):
+        aa_ok = pgd_ok.clone()
+        aa_ok[:broken] = False
+        s, _ = _sanity(sound, x, y, strong=(pgd_ok, aa_ok))
+        assert s["strong_n"] == 100 and s["accuracy"]["strong"] == 1 - broken / 100
+        assert ("strong_attack_agrees" in s["failed"]) is flagged, s
 
 
 def test_huge_temperature_is_flagged(sound, images):
@@ -195,9 +282,18 @@ def test_evaluate_records_sanity_next_to_ra_and_summary_aggregates(tmp_path):
     assert san["checked"] == 3 and san["flagged"] == 1 and san["failures_per_check"]["strong_attack_agrees"] == 1
     assert san["flagged_runs"][0]["failed"] == ["strong_attack_agrees"]
     assert m["method"] in san["flagged_runs"][0]["run"]
+    # the report shows both numbers of a flagged run: RA (PGD-20) and the stronger attack's, as in its metrics
+    assert san["flagged_runs"][0]["ra"] == m["ra"] and san["flagged_runs"][0]["strong"] == m["sanity"]["accuracy"]["strong"]
     s = json.loads((ws / "metrics/summary.json").read_text())["attack_sanity"]
     assert s["flagged"] == 1 and s["failed_strong_attack_agrees"] == 1 and s["checked"] == 3
-    assert summary.__name__  # (the stage ran in-process)
+    # summary's plot series carry RA (PGD-20) and RA (AutoAttack) means equal to a recomputation from the runs
+    agg = summary.aggregate(rows)
+    adv = [r for r in rows if r["regime"] == "adversarial"]
+    for r in adv:
+        assert r["ra_aa"] <= r["ra"] and r["aa"]["robust_after"]["pgd20"] >= r["aa"]["robust_after"]["apgd-t"]
+    for g in (g for g in agg if g["regime"] == "adversarial"):
+        same = [r for r in adv if all(r[k] == g[k] for k in ("kind", "method", "task", "fraction", "level"))]
+        assert g["ra_aa_mean"] == pytest.approx(sum(r["ra_aa"] for r in same) / len(same))
 
 
 def test_sanity_off_records_nothing(tmp_path):

@@ -284,11 +284,21 @@ class EvalParams:
     n_robust: int = 0  # test images attacked for RA / transfer attack; 0 = the whole test set
     # attack sanity checks (repro/sanity.py) on the first `sanity_images` attacked images of every RA; 0 = off
     sanity_images: int = 32
-    sanity_tolerance: float = 0.1  # allowed accuracy excess (fraction of those images) before a check fails
-    sanity_strong_steps: int = 10  # iterations of each of APGD-CE and APGD-DLR (the stronger attack)
+    # one-sided exact sign test (McNemar) level of the paired checks: a check fails when the images one attack
+    # leaves correct and the other not are too many to be chance at this level (the tolerance so scales as 1/n)
+    sanity_alpha: float = 0.05
+    sanity_strong_steps: int = 10  # APGD iterations of the stronger attack when ra_aa is off (aa_members empty)
+    # ra_aa: AutoAttack-grade RA (repro.attacks.autoattack) on the PGD-20 survivors of every adversarially fine-tuned
+    # run; defaults = standard AutoAttack's gradient members (APGD-CE, APGD-T over 9 target classes, 100 iterations)
+    aa_members: tuple[str, ...] = ("apgd-ce", "apgd-t")  # () = off
+    aa_steps: int = 100
+    aa_target_classes: int = 9
+    verdict_ra: Literal["pgd20", "aa"] = "pgd20"  # the RA of the double-win verdicts (both are reported)
     # domain gap of analysis/domain_gap.json (RT Table II): `stats` = hand-made image statistics (offline
     # default), `fid` = Inception-v3 pool-3 FID with torchvision's ImageNet weights (repro/fid.py)
     domain_gap: Literal["stats", "fid"] = "stats"
+    # Robust Tickets' "Adv-Acc": RA under PGD-20 (step eps/4) at these budgets, standard-fine-tuned rt_omp runs
+    adv_acc_eps: tuple[float, ...] = (0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)  # () = off
     # checkpoint whose test metrics are `sa`, `ra`, ... (figures, verdicts), per transfer regime:
     # last | best_sa | best_ra (best validation SA/RA, transfer.validation); LMP (`mask`) keeps the last
     select: dict[str, str] = field(default_factory=lambda: {r: "last" for r in SELECT_REGIMES})
@@ -301,8 +311,16 @@ class EvalParams:
         check(0 < self.trajectory_level < 1, "trajectory_level", f"{self.trajectory_level} is outside (0, 1)")
         check(self.n_robust >= 0, "n_robust", f"{self.n_robust} must be >= 0 (0 = the whole test set)")
         check(self.sanity_images >= 0, "sanity_images", f"{self.sanity_images} must be >= 0 (0 = no sanity checks)")
-        check(0 <= self.sanity_tolerance <= 1, "sanity_tolerance", f"{self.sanity_tolerance} is outside [0, 1]")
+        check(0 < self.sanity_alpha < 1, "sanity_alpha", f"{self.sanity_alpha} is outside (0, 1)")
         check(self.sanity_strong_steps >= 1, "sanity_strong_steps", f"{self.sanity_strong_steps} must be >= 1")
+        allowed = ("apgd-ce", "apgd-t")
+        bad = [m for m in self.aa_members if m not in allowed]
+        check(not bad and len(set(self.aa_members)) == len(self.aa_members), "aa_members",
+              f"{list(self.aa_members)}: members must be distinct, from {list(allowed)}")
+        check(self.aa_steps >= 1, "aa_steps", f"{self.aa_steps} must be >= 1")
+        check(self.aa_target_classes >= 1, "aa_target_classes", f"{self.aa_target_classes} must be >= 1")
+        check(all(0 < e <= 1 for e in self.adv_acc_eps), "adv_acc_eps",
+              f"{list(self.adv_acc_eps)}: every budget must be in (0, 1] (pixel scale)")
         for r, c in self.select.items():
             check(r in SELECT_REGIMES, f"select.{r}", f"regime {r!r} is not allowed; allowed: {', '.join(SELECT_REGIMES)}")
             check(c in CHECKPOINTS, f"select.{r}", f"{c!r} is not allowed; allowed: {', '.join(CHECKPOINTS)}")

@@ -8,6 +8,14 @@ model (Double-Win Table A2). Also checks that pruned weights are still zero, and
 runs the attack sanity checks (``repro.sanity``) on the first
 ``evaluation.sanity_images`` attacked images: ``sanity`` (accuracies and checks)
 and ``sanity_ok`` sit next to ``ra``.
+
+Adversarially fine-tuned runs also get ``ra_aa``: RA under the AutoAttack-grade ensemble
+(``evaluation.aa_members``, default APGD-CE then APGD-T over ``aa_target_classes`` classes,
+``aa_steps`` iterations each) run on the images PGD-20 left correct, so ``ra_aa`` is the accuracy
+under the worst case of PGD-20 and the ensemble (``ra_aa <= ra``); ``aa`` records how many images
+each attack left robust. The standard-fine-tuned runs of experiment ``rt_omp`` (Robust Tickets
+Table I / Fig. 8) get ``adv_acc``: RA under PGD-20 (step eps/4) at each budget of
+``evaluation.adv_acc_eps`` ("Adv-Acc", whose attack RT does not state). Every attack runs in float32.
 Checkpoint selection: every metric is measured on the checkpoint ``evaluation.select`` names for the
 run's regime (``last``, or the best-validation ``best_sa``/``best_ra`` weights that
 ``transfer.validation`` kept), recorded as ``checkpoint``; every kept checkpoint also gets its test
@@ -62,6 +70,16 @@ def load_reference(p: Params, tasks: dict) -> dict:
     return {t: runtime.inference_model(load_run_model(p, reference_path(t).parent, tasks[t]))}
 
 
+def _in_experiment(p: Params, spec: dict, name: str) -> bool:
+    """Is this run part of experiment ``name``'s grid (its pairs, or their dense baselines)?"""
+    ex = p.experiments.get(name)
+    if ex is None or spec["regime"] not in ex.regimes or spec["task"] not in (ex.tasks or p.data.downstream):
+        return False
+    if spec["method"] == "dense":
+        return ex.dense and any(k == spec["kind"] for k, _ in ex.pairs)
+    return (spec["kind"], spec["method"]) in {tuple(pair) for pair in ex.pairs}
+
+
 def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, reference: dict) -> dict:
     """Metrics of one run; ``ood``: the OoD task, or a cache {name: task} filled with ``data.ood_for(task)``."""
     spec = read_json(run_dir / "spec.json")
@@ -86,9 +104,10 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
     xr, yr = robust_subset(task, e.n_robust)
     rloader = array_loader(xr, yr, bs, size, recipe=p.data.recipe, device="cpu")
     a = e.attack
-    ra, adv_logits, _ = metrics.robust_accuracy(fast, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
-                                                random_start=a.random_start, restarts=a.restarts, progress=False,
-                                                seed=p.seed, return_logits=True)
+    ra, adv_logits, labels = metrics.robust_accuracy(fast, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
+                                                     random_start=a.random_start, restarts=a.restarts, progress=False,
+                                                     seed=p.seed, return_logits=True)
+    pgd_ok = adv_logits.argmax(1) == labels
     out = {
         "sa": clean["accuracy"], "nll": clean["nll"], "ece": clean["ece"], "ra": ra,
         "ood_auroc": metrics.ood_auroc(clean["logits"], ood_logits),
@@ -97,6 +116,25 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
         "checkpoint": chosen, f"sa@{chosen}": clean["accuracy"], f"ra@{chosen}": ra,
     }
+    strong = None
+    if spec["regime"] == "adversarial" and e.aa_members:
+        ra_aa, aa_ok, trace = metrics.robust_accuracy_aa(
+            fast, rloader, eps=a.eps, steps=e.aa_steps, members=e.aa_members, n_target_classes=e.aa_target_classes,
+            robust=pgd_ok, progress=False, seed=p.seed, return_details=True)
+        clean_ok = clean["logits"][:len(labels)].argmax(1) == labels
+        out["ra_aa"] = ra_aa
+        out["aa"] = {"attack": " -> ".join(("pgd20",) + tuple(e.aa_members)), "steps": e.aa_steps,
+                     "target_classes": e.aa_target_classes, "n": int(len(labels)),
+                     "robust_after": {"clean": int(clean_ok.sum()), "pgd20": int(pgd_ok.sum()),
+                                      **{m: trace.get(m, 0) for m in e.aa_members}}}
+        strong = (pgd_ok, aa_ok)
+    if e.adv_acc_eps and spec["regime"] == "standard" and _in_experiment(p, spec, "rt_omp"):
+        # the RA attack itself (same eps, step eps/4, seed) is not run twice: its budget reuses `ra`
+        same = a.name == "pgd" and a.random_start and a.restarts == 1 and abs(a.alpha - a.eps / 4) < 1e-12
+        todo = [eps for eps in e.adv_acc_eps if not (same and abs(eps - a.eps) < 1e-12)]
+        accs = dict(zip(todo, metrics.adv_acc_sweep(fast, rloader, todo, steps=a.steps, progress=False, seed=p.seed)))
+        out["adv_acc"] = {f"{eps * 255:g}/255": accs.get(eps, ra) for eps in e.adv_acc_eps}
+        out["adv_acc_attack"] = f"PGD-{a.steps}, step eps/4, random start (RT 'Adv-Acc'; the paper states no attack)"
     for other in (c for c in kept if c != chosen):  # test SA/RA of the other kept checkpoints
         m = runtime.inference_model(load_run_model(p, run_dir, task, other))
         out[f"sa@{other}"] = metrics.accuracy(*metrics.collect_logits(
@@ -111,8 +149,8 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         xs, ys = next(iter(array_loader(xr[:k], yr[:k], k, size, recipe=p.data.recipe, device="cpu")))
         out["sanity"] = sanity.attack_sanity(
             fast, xs, ys, clean["logits"][:k], adv_logits[:k], eps=a.eps, alpha=a.alpha, steps=a.steps,
-            random_start=a.random_start, restarts=a.restarts, tolerance=e.sanity_tolerance,
-            strong_steps=e.sanity_strong_steps, seed=p.seed)
+            random_start=a.random_start, restarts=a.restarts, sanity_alpha=e.sanity_alpha,
+            strong_steps=e.sanity_strong_steps, seed=p.seed, strong=strong)
         out["sanity_ok"] = out["sanity"]["ok"]
     mask_file = run_dir / "mask.pt"
     if mask_file.is_file():
@@ -149,7 +187,8 @@ def body_for(sparsity: float):
         work = partial(_evaluate_one, p, src, RUNS / "eval" / lv)
         for i, (rel, m) in enumerate(parallel_map(work, run_dirs, n_workers(p)), 1):
             flag = "" if m.get("sanity_ok", True) else f" attack sanity FAILED: {', '.join(m['sanity']['failed'])}"
-            log(f"evaluate@{lv}", f"[{i}/{len(run_dirs)}] {rel}: SA {m['sa']:.3f} RA {m['ra']:.3f}{flag}")
+            aa = f" RA(AA) {m['ra_aa']:.3f}" if "ra_aa" in m else ""
+            log(f"evaluate@{lv}", f"[{i}/{len(run_dirs)}] {rel}: SA {m['sa']:.3f} RA(PGD-20) {m['ra']:.3f}{aa}{flag}")
         (RUNS / "eval" / lv).mkdir(parents=True, exist_ok=True)
     return body
 

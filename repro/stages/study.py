@@ -8,6 +8,9 @@ with the dense baselines of the `evaluate@dense` stage (which this stage only
 reads, so pretraining and dense baselines are never re-run). Writes
 ``metrics/study.json`` (DVC metrics: dense/ticket SA, adversarial SA/RA,
 measured sparsity, double-win verdict, attack sanity of the ticket runs) and ``runs/study/``.
+Adversarial RA is given under PGD-20 (``*_ra_adv``, the papers') and the AutoAttack-grade ensemble
+(``*_ra_aa_adv``); ``double_win`` uses ``evaluation.verdict_ra``, ``double_win_pgd20`` /
+``double_win_aa`` give both.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from ..config import Params
 from ..io import save_json
 from ..plan import RUNS, RunSpec
 from ..sanity import summarize as summarize_sanity
-from ..verdicts import aggregate, matching
+from ..verdicts import aggregate, criteria
 from .common import log, n_workers, parallel_map, read_json, run_stage
 from .evaluate import evaluate_run, load_reference
 from .tickets import draw
@@ -58,7 +61,8 @@ def body(p: Params) -> None:
     for i, row in enumerate(parallel_map(partial(_transfer_and_evaluate, p), specs, n_workers(p)), 1):
         rows.append(row)
         flag = "" if row.get("sanity_ok", True) else f" attack sanity FAILED: {', '.join(row['sanity']['failed'])}"
-        log("study", f"[{i}/{len(specs)}] {specs[i - 1].name}: SA {row['sa']:.3f} RA {row['ra']:.3f}{flag}")
+        aa = f" RA(AA) {row['ra_aa']:.3f}" if "ra_aa" in row else ""
+        log("study", f"[{i}/{len(specs)}] {specs[i - 1].name}: SA {row['sa']:.3f} RA(PGD-20) {row['ra']:.3f}{aa}{flag}")
     # dense baselines from evaluate@dense (read, never re-run)
     dense_rows = []
     for kind in p.pretrain.kinds:
@@ -73,15 +77,16 @@ def body(p: Params) -> None:
         for task in tasks_used:
             d_std, d_adv = agg[(kind, "dense", task, "standard")], agg[(kind, "dense", task, "adversarial")]
             t_std, t_adv = agg[(kind, p.study.method, task, "standard")], agg[(kind, p.study.method, task, "adversarial")]
-            crit = [matching(t_std["sa_mean"], d_std["sa_mean"], d_std["sa_std"]),
-                    matching(t_adv["sa_mean"], d_adv["sa_mean"], d_adv["sa_std"]),
-                    matching(t_adv["ra_mean"], d_adv["ra_mean"], d_adv["ra_std"])]
+            crit = criteria(t_std, t_adv, d_std, d_adv, p.evaluation.verdict_ra)
+            aa = {f"{w}_ra_aa_adv": round(r["ra_aa_mean"], 4) for w, r in (("dense", d_adv), ("ticket", t_adv))
+                  if "ra_aa_mean" in r}
             out.setdefault(kind, {})[task] = {
                 "measured_sparsity": round(t_std["measured_sparsity_mean"], 6),
                 "dense_sa_std": round(d_std["sa_mean"], 4), "ticket_sa_std": round(t_std["sa_mean"], 4),
                 "dense_sa_adv": round(d_adv["sa_mean"], 4), "ticket_sa_adv": round(t_adv["sa_mean"], 4),
                 "dense_ra_adv": round(d_adv["ra_mean"], 4), "ticket_ra_adv": round(t_adv["ra_mean"], 4),
-                "double_win": all(crit),
+                **aa, "verdict_ra": p.evaluation.verdict_ra, "double_win": crit["double_win"],
+                "double_win_pgd20": crit["double_win_pgd20"], "double_win_aa": crit["double_win_aa"],
                 # attack sanity (repro.sanity) of every ticket run behind these numbers
                 "attack_sanity_ok": all(r.get("sanity_ok", True) for r in rows
                                         if r["kind"] == kind and r["task"] == task),

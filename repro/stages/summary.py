@@ -8,7 +8,9 @@
 * ``plots/curves.csv``: mean and std over seeds of SA, RA, ECE, NLL, AUROC per
   (kind, method, task, regime, fraction, level), long format;
 * ``plots/<regime>_<metric>/<kind>.csv``: one series per pretraining kind for
-  ``dvc plots`` (SA/RA vs sparsity per pretraining kind and regime).
+  ``dvc plots`` (SA/RA vs sparsity per pretraining kind and regime; the RA files also carry
+  ``ra_aa``, RA under the AutoAttack-grade ensemble, next to ``ra``, RA under PGD-20).
+* double-win verdicts under ``evaluation.verdict_ra`` (PGD-20 by default) and under both RAs.
 """
 from __future__ import annotations
 
@@ -49,6 +51,8 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
 #: dvc plots series: (regime, metric) -> the ticket method plotted (first downstream task)
 PLOT_SERIES = {("standard", "sa"): "imp", ("adversarial", "sa"): "imp", ("adversarial", "ra"): "imp",
                ("linear", "sa"): "omp"}
+#: further columns of a series' CSV: RA (AutoAttack-grade, ``ra_aa``) is plotted next to RA (PGD-20, ``ra``)
+PLOT_EXTRA = {"ra": ("ra_aa",)}
 
 
 def plot_series(agg: list[dict], kinds, task: str) -> dict[str, list[dict]]:
@@ -58,8 +62,10 @@ def plot_series(agg: list[dict], kinds, task: str) -> dict[str, list[dict]]:
         for kind in kinds:
             rows = [r for r in agg if r["kind"] == kind and r["task"] == task and r["regime"] == regime
                     and r["fraction"] == 1.0 and r["method"] in (method, "dense") and f"{metric}_mean" in r]
+            extra = PLOT_EXTRA.get(metric, ())  # e.g. RA (AutoAttack) beside RA (PGD-20)
             out[f"{regime}_{metric}/{kind}"] = [
-                {"sparsity": r["level"], metric: r[f"{metric}_mean"], f"{metric}_std": r[f"{metric}_std"]}
+                {"sparsity": r["level"], metric: r[f"{metric}_mean"], f"{metric}_std": r[f"{metric}_std"],
+                 **{f"{x}{s}": r.get(f"{x}_mean" if s == "" else f"{x}_std", "") for x in extra for s in ("", "_std")}}
                 for r in sorted(rows, key=lambda r: r["level"])]
     return out
 
@@ -77,8 +83,9 @@ def body(p: Params) -> None:
     write_csv(PLOTS_DIR / "curves.csv", agg, fields)
     for name, series in plot_series(agg, p.pretrain.kinds, p.data.downstream[0]).items():
         metric = name.split("/")[0].rsplit("_", 1)[1]
-        write_csv(PLOTS_DIR / f"{name}.csv", series, ["sparsity", metric, f"{metric}_std"])
-    verdicts = double_win(agg)
+        write_csv(PLOTS_DIR / f"{name}.csv", series, ["sparsity", metric, f"{metric}_std"]
+                  + [f"{x}{s}" for x in PLOT_EXTRA.get(metric, ()) for s in ("", "_std")])
+    verdicts = double_win(agg, verdict_ra=p.evaluation.verdict_ra)
     save_json(_nest(verdicts), METRICS_DIR / "double_win.json")
     save_json({f"verdicts_{v['kind']}-{v['method']}-{v['task']}": v for v in verdicts},
               PLOTS_DIR / "double_win_levels.json")
@@ -86,7 +93,8 @@ def body(p: Params) -> None:
     for r in agg:
         if r["method"] == "dense" and r["fraction"] == 1.0:
             dense.setdefault(r["kind"], {}).setdefault(r["task"], {})[r["regime"]] = {
-                "sa": round(r["sa_mean"], 4), "ra": round(r.get("ra_mean", float("nan")), 4)}
+                "sa": round(r["sa_mean"], 4), "ra": round(r.get("ra_mean", float("nan")), 4),
+                **({"ra_aa": round(r["ra_aa_mean"], 4)} if "ra_aa_mean" in r else {})}
     violations = sum(r.get("mask_violations", 0) for r in rows)
     san = summarize_sanity(rows)
     save_json(san, METRICS_DIR / "sanity.json")
@@ -106,7 +114,8 @@ def body(p: Params) -> None:
 def _nest(verdicts: list[dict]) -> dict:
     out: dict = {}
     for v in verdicts:
-        out.setdefault(f"{v['kind']}-{v['method']}", {})[v["task"]] = {"extreme_sparsity": v["extreme_sparsity"]}
+        out.setdefault(f"{v['kind']}-{v['method']}", {})[v["task"]] = {  # under verdict_ra, then under each RA
+            k: v[k] for k in ("extreme_sparsity", "extreme_sparsity_pgd20", "extreme_sparsity_aa") if k in v}
     return out
 
 
