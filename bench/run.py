@@ -51,7 +51,7 @@ from repro.tickets import draw_ticket  # noqa: E402
 from repro.training import TrainConfig, make_learner  # noqa: E402
 
 EPS, ALPHA = 8 / 255, 2 / 255
-SECTIONS = ("adv", "eval", "mask", "flops", "data", "cost", "pipeline")
+SECTIONS = ("adv", "eval", "aa", "mask", "flops", "data", "cost", "pipeline")
 
 #: the models compared: (label, arch, kwargs, batch size, timed batches per run)
 MODELS = {
@@ -387,74 +387,72 @@ def bench_eval(models: list[str], repeats: int) -> dict:
     return out
 
 
-#: (timed batches, minimum repeats) of the mask section per model
-MASK_WINDOW = {"tiny": (48, 4), "r18": (8, 3)}
+def _robust_tiny(seed: int = 0):
+    """A small adversarially trained model (PGD-3 at 8/255, 4 epochs, ~20 s) on the default synthetic task
+    (10 classes, 16 px), and 100 of its test images: RA well above 0, so the attacks have work to do."""
+    import torch.nn.functional as F
+
+    from repro.attacks import pgd
+    from repro.data.synthetic import make_task
+    from repro.models import build_model
+
+    torch.manual_seed(seed)
+    t = make_task("synth_near", 10, 600, 300, size=16, gap=0.15, seed=seed)
+    x = torch.tensor(t.x_train).permute(0, 3, 1, 2).float() / 255
+    y = torch.tensor(t.y_train).long()
+    model = build_model("cifar_resnet", 10, depths=(1, 1, 1), width=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    for _ in range(4):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 32):
+            idx = perm[i:i + 32]
+            model.eval()
+            xa = pgd(model, x[idx], y[idx], eps=EPS, alpha=EPS / 2, steps=3)
+            model.train()
+            loss = F.cross_entropy(model(xa), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    xt = torch.tensor(t.x_test[:100]).permute(0, 3, 1, 2).float() / 255
+    return model.eval(), xt, torch.tensor(t.y_test[:100]).long()
 
 
-def bench_mask(models: list[str], repeats: int) -> dict:
-    out = {}
-    for key in models:
-        masked, dense = [], []
-        # standard steps are cheap: a longer window than the adversarial runs (a few seconds), and for
-        # the tiny ResNet, whose whole run lasts ~4 s, more repeats against the machine's noise
-        nb, reps = MASK_WINDOW[key]
-        for _ in range(max(repeats, reps)):
-            dense.append(ours_rate(key, 0, masked=False, batches=nb))
-            masked.append(ours_rate(key, 0, masked=True, batches=nb))
-        # time per step is 1 / rate: masked time / dense time = dense rate / masked rate
-        out[key] = {"masked_img_s": statistics.median(masked), "dense_img_s": statistics.median(dense),
-                    "dense_runs": dense, "masked_runs": masked,
-                    "overhead": median_ratio(dense, masked) - 1.0,
-                    "overhead_range": [r - 1.0 for r in ratio_range(dense, masked)]}
-        log(f"mask {key}: dense {out[key]['dense_img_s']:.1f} img/s, masked {out[key]['masked_img_s']:.1f} img/s")
-    return out
-
-
-#: (batches, batch size) per robust-accuracy call in the eval section: a call lasts a few seconds here
-EVAL_BATCHES = {"tiny": (3, 64), "r18": (1, 16)}
-
-
-def bench_eval(models: list[str], repeats: int) -> dict:
-    """Robust accuracy (PGD-20) of ``batches`` batches, end to end on both sides: ours is
-    ``metrics.robust_accuracy`` (which folds Conv-BN into a copy of the model once per call, then
-    attacks and classifies); torchattacks' PGD attacks the model itself, then the same classification."""
+def bench_aa(repeats: int) -> dict:
+    """``ra_aa`` (``metrics.robust_accuracy_aa``: APGD-CE then APGD-T over 9 classes, 100 iterations each,
+    standard AutoAttack) vs torchattacks 3.5.1's same members (``MultiAttack([APGD(ce), APGDT])``, 100
+    iterations, 9 targets) on the same robust model and 100 images, both end to end (attack + classify)."""
     import torchattacks
 
-    from repro.metrics import robust_accuracy
+    from repro.metrics import robust_accuracy_aa
 
-    out = {}
-    dev = runtime.device()
-    for key in models:
-        batches, bs = EVAL_BATCHES[key]
-        model = runtime.prepare_model(model_for(key), dev).eval()
-        g = torch.Generator().manual_seed(0)
-        loader = [(torch.rand(bs, 3, 32, 32, generator=g).to(dev), torch.randint(0, 10, (bs,), generator=g).to(dev))
-                  for _ in range(batches)]
-        ta = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=20, random_start=True)
+    model, x, y = _robust_tiny()
+    ta = torchattacks.MultiAttack([
+        torchattacks.APGD(model, norm="Linf", eps=EPS, steps=100, n_restarts=1, loss="ce", seed=0),
+        torchattacks.APGDT(model, norm="Linf", eps=EPS, steps=100, n_restarts=1, n_classes=10, seed=0)])
+    accs: dict = {}
 
-        def ours_once():
-            robust_accuracy(model, loader, eps=EPS, alpha=ALPHA, steps=20, progress=False)
+    def ours_once():
+        accs["ours"] = robust_accuracy_aa(model, [(x, y)], steps=100, n_target_classes=9, progress=False, seed=0)
 
-        def ta_once():
-            correct = 0
-            for x, y in loader:
-                adv = ta(x, y)
-                with torch.no_grad():
-                    correct += int((model(adv).argmax(1) == y).sum())
+    def ta_once():
+        with torch.no_grad():
+            accs["torchattacks"] = (model(ta(x, y)).argmax(1) == y).float().mean().item()
 
-        ours_once(), ta_once()  # warm-up
-        o, t = [], []
-        for _ in range(repeats):
-            for fn, acc in ((ours_once, o), (ta_once, t)):
-                t0 = time.perf_counter()
-                fn()
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                acc.append(bs * batches / (time.perf_counter() - t0))
-        out[key] = {"ours_img_s": statistics.median(o), "torchattacks_img_s": statistics.median(t),
-                    "ratio": median_ratio(o, t), "ratio_range": ratio_range(o, t), "batches": batches,
-                    "batch_size": bs, "ours_runs": o, "torchattacks_runs": t}
-        log(f"eval {key}: ours {out[key]['ours_img_s']:.1f} img/s, torchattacks {out[key]['torchattacks_img_s']:.1f}")
+    o, t = [], []
+    for _ in range(repeats):
+        for fn, acc in ((ours_once, o), (ta_once, t)):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(len(y) / (time.perf_counter() - t0))
+    with torch.no_grad():
+        sa = (model(x).argmax(1) == y).float().mean().item()
+    out = {"model": "ResNet-8 w8, 10 classes, 16 px, PGD-3 adversarially trained", "images": len(y), "sa": sa,
+           "ra_aa": accs["ours"], "ra_torchattacks": accs["torchattacks"],
+           "ours_img_s": statistics.median(o), "torchattacks_img_s": statistics.median(t),
+           "ratio": median_ratio(o, t), "ratio_range": ratio_range(o, t), "ours_runs": o, "torchattacks_runs": t,
+           "note": "shared 2-core machine (other jobs running): the timings are noisy"}
+    log(f"aa: ours {out['ours_img_s']:.2f} img/s (RA {accs['ours']:.2f}), torchattacks {out['torchattacks_img_s']:.2f} "
+        f"img/s (RA {accs['torchattacks']:.2f})")
     return out
 
 
@@ -537,6 +535,11 @@ def table(res: dict) -> str:
                     f"{r['ours_img_s']:.1f} | "
                     f"{r['torchattacks_img_s']:.1f} (torchattacks 3.5.1) | **{r['ratio']:.2f}×** "
                     f"({_span(r['ratio_range'])}) |")
+    r = res.get("aa")
+    if r:
+        rows.append(f"| AutoAttack RA (APGD-CE + APGD-T, 100 it., 9 targets), {r['model']}, {r['images']} images "
+                    f"(img/s; RA {r['ra_aa']:.2f} vs {r['ra_torchattacks']:.2f}) | {r['ours_img_s']:.2f} | "
+                    f"{r['torchattacks_img_s']:.2f} (torchattacks 3.5.1) | **{r['ratio']:.2f}×** ({_span(r['ratio_range'])}) |")
     for key, r in res.get("mask", {}).items():
         rows.append(f"| mask enforcement, {MODELS[key][0]}: masked / dense step time | "
                     f"{r['masked_img_s']:.1f} img/s | {r['dense_img_s']:.1f} img/s (dense) | "
@@ -587,6 +590,7 @@ def main(argv=None) -> int:
     sections = {
         "adv": lambda: bench_adv(a.repeats, a.models),
         "eval": lambda: bench_eval(a.models, a.repeats),
+        "aa": lambda: bench_aa(a.repeats),
         "mask": lambda: bench_mask(a.models, a.repeats),
         "flops": lambda: bench_flops(a.models, res.get("adv", {}), max(1, a.repeats - 1), res.get("mask")),
         "data": lambda: bench_data(a.models, res.get("flops", {})),
