@@ -34,7 +34,10 @@ def training_blocks(cfg, path=()):
 
 
 def _at(cfg, path):
+    """The value at ``path`` (None where the embedded default has no such block, e.g. a per-task recipe)."""
     for k in path:
+        if not isinstance(cfg, dict) or k not in cfg:
+            return None
         cfg = cfg[k]
     return cfg
 
@@ -292,3 +295,46 @@ def test_every_protocol_row_holds_in_the_merged_paper_tier():
             checked += 1
         assert re.search(r"\b(paper|official|choice|deviation)\b", status), f"{label}: status {status!r}"
     assert checked >= 80
+
+
+# ------------------------------------------------------------------ point 4: per-task recipes (DW SVHN)
+@pytest.mark.parametrize("tier", REAL_TIERS)
+def test_dw_svhn_adversarial_transfer_runs_its_own_recipe(tier):
+    p = from_dict(Params, merged(tier))
+    svhn, cifar = p.transfer.recipe("adversarial", "svhn"), p.transfer.recipe("adversarial", "cifar10")
+    assert (svhn.epochs, svhn.lr, svhn.schedule, svhn.batch_size, svhn.weight_decay) == (80, 0.01, "cosine", 128, 5e-4)
+    assert (cifar.epochs, cifar.lr, cifar.schedule, cifar.milestones) == (100, 0.1, "step", (50, 75))
+    assert p.transfer.recipe("standard", "svhn") == p.transfer.standard
+
+
+def test_per_task_recipes_name_downstream_tasks_and_regimes():
+    with pytest.raises(ConfigError, match=r"transfer\.per_task\.svhn"):
+        from_dict(Params, merge(_default(), {"transfer": {"per_task": {"svhn": {"adversarial": {"epochs": 2}}}}}))
+    with pytest.raises(ConfigError, match=r"per_task\.synth_near\.mask"):
+        from_dict(Params, merge(_default(), {"transfer": {"per_task": {"synth_near": {"mask": {"epochs": 2}}}}}))
+
+
+def test_a_transfer_run_trains_with_its_tasks_recipe(tmp_path):
+    import csv
+
+    import reliability_ws as W
+    from repro.config import load_params
+    from repro.plan import RunSpec
+    from repro.stages import transfer
+
+    ws = W.clone(tmp_path / "ws")
+    own = {"epochs": 2, "lr": 0.02, "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant", "batch_size": 20}
+    W.write_params(ws, merge(W.smoke_params(), {"transfer": {"per_task": {"synth_near": {"standard": own}}}}))
+    with W.inside(ws):
+        p = load_params()
+        assert p.transfer.standard.epochs == 1
+        run = transfer.run_one(p, RunSpec(W.KIND, "omp", "synth_near", "standard", 1.0, 0), 0.488, {})
+    rows = list(csv.DictReader((ws / run / "history.csv").open()))
+    assert len(rows) == 2  # the task's 2 epochs, not the regime's 1
+
+
+def test_a_fraction_keeps_two_epochs_of_every_adversarial_recipe():
+    from repro import tiers
+
+    out = tiers.scale(merged("small"), 0.01)
+    assert out["transfer"]["per_task"]["svhn"]["adversarial"]["epochs"] == 2

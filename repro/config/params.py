@@ -21,7 +21,7 @@ METHODS = ("omp", "random", "imp", "a_imp", "a_imp_ds", "lmp", "omp_row", "omp_k
 REGIMES = ("standard", "adversarial", "linear", "mask")
 TIERS = ("default", "smoke", "small", "paper")
 CHECKPOINTS = ("last", "best_sa", "best_ra")  # the weights a transfer run keeps (best_*: transfer.validation)
-SELECT_REGIMES = ("standard", "adversarial", "linear")  # regimes with checkpoint selection (LMP keeps its last mask)
+SELECT_REGIMES = TRAIN_REGIMES = ("standard", "adversarial", "linear")  # regimes with checkpoint selection (LMP keeps its last mask)
 
 
 @dataclass(frozen=True)
@@ -264,10 +264,20 @@ class TransferParams:
     bn_mode: Literal["train", "eval"] = "train"
     seeds: tuple[int, ...] = (0, 1)
     validation: ValidationParams = field(default_factory=ValidationParams)
+    # per-task recipes replacing a regime's, e.g. DW's SVHN adversarial transfer {svhn: {adversarial: {...}}}
+    per_task: dict[str, dict[str, TrainParams]] = field(default_factory=dict)
 
     def __post_init__(self):
         check(len(self.seeds) >= 1, "seeds", "needs at least one seed")
         check(len(set(self.seeds)) == len(self.seeds), "seeds", "seeds must be unique")
+        for t, recipes in self.per_task.items():
+            for r in recipes:
+                check(r in TRAIN_REGIMES, f"per_task.{t}.{r}",
+                      f"regime {r!r} is not allowed; allowed: {', '.join(TRAIN_REGIMES)}")
+
+    def recipe(self, regime: str, task: str) -> TrainParams:
+        """The training recipe of a ``regime`` run on ``task``: its ``per_task`` entry, else the regime's."""
+        return self.per_task.get(task, {}).get(regime) or getattr(self, regime)
 
 
 @dataclass(frozen=True)
@@ -488,6 +498,9 @@ class Params:
                   "allowed without them: last")
             check(c != "best_ra" or v.robust_images > 0, f"evaluation.select.{r}",
                   "'best_ra' needs transfer.validation.robust_images >= 1 (the validation RA)")
+        for t in self.transfer.per_task:
+            check(t in self.data.downstream, f"transfer.per_task.{t}",
+                  f"{t!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")
         lv = self.evaluation.trajectory_level
         check(any(abs(lv - s) < 1e-6 for s in levels), "evaluation.trajectory_level",
               f"{lv} is not a level of sweep.sparsities {list(levels)} (the level whose runs keep trajectories)")

@@ -122,8 +122,8 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
     if mask is None and spec.method not in (DENSE, "lmp"):
         mask = Mask.load(ticket_path(sparsity, spec.kind, spec.method,
                                      spec.task if spec.method == "a_imp_ds" else None))
-    regime_cfg = {"standard": p.transfer.standard, "adversarial": p.transfer.adversarial,
-                  "linear": p.transfer.linear, "mask": p.tickets.lmp.train}[spec.regime]
+    # the regime's recipe, or the task's own (transfer.per_task, e.g. DW's SVHN adversarial recipe)
+    regime_cfg = p.tickets.lmp.train if spec.regime == "mask" else p.transfer.recipe(spec.regime, spec.task)
     v = p.transfer.validation
     n_val = v.n if v.how != "none" and spec.regime in SELECT_REGIMES else 0
     if n_val:
