@@ -369,6 +369,22 @@ def sanity_html(summary: dict) -> str:
             + (f"; {e(str(san['not_checked']))} not checked" if san.get("not_checked") else "") + ".</p>")
 
 
+def learned_html(summary: dict) -> str:
+    """The report's line on the plausibility guard (repro/plausibility.py): runs whose training loss
+    never fell or whose SA is within the binomial margin of chance, listed in red by name; they
+    never count as matching in a double-win verdict."""
+    if "not_learned" not in summary:
+        return ""
+    e = html.escape
+    runs = summary.get("not_learned_runs") or []
+    if not summary["not_learned"]:
+        return (f'<p class="meta">Plausibility: every one of the {e(str(summary.get("runs", "?")))} runs learned '
+                f"(training loss fell, test SA above chance by a one-sided binomial test).</p>")
+    return (f'<p class="na"><b>{e(str(summary["not_learned"]))} runs did not learn</b> (training loss never fell '
+            f"or test SA within the binomial margin of chance); their numbers appear in the figures but never "
+            f"count as matching:</p><ul class=\"na\">" + "".join(f"<li>{e(r)}</li>" for r in runs) + "</ul>")
+
+
 def _outcome(o: str) -> str:
     return f'<span class="{o.replace(" ", "-")}">{html.escape(o)}</span>'
 
@@ -442,8 +458,10 @@ def write_report(out: Path, root: Path, tier: str) -> None:
                  f"(mask violations): {e(str(summary.get('mask_violations', '?')))}.</p>")
     if sanity_html(summary):
         h.append(sanity_html(summary))
+    if learned_html(summary):
+        h.append(learned_html(summary))
     h.append("<details><summary>Inputs (md5)</summary><ul>")
-    for f in input_files(root, NOTEBOOKS):
+    for f in (f for f in input_files(root, NOTEBOOKS) if f.is_file()):  # (--only: others may be absent)
         rel = f.relative_to(root) if f.is_relative_to(root) else Path("paper_figures") / f.name
         h.append(f"<li><code>{e(str(rel))}</code> {md5(f)}</li>")
     h.append("</ul></details>")
@@ -476,7 +494,7 @@ def write_report(out: Path, root: Path, tier: str) -> None:
                 if f.endswith(".png"):
                     h.append(f'<p><a href="{f[:-4]}.svg"><img src="{f}" alt="{paper} {e(it["label"])}: '
                              f'{e(it["title"])}"></a></p>')
-                elif f.endswith(".md"):
+                elif f.endswith(".md") and (out / f).is_file():  # (not rendered under --only)
                     h.append(f'<div class="table">{md_to_html((out / f).read_text())}</div>')
             if item_claims_html(claims, it["id"]):
                 h.append(item_claims_html(claims, it["id"]))

@@ -48,6 +48,7 @@ from torch import nn
 
 from . import runtime
 from .attacks import _linf_attack, autoattack, bn_mode, fgsm, full_precision, no_param_grad, pgd
+from .plausibility import run_label
 
 CHECKS = {
     "eps_monotone": "accuracy under PGD does not rise significantly as eps grows (0, eps/4, eps/2, eps)",
@@ -226,7 +227,7 @@ def summarize(rows: list[dict], run_id=None) -> dict:
     ``rows``: metrics.json contents; rows without a ``sanity`` entry (checks off) are counted
     as ``not_checked``. ``run_id(row)`` names a run in the list of flagged ones.
     """
-    run_id = run_id or (lambda r: "{kind}-{method}/{task}/{regime}-f{fraction:g}-seed{seed}@{level}".format(**r))
+    run_id = run_id or run_label
     checked = [r for r in rows if isinstance(r.get("sanity"), dict)]
     flagged = [r for r in checked if not r["sanity"]["ok"]]
     return {

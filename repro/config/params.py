@@ -19,6 +19,7 @@ PRETRAIN_KINDS = ("standard", "fast_adversarial", "pgd_adversarial", "random_smo
 # ticket methods of the experiments: registry method + granularity + where it is drawn
 METHODS = ("omp", "random", "imp", "a_imp", "a_imp_ds", "lmp", "omp_row", "omp_kernel", "omp_channel")
 REGIMES = ("standard", "adversarial", "linear", "mask")
+LMP_BN = ("train", "frozen")  # tickets.lmp.bn: BatchNorm statistics while LMP scores train
 TIERS = ("default", "smoke", "small", "paper")
 CHECKPOINTS = ("last", "best_sa", "best_ra")  # the weights a transfer run keeps (best_*: transfer.validation)
 SELECT_REGIMES = TRAIN_REGIMES = ("standard", "adversarial", "linear")  # regimes with checkpoint selection (LMP keeps its last mask)
@@ -222,6 +223,13 @@ class ImpParams:
 class LmpParams:
     train: TrainParams = field(default_factory=lambda: TrainParams(epochs=3, lr=0.1, schedule="cosine"))
     train_head: bool = True
+    # BatchNorm statistics while the scores train: train = batch statistics, running statistics
+    # re-estimated for the masked network (edge-popup / hidden-networks); frozen = the dense
+    # network's statistics (a random initial mask then collapses the features: see LearnableMask)
+    bn: str = "train"
+
+    def __post_init__(self):
+        check(self.bn in LMP_BN, "bn", f"{self.bn!r} is not allowed; allowed: {', '.join(LMP_BN)}")
 
 
 @dataclass(frozen=True)
@@ -397,6 +405,7 @@ class SegmentParams:
     n_test: int = 200
     max_train: Optional[int] = None  # voc2012: the first N images of each split (None = all)
     max_test: Optional[int] = None
+    levels: Optional[tuple[float, ...]] = None  # None: every level an experiment draws the pair's ticket at
 
     def __post_init__(self):
         from ..data.segmentation import SEG_DATASETS

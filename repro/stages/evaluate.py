@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import metrics, runtime
+from .. import metrics, plausibility, runtime
 from ..config import Params
 from ..data import ArrayTask, array_loader, test_loader
 from ..plan import RUNS, level_name
@@ -116,6 +116,9 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
         "checkpoint": chosen, f"sa@{chosen}": clean["accuracy"], f"ra@{chosen}": ra,
     }
+    # plausibility guard: did the run learn at all (loss fell, SA above chance)?
+    out.update(plausibility.check_learned(plausibility.read_train_losses(run_dir / "history.csv"), out["sa"],
+                                          task.y_test, task.num_classes))
     strong = None
     if spec["regime"] == "adversarial" and e.aa_members:
         ra_aa, aa_ok, trace = metrics.robust_accuracy_aa(
@@ -188,6 +191,7 @@ def body_for(sparsity: float):
         for i, (rel, m) in enumerate(parallel_map(work, run_dirs, n_workers(p)), 1):
             flag = "" if m.get("sanity_ok", True) else f" attack sanity FAILED: {', '.join(m['sanity']['failed'])}"
             aa = f" RA(AA) {m['ra_aa']:.3f}" if "ra_aa" in m else ""
+            flag += "" if m["learned"] else f" DID NOT LEARN: {m['learned_why']}"
             log(f"evaluate@{lv}", f"[{i}/{len(run_dirs)}] {rel}: SA {m['sa']:.3f} RA(PGD-20) {m['ra']:.3f}{aa}{flag}")
         (RUNS / "eval" / lv).mkdir(parents=True, exist_ok=True)
     return body

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..config import Params
 from ..io import atomic_path, save_json
 from ..plan import RUNS
+from ..plausibility import run_label
 from ..sanity import summarize as summarize_sanity
 from ..verdicts import GROUP, METRICS, aggregate, double_win
 from .common import log, run_stage
@@ -96,15 +97,20 @@ def body(p: Params) -> None:
                 "sa": round(r["sa_mean"], 4), "ra": round(r.get("ra_mean", float("nan")), 4),
                 **({"ra_aa": round(r["ra_aa_mean"], 4)} if "ra_aa_mean" in r else {})}
     violations = sum(r.get("mask_violations", 0) for r in rows)
+    not_learned = [f"{run_label(r)}: {r.get('learned_why', '')}" for r in rows if r.get("learned") is False]
     san = summarize_sanity(rows)
     save_json(san, METRICS_DIR / "sanity.json")
     save_json({"runs": len(rows), "groups": len(agg), "mask_violations": violations, "dense": dense,
                "checkpoint": {reg: "+".join(sorted({r["checkpoint"] for r in agg if r["regime"] == reg}))
                               for reg in sorted({r["regime"] for r in agg})},
                "attack_sanity": {k: san[k] for k in ("checked", "ok", "flagged", "not_checked")}
-               | {f"failed_{c}": v for c, v in san["failures_per_check"].items()}},
+               | {f"failed_{c}": v for c, v in san["failures_per_check"].items()},
+               "not_learned": len(not_learned), "not_learned_runs": not_learned},
               METRICS_DIR / "summary.json")
     log("summary", f"{len(rows)} runs in {len(agg)} groups; {len(verdicts)} double-win verdicts")
+    if not_learned:  # repro.plausibility: loss never fell or SA within the binomial margin of chance
+        log("summary", f"{len(not_learned)} of {len(rows)} runs DID NOT LEARN (never matching in a verdict): "
+                       + " | ".join(not_learned))
     if san["flagged"]:
         log("summary", f"attack sanity: {san['flagged']} of {san['checked']} robust evaluations FAILED a check "
                        f"(gradient masking?), see metrics/sanity.json: "

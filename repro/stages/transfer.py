@@ -148,9 +148,10 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
     elif spec.regime == "linear":
         kwargs["linear_eval"] = True
     elif spec.regime == "mask":
-        lm = LearnableMask(density=1 - sparsity, train_head=p.tickets.lmp.train_head, seed=spec.seed)
+        # weights and BN affine parameters frozen; scores (+ head) train; BN statistics per tickets.lmp.bn
+        lm = LearnableMask(density=1 - sparsity, train_head=p.tickets.lmp.train_head, seed=spec.seed,
+                           bn=p.tickets.lmp.bn)
         extra.append(lm)
-        kwargs["linear_eval"] = True  # weights and BN statistics frozen; scores (+ head) train
     snaps = WeightSnapshots() if wants_trajectory(p, spec, sparsity) else None
     if snaps is not None:
         extra.append(snaps)

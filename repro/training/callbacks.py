@@ -19,6 +19,7 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.fp16 import MixedPrecision
 
 from ..attacks import bn_mode as _bn_mode
+from ..config.params import LMP_BN
 from ..runtime import NonFiniteLossError  # defined in the light runtime module (stages map it to exit 2)
 from ..tickets.mask import Mask
 
@@ -115,16 +116,31 @@ class LearnableMask(Callback):
     Before fit, score parameters are attached to every conv in scope and the
     optimizer is rebuilt over the scores (and the new classifier when
     ``train_head``); after fit, the scores are removed and ``self.mask`` holds
-    the binary ticket with exactly ``density`` kept per layer.
+    the binary ticket with exactly ``density`` kept per layer (``self.initial_mask``: the
+    top-k of the initial scores).
+
+    Weights and BatchNorm's affine parameters never train. ``bn`` says what BatchNorm's
+    *statistics* do: ``train`` (default) normalizes with batch statistics and re-estimates the
+    running statistics for the masked network, as edge-popup / hidden-networks train their
+    scores; ``frozen`` keeps the dense network's running statistics (eval mode). With frozen
+    statistics a kaiming-initialised (random) top-k mask shifts every layer's pre-BN
+    activations away from the statistics they are normalised with; after a few layers the
+    ReLUs output zeros for every image, the logits are constant and neither the scores nor the
+    classifier get a useful gradient (measured: SA exactly 1/K, loss at ln K).
+    ``train_scores=False`` keeps the initial random mask (the same regime without mask
+    learning: the baseline a learned mask must beat).
     """
 
     order = 1
 
     def __init__(self, density: float, granularity: str = "unstructured", train_head: bool = True,
-                 seed: int = 0, scope: list[str] | None = None):
+                 seed: int = 0, scope: list[str] | None = None, bn: str = "train", train_scores: bool = True):
+        if bn not in LMP_BN:
+            raise ValueError(f"bn {bn!r} is not allowed; allowed: {', '.join(LMP_BN)}")
         self.density, self.granularity, self.train_head = density, granularity, train_head
-        self.seed, self.scope = seed, scope
+        self.seed, self.scope, self.bn, self.train_scores = seed, scope, bn, train_scores
         self.mask: Mask | None = None
+        self.initial_mask: Mask | None = None
 
     def before_fit(self):
         from ..tickets import lmp
@@ -132,10 +148,20 @@ class LearnableMask(Callback):
         model = self.learn.model
         for name, p in model.named_parameters():
             p.requires_grad_(self.train_head and name.startswith("fc."))
-        lmp.attach_scores(model, self.density, granularity=self.granularity, seed=self.seed, scope=self.scope)
+        scores = lmp.attach_scores(model, self.density, granularity=self.granularity, seed=self.seed,
+                                   scope=self.scope)
+        for s in scores:
+            s.requires_grad_(self.train_scores)
+        self.initial_mask = lmp.current_mask(model)
         device = next(model.parameters()).device
         model.to(device)
         self.learn.create_opt()
+
+    def before_train(self):
+        if self.bn == "frozen":
+            for m in self.learn.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def after_fit(self):
         from ..tickets import lmp
