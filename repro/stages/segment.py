@@ -1,7 +1,7 @@
 """Stage `segment`: segmentation transfer of tickets (Robust Tickets Fig. 7, Double-Win Fig. A10's VOC panel).
 
 For every ``segment.pairs`` entry (pretraining kind, ticket method) and every level of
-``sweep.sparsities`` the ticket ``runs/tickets/<level>/<kind>-<method>/mask.pt`` is put, as is, on
+``sweep.sparsities`` at which an experiment draws that ticket (``segment.levels`` restricts them) the ticket ``runs/tickets/<level>/<kind>-<method>/mask.pt`` is put, as is, on
 the pretrained backbone of ``kind`` inside a segmentation head (``repro.segmentation``), and fine-tuned
 on ``segment.task`` (``runs/data/<task>.npz``, written by the `data` stage) with the mask enforced by
 ``MaskEnforcer``; each kind's dense backbone runs too. Each run writes
@@ -31,8 +31,16 @@ METRICS = Path("metrics") / "segment.json"
 
 
 def seg_runs(p: Params) -> list[tuple[str, str, float]]:
-    """(kind, method, sparsity) of every run: each pair at each level, then each kind's dense backbone."""
-    items = [(k, m, float(lv)) for k, m in p.segment.pairs for lv in p.sweep.sparsities]
+    """(kind, method, sparsity) of every run, then each kind's dense backbone: each pair at every level of
+    ``sweep.sparsities`` where an experiment draws its ticket (``segment.levels``, when set, restricts them)."""
+    from ..plan import tickets_for_level
+
+    items = []
+    for lv in p.sweep.sparsities:
+        if p.segment.levels is not None and not any(abs(lv - x) < 1e-9 for x in p.segment.levels):
+            continue
+        drawn = {(k, m) for k, m, t in tickets_for_level(p, lv) if t is None}
+        items += [(k, m, float(lv)) for k, m in p.segment.pairs if (k, m) in drawn]
     kinds = list(dict.fromkeys(k for k, _ in p.segment.pairs))
     return items + [(k, DENSE, 0.0) for k in kinds]
 
