@@ -161,3 +161,37 @@ def test_a_fraction_of_a_tier_holds_out_that_fraction_of_the_validation_images(t
     v = cfg["transfer"]["validation"]
     assert (v["how"], v["n"], v["robust_images"]) == ("last", 50, 10)
     load_params(tmp_path / "params.yaml")  # still valid: robust_images <= n
+
+
+def test_a_killed_run_with_validation_resumes_bit_identically(tmp_path, monkeypatch):
+    """The validation log and the best weights so far travel in the per-epoch checkpoint."""
+    from repro.stages import transfer
+    from repro.training import callbacks
+
+    spec = RunSpec(W.KIND, "omp", "synth_near", "adversarial", 1.0, 0)
+    rel = Path("runs/transfer/s0.488") / spec.name
+    ref, run = W.clone(tmp_path / "ref"), W.clone(tmp_path / "run")
+    for ws in (ref, run):
+        _params(ws)
+    with W.inside(ref):
+        transfer.run_one(load_params(), spec, 0.488, {})
+    want = W.tree(ref / rel)
+    assert {"best_sa.pt", "best_ra.pt", "validation.json"} <= set(want)
+
+    original = callbacks.EpochCheckpoint.after_epoch
+
+    class Killed(Exception):
+        pass
+
+    def crash_after_first_checkpoint(self):
+        original(self)
+        if self.path.is_file():
+            raise Killed("killed")
+
+    monkeypatch.setattr(callbacks.EpochCheckpoint, "after_epoch", crash_after_first_checkpoint)
+    with W.inside(run), pytest.raises(Killed):
+        transfer.run_one(load_params(), spec, 0.488, {})
+    monkeypatch.setattr(callbacks.EpochCheckpoint, "after_epoch", original)
+    with W.inside(run):
+        transfer.run_one(load_params(), spec, 0.488, {})
+    assert W.tree(run / rel) == want
