@@ -338,3 +338,26 @@ def test_a_fraction_keeps_two_epochs_of_every_adversarial_recipe():
 
     out = tiers.scale(merged("small"), 0.01)
     assert out["transfer"]["per_task"]["svhn"]["adversarial"]["epochs"] == 2
+
+
+# ---------------------------------------------------- point 9: Robust Tickets' ResNet-18 panels (`paper r18`)
+def test_the_r18_overlay_runs_rts_resnet18_panels_from_the_published_resnet18s():
+    from repro.plan import runs_for_level
+    from repro.weights import WEIGHTS
+
+    cfg = merge(merged("paper"), yaml.safe_load((ROOT / "tiers" / "r18.yaml").read_text()))
+    cfg["tier"] = "paper+r18"
+    p = from_dict(Params, cfg)
+    assert p.model.arch == "resnet18"
+    for kind in p.pretrain.kinds:  # every kind that runs starts from a published ResNet-18 of that kind
+        entry = WEIGHTS.get(p.pretrain.published[kind])
+        assert (entry.arch, entry.kind) == ("resnet18", kind)
+    assert set(p.pretrain.kinds) == {"standard", "pgd_adversarial"}  # natural vs robust tickets (RT)
+    for name in ("rt_omp", "rt_aimp", "rt_lmp"):  # Fig. 1/2/8 + Table I, Fig. 4, Fig. 5
+        e = p.experiments[name]
+        assert e.pairs and e.tasks == ("cifar10", "cifar100"), name
+    assert not any(p.experiments[n].pairs for n in ("dw_pretraining", "dw_methods", "dw_data", "rt_structured"))
+    regimes = {r.regime for r in runs_for_level(p, 0.7)} | {r.regime for r in runs_for_level(p, 0.36)}
+    assert regimes == {"standard", "linear", "mask"}
+    # the paper tier's recipes, levels and checkpoint selection are kept
+    assert p.transfer.standard.epochs == 150 and p.evaluation.selected("standard") == "best_sa"

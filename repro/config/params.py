@@ -379,7 +379,7 @@ class StudyParams:
 
 
 #: the tier names ``tiers/<name>.yaml`` (and the committed default) that ``tier`` may record
-TIERS = ("default", "smoke", "small", "paper", "trial")
+TIERS = ("default", "smoke", "small", "paper", "trial", "r18")
 
 
 @dataclass(frozen=True)
