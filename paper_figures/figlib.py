@@ -68,16 +68,31 @@ METHOD_LABELS = {
     "omp_kernel": "OMP kernel-wise",
     "omp_channel": "OMP channel-wise",
 }
-METRIC_LABELS = {
+class _MetricLabels(dict):
+    """Labels of the metrics; the RT Adv-Acc sweep's ``adv_acc@<eps>`` are labelled with their budget."""
+
+    def __missing__(self, key: str) -> str:
+        if key.startswith("adv_acc@"):
+            return f"Adv-Acc, PGD-20 at eps {key.split('@', 1)[1]} (%)"
+        raise KeyError(key)
+
+
+class _PercentMetrics(set):
+    def __contains__(self, key) -> bool:
+        return super().__contains__(key) or str(key).startswith("adv_acc@")
+
+
+METRIC_LABELS = _MetricLabels({
     "sa": "SA (%)",
     "ra": "RA, PGD-20 (%)",
+    "ra_aa": "RA, AutoAttack: APGD-CE + APGD-T (%)",
     "ece": "ECE (15 bins)",
     "nll": "NLL (nats)",
     "ood_auroc": "OoD ROC-AUC",
     "transfer_attack_acc": "transfer-attack acc. (%)",
     "measured_sparsity": "measured sparsity (%)",
-}
-PERCENT_METRICS = {"sa", "ra", "transfer_attack_acc", "measured_sparsity"}
+})
+PERCENT_METRICS = _PercentMetrics({"sa", "ra", "ra_aa", "transfer_attack_acc", "measured_sparsity"})
 def _train_attack_label(params_file: str = "params.yaml") -> str:
     """'PGD-k' of the adversarial fine-tuning that produced the outputs (params.yaml, run from the pipeline root)."""
     try:

@@ -30,8 +30,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return m, sd
 
 
+def adv_acc_metrics(agg: Iterable[dict]) -> list[str]:
+    """The RT Adv-Acc metrics of aggregated rows (``adv_acc@<eps>``), by increasing budget."""
+    names = {k[:-len("_mean")] for r in agg for k in r if k.startswith("adv_acc@") and k.endswith("_mean")}
+    return sorted(names, key=lambda n: float(n.split("@")[1].split("/")[0]))
+
+
 def aggregate(rows: Iterable[dict]) -> list[dict]:
-    """Mean and sample std over seeds of every metric, per (kind, method, task, regime, fraction, level)."""
+    """Mean and sample std over seeds of every metric, per (kind, method, task, regime, fraction, level);
+    also of every budget of the RT Adv-Acc sweep (``adv_acc@<eps>_mean/_std``, where runs have it)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[tuple(r[k] for k in GROUP)].append(r)
@@ -44,6 +51,9 @@ def aggregate(rows: Iterable[dict]) -> list[dict]:
             vals = [r[m] for r in rs if r.get(m) is not None]
             if vals:
                 row[f"{m}_mean"], row[f"{m}_std"] = mean_std(vals)
+        for b in sorted({b for r in rs for b in r.get("adv_acc") or {}}):  # RT Adv-Acc per budget: adv_acc@2/255
+            vals = [r["adv_acc"][b] for r in rs if b in (r.get("adv_acc") or {})]
+            row[f"adv_acc@{b}_mean"], row[f"adv_acc@{b}_std"] = mean_std(vals)
         out.append(row)
     return out
 

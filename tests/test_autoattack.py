@@ -197,3 +197,36 @@ def test_double_win_under_both_ras():
     assert double_win(aggregate(no_aa))[0]["levels"][0]["double_win_aa"] is None
     with pytest.raises(ValueError, match="ra_aa"):
         double_win(aggregate(no_aa), verdict_ra="aa")
+
+
+# ------------------------------------------------------------------------------------------ Adv-Acc sweep
+def test_adv_acc_sweep_is_pgd20_at_each_budget(robust, images):
+    """Each budget is PGD-20 with step eps/4 and the same seed: at 8/255 exactly RA's attack."""
+    x, y = images[0][:40], images[1][:40]
+    sweep = metrics.adv_acc_sweep(robust, [(x, y)], [2 / 255, 8 / 255], progress=False, seed=3)
+    assert sweep[1] == metrics.robust_accuracy(robust, [(x, y)], eps=8 / 255, alpha=2 / 255, steps=20, progress=False,
+                                               seed=3)
+    assert sweep[0] == metrics.robust_accuracy(robust, [(x, y)], eps=2 / 255, alpha=0.5 / 255, steps=20,
+                                               progress=False, seed=3)
+    assert sweep[0] >= sweep[1]
+
+
+def test_adv_acc_is_aggregated_per_budget_and_limited_to_its_experiments():
+    from repro.config import load_params
+    from repro.stages.evaluate import _in_experiment
+    from repro.verdicts import adv_acc_metrics
+
+    base = dict(kind="standard", method="imp", task="t", regime="standard", fraction=1.0, level=0.5)
+    rows = [dict(base, seed=0, sa=0.9, adv_acc={"0.5/255": 0.6, "2/255": 0.3}),
+            dict(base, seed=1, sa=0.8, adv_acc={"0.5/255": 0.4, "2/255": 0.1})]
+    agg = aggregate(rows)[0]
+    assert agg["adv_acc@0.5/255_mean"] == pytest.approx(0.5) and agg["adv_acc@2/255_mean"] == pytest.approx(0.2)
+    assert agg["adv_acc@2/255_std"] == pytest.approx(0.1414213, rel=1e-5)
+    assert adv_acc_metrics([agg]) == ["adv_acc@0.5/255", "adv_acc@2/255"]
+    p = load_params()
+    t = p.data.downstream[-1]
+    aimp = dict(kind="pgd_adversarial", method="a_imp", task="synth_far", regime="standard")
+    assert _in_experiment(p, aimp, "rt_aimp") and not _in_experiment(p, aimp, "rt_omp")
+    assert _in_experiment(p, dict(kind="standard", method="omp", task=t, regime="standard"), "rt_omp")
+    assert _in_experiment(p, dict(kind="standard", method="dense", task=t, regime="standard"), "rt_omp")
+    assert not _in_experiment(p, dict(kind="standard", method="omp", task=t, regime="adversarial"), "rt_omp")

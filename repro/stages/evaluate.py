@@ -13,8 +13,8 @@ Adversarially fine-tuned runs also get ``ra_aa``: RA under the AutoAttack-grade 
 (``evaluation.aa_members``, default APGD-CE then APGD-T over ``aa_target_classes`` classes,
 ``aa_steps`` iterations each) run on the images PGD-20 left correct, so ``ra_aa`` is the accuracy
 under the worst case of PGD-20 and the ensemble (``ra_aa <= ra``); ``aa`` records how many images
-each attack left robust. The standard-fine-tuned runs of experiment ``rt_omp`` (Robust Tickets
-Table I / Fig. 8) get ``adv_acc``: RA under PGD-20 (step eps/4) at each budget of
+each attack left robust. The standard-fine-tuned runs of the experiments ``evaluation.adv_acc_experiments``
+(default ``rt_omp`` and ``rt_aimp``: Robust Tickets Table I / Fig. 8) get ``adv_acc``: RA under PGD-20 (step eps/4) at each budget of
 ``evaluation.adv_acc_eps`` ("Adv-Acc", whose attack RT does not state). Every attack runs in float32.
 Checkpoint selection: every metric is measured on the checkpoint ``evaluation.select`` names for the
 run's regime (``last``, or the best-validation ``best_sa``/``best_ra`` weights that
@@ -131,7 +131,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
                      "robust_after": {"clean": int(clean_ok.sum()), "pgd20": int(pgd_ok.sum()),
                                       **{m: trace.get(m, 0) for m in e.aa_members}}}
         strong = (pgd_ok, aa_ok)
-    if e.adv_acc_eps and spec["regime"] == "standard" and _in_experiment(p, spec, "rt_omp"):
+    if e.adv_acc_eps and spec["regime"] == "standard" and any(_in_experiment(p, spec, x) for x in e.adv_acc_experiments):
         # the RA attack itself (same eps, step eps/4, seed) is not run twice: its budget reuses `ra`
         same = a.name == "pgd" and a.random_start and a.restarts == 1 and abs(a.alpha - a.eps / 4) < 1e-12
         todo = [eps for eps in e.adv_acc_eps if not (same and abs(eps - a.eps) < 1e-12)]
@@ -183,6 +183,9 @@ def body_for(sparsity: float):
         src = RUNS / "transfer" / lv
         if not src.is_dir():
             raise FileNotFoundError(f"{str(src)!r} is missing; run transfer@{lv} first")
+        unknown = sorted(set(p.evaluation.adv_acc_experiments) - set(p.experiments))
+        if unknown:
+            raise ValueError(f"evaluation.adv_acc_experiments: {unknown} are not experiments; allowed: {sorted(p.experiments)}")
         run_dirs = sorted(d.parent for d in src.rglob("spec.json"))
         _STATE.clear()
         _STATE.update(tasks={}, ood={})

@@ -5,8 +5,9 @@
   counts per check and every flagged run with the checks it failed;
 * ``metrics/double_win.json`` (DVC metrics): extreme double-win sparsity per
   (pretraining, method, task), with the per-level verdicts;
-* ``plots/curves.csv``: mean and std over seeds of SA, RA, ECE, NLL, AUROC per
-  (kind, method, task, regime, fraction, level), long format;
+* ``plots/curves.csv``: mean and std over seeds of SA, RA (``ra``: PGD-20; ``ra_aa``: AutoAttack-grade),
+  ECE, NLL, AUROC and the RT Adv-Acc sweep (``adv_acc@<eps>``) per (kind, method, task, regime, fraction,
+  level), long format;
 * ``plots/<regime>_<metric>/<kind>.csv``: one series per pretraining kind for
   ``dvc plots`` (SA/RA vs sparsity per pretraining kind and regime; the RA files also carry
   ``ra_aa``, RA under the AutoAttack-grade ensemble, next to ``ra``, RA under PGD-20).
@@ -24,7 +25,7 @@ from ..io import atomic_path, save_json
 from ..plan import RUNS
 from ..plausibility import run_label
 from ..sanity import summarize as summarize_sanity
-from ..verdicts import GROUP, METRICS, aggregate, double_win
+from ..verdicts import GROUP, METRICS, adv_acc_metrics, aggregate, double_win
 from .common import log, run_stage
 
 METRICS_DIR = Path("metrics")
@@ -80,7 +81,7 @@ def body(p: Params) -> None:
     for r in agg:
         r["checkpoint"] = "+".join(sorted(chosen[tuple(r[k] for k in GROUP)]))
     fields = ["kind", "method", "task", "regime", "fraction", "level", "n_seeds", "checkpoint"] + \
-        [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+        [f"{m}_{s}" for m in METRICS + tuple(adv_acc_metrics(agg)) for s in ("mean", "std")]
     write_csv(PLOTS_DIR / "curves.csv", agg, fields)
     for name, series in plot_series(agg, p.pretrain.kinds, p.data.downstream[0]).items():
         metric = name.split("/")[0].rsplit("_", 1)[1]
