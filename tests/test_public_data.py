@@ -602,3 +602,21 @@ def test_birdsnap_test_list_header_columns_and_failed_downloads(tmp_path):
     (base / "test_images.txt").write_text("file\nBird_Species_1/100001.jpg\n")
     with pytest.raises(DataError, match="header naming path; missing path"):
         load_public("birdsnap", tmp_path, 16)
+
+
+def test_vtab_overlay_runs_rt_fig9_on_the_paper_tier():
+    """RT Fig. 9 / Table II: OMP tickets of the published ResNet-18s, linear evaluation on the 12 VTAB tasks, FID."""
+    from repro.tiers import combine
+
+    p = from_dict(Params, combine(["paper", "vtab"]))
+    vtab = ["cifar10", "aircraft", "cifar100", "pets", "flowers", "cars", "food", "dtd", "birdsnap", "sun397",
+            "caltech101", "caltech256"]
+    assert all(t in PUBLIC_DATASETS for t in vtab) and set(vtab) <= set(p.data.downstream)
+    rt = p.experiments["rt_omp"]
+    assert list(rt.tasks) == vtab and rt.regimes == ("linear",)
+    assert set(rt.pairs) == {("standard", "omp"), ("pgd_adversarial", "omp")} and p.model.arch == "resnet18"
+    assert p.pretrain.kinds == ("standard", "pgd_adversarial")
+    assert {k: p.pretrain.published[k] for k in p.pretrain.kinds} == {
+        "standard": "torchvision_resnet18_imagenet1k_v1", "pgd_adversarial": "madrylab_resnet18_linf_eps4.0"}
+    assert p.evaluation.domain_gap == "fid"
+    assert all(not e.pairs for name, e in p.experiments.items() if name != "rt_omp")
