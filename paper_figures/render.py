@@ -361,12 +361,19 @@ def sanity_html(summary: dict) -> str:
     e = html.escape
     failed = ", ".join(f"{k[len('failed_'):]} ×{v}" for k, v in san.items() if k.startswith("failed_") and v)
     cls = "na" if san.get("flagged") else "meta"
+    runs = "".join(  # each flagged run with both numbers: RA under PGD-20 and under the stronger attack
+        f"<li>{e(str(r.get('run')))}: {e(', '.join(r.get('failed', [])))}; RA (PGD-20) {100 * r['strong_pgd']:.1f} % "
+        f"vs {100 * r['strong']:.1f} % under the stronger attack (AutoAttack: APGD-CE + APGD-T) on "
+        f"{e(str(r.get('strong_n')))} images</li>" for r in san.get("flagged_runs") or []
+        if r.get("strong") is not None and r.get("strong_pgd") is not None)
     return (f'<p class="{cls}">Attack sanity (PGD monotone in eps, PGD ≤ FGSM, eps 0 = SA, noise weaker '
-            f"than PGD, APGD-CE/DLR within the tolerance of PGD): {e(str(san.get('ok', '?')))} of "
+            f"than PGD, AutoAttack not significantly stronger than PGD; exact sign tests): "
+            f"{e(str(san.get('ok', '?')))} of "
             f"{e(str(san.get('checked', '?')))} robust evaluations passed every check"
             + (f"; <b>{e(str(san['flagged']))} flagged</b> ({e(failed)}), a sign of gradient masking: "
                f"see <code>metrics/sanity.json</code>" if san.get("flagged") else "")
-            + (f"; {e(str(san['not_checked']))} not checked" if san.get("not_checked") else "") + ".</p>")
+            + (f"; {e(str(san['not_checked']))} not checked" if san.get("not_checked") else "") + ".</p>"
+            + (f'<ul class="na">{runs}</ul>' if runs else ""))
 
 
 def learned_html(summary: dict) -> str:

@@ -320,4 +320,9 @@ def test_report_shows_flagged_runs_in_red():
                                                 "failed_strong_attack_agrees": 1, "failed_pgd_le_fgsm": 0}})
     assert 'class="na"' in bad and "1 flagged" in bad and "strong_attack_agrees ×1" in bad
     assert "pgd_le_fgsm" not in bad
+    both = render.sanity_html({"attack_sanity": {"checked": 5, "ok": 4, "flagged": 1, "failed_strong_attack_agrees": 1,
+                                                 "flagged_runs": [{"run": "k-imp/t/adversarial", "failed": [
+                                                     "strong_attack_agrees"], "strong_pgd": 0.31, "strong": 0.21,
+                                                     "strong_n": 100}]}})
+    assert "k-imp/t/adversarial" in both and "31.0 %" in both and "21.0 %" in both and "100 images" in both
     assert render.sanity_html({}) == ""

@@ -317,7 +317,8 @@ class EvalParams:
     domain_gap: Literal["stats", "fid"] = "stats"
     # Robust Tickets' "Adv-Acc": RA under PGD-20 (step eps/4) at these budgets, standard-fine-tuned rt_omp runs
     adv_acc_eps: tuple[float, ...] = (0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)  # () = off
-    adv_acc_experiments: tuple[str, ...] = ("rt_omp", "rt_aimp")  # RT Fig. 1/2/8 and Table I (A-IMP vs IMP tickets)
+    # RT Fig. 1/2/8 and Table I (A-IMP vs IMP tickets); a name this grid does not have selects nothing (custom grids)
+    adv_acc_experiments: tuple[str, ...] = ("rt_omp", "rt_aimp")
     # checkpoint whose test metrics are `sa`, `ra`, ... (figures, verdicts), per transfer regime:
     # last | best_sa | best_ra (best validation SA/RA, transfer.validation); LMP (`mask`) keeps the last
     select: dict[str, str] = field(default_factory=lambda: {r: "last" for r in SELECT_REGIMES})

@@ -104,7 +104,7 @@ def body(p: Params) -> None:
     save_json({"runs": len(rows), "groups": len(agg), "mask_violations": violations, "dense": dense,
                "checkpoint": {reg: "+".join(sorted({r["checkpoint"] for r in agg if r["regime"] == reg}))
                               for reg in sorted({r["regime"] for r in agg})},
-               "attack_sanity": {k: san[k] for k in ("checked", "ok", "flagged", "not_checked")}
+               "attack_sanity": {k: san[k] for k in ("checked", "ok", "flagged", "not_checked", "flagged_runs")}
                | {f"failed_{c}": v for c, v in san["failures_per_check"].items()},
                "not_learned": len(not_learned), "not_learned_runs": not_learned},
               METRICS_DIR / "summary.json")
