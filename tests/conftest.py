@@ -1,7 +1,9 @@
 """Shared tiny fixtures: a toy model and an easy toy task (16x16 RGB, 4 classes)."""
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,3 +57,22 @@ def dls():
 @pytest.fixture
 def model():
     return tiny_model()
+
+
+@pytest.fixture(scope="session")
+def smoke_lab(tmp_path_factory):
+    """The suite's one whole-pipeline run: the `smoke` tier through `dvc repro` (every stage, figures
+    included) in a git + DVC copy of the working tree, results committed. Read-only for its users:
+    a test that writes (push, exp run, ...) works on ``clone_lab(smoke_lab, dst)``."""
+    import time
+
+    from workspace import commit_all, copy_project, dvc, init_repo
+
+    if os.environ.get("REPRO_SMOKE_LAB"):  # debugging: a finished lab of an earlier session, reused as is
+        return Path(os.environ["REPRO_SMOKE_LAB"])
+    lab = init_repo(copy_project(tmp_path_factory.mktemp("smoke") / "lab"), tier="smoke")
+    t0 = time.time()
+    dvc(lab, "repro", timeout=3600)
+    commit_all(lab, "results")  # dvc.lock and the uncached metrics go to git
+    print(f"\n[smoke_lab] dvc repro of the smoke tier: {time.time() - t0:.0f} s")
+    return lab
