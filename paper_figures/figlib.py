@@ -218,6 +218,8 @@ def load_yaml(path) -> dict:
 def load_csv(path, columns: Sequence[str] = ()) -> pd.DataFrame:
     p = require(path)
     df = pd.read_csv(p)
+    if df.empty and list(df.columns) == ["empty"]:  # how the analysis stage writes a table with no rows
+        raise EmptySelection(f"{p}: no rows (nothing of this kind was run in this configuration)")
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{p}: missing column(s) {missing}")
