@@ -620,3 +620,16 @@ def test_vtab_overlay_runs_rt_fig9_on_the_paper_tier():
         "standard": "torchvision_resnet18_imagenet1k_v1", "pgd_adversarial": "madrylab_resnet18_linf_eps4.0"}
     assert p.evaluation.domain_gap == "fid"
     assert all(not e.pairs for name, e in p.experiments.items() if name != "rt_omp")
+
+
+def test_a10_overlay_runs_dw_figA10_classification_on_cub_and_visda():
+    """DW Fig. A10: the three pretrainings' IMP tickets on CUB-200 and VisDA17, and VOC segmentation."""
+    from repro.tiers import combine
+
+    p = from_dict(Params, combine(["paper", "a10"]))
+    e = p.experiments["dw_pretraining"]
+    assert e.tasks == ("cub200", "visda17") and e.regimes == ("standard",)
+    assert {k for k, m in e.pairs if m == "imp"} == {"standard", "fast_adversarial", "pgd_adversarial"}
+    assert all(not x.pairs for name, x in p.experiments.items() if name != "dw_pretraining")
+    assert p.segment.task == "voc2012" and {k for k, m in p.segment.pairs} == {"standard", "fast_adversarial",
+                                                                                "pgd_adversarial"}

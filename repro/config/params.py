@@ -381,7 +381,7 @@ class StudyParams:
 
 
 #: the tier names ``tiers/<name>.yaml`` (and the committed default) that ``tier`` may record
-TIERS = ("default", "smoke", "small", "paper", "trial", "vtab", "r18")
+TIERS = ("default", "smoke", "small", "paper", "trial", "vtab", "r18", "a10")
 
 
 @dataclass(frozen=True)
