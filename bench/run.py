@@ -11,6 +11,8 @@ Sections (``--only`` picks some):
             fp32 matmul rate measured now
   cost      achieved GFLOP/s of params.yaml's own model as its stages run it (one thread per
             worker): the rates `python -m repro.plan cost` turns FLOPs into CPU-hours with
+  contention  a training step alone vs beside one busy process, per thread/OpenMP setting, each in
+            a fresh process (bench/contention.py); paired ratio
   mask      mask enforcement overhead: masked / dense step time (our path)
   eval      PGD-20 robust accuracy throughput: ours (metrics.robust_accuracy, Conv-BN folded)
             vs torchattacks' PGD on the same model and batches, each followed by the same classification
@@ -40,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import baseline  # noqa: E402
+import contention  # noqa: E402
 
 from repro import cpus, runtime  # noqa: E402
 from repro.attacks import attack_from_config  # noqa: E402
@@ -51,7 +54,7 @@ from repro.tickets import draw_ticket  # noqa: E402
 from repro.training import TrainConfig, make_learner  # noqa: E402
 
 EPS, ALPHA = 8 / 255, 2 / 255
-SECTIONS = ("adv", "eval", "aa", "mask", "flops", "data", "cost", "pipeline")
+SECTIONS = ("adv", "eval", "aa", "mask", "flops", "data", "cost", "contention", "pipeline")
 
 #: the models compared: (label, arch, kwargs, batch size, timed batches per run)
 MODELS = {
@@ -313,6 +316,15 @@ def params_model_rate(repeats: int = 2, params: Path = ROOT / "params.yaml") -> 
             f"({out['evaluation']['gflops_per_thread']:.2f} GFLOP/s)")
     finally:
         torch.set_num_threads(old)
+    # what every stage pays before its work: a fresh Python importing a training stage's modules
+    starts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import repro.stages.transfer"], cwd=ROOT, check=True,
+                       capture_output=True)
+        starts.append(time.perf_counter() - t)
+    out["stage_start_s"] = statistics.median(starts)
+    log(f"cost: a stage's start-up (imports) {out['stage_start_s']:.1f} s")
     return out
 
 
@@ -557,6 +569,13 @@ def table(res: dict) -> str:
         if key in d:
             rows.append(f"| data loading + albumentations per image vs standard step, {MODELS[key][0]} | "
                         f"{d['load_ms_per_img']:.3f} ms | | {d[key]['fraction_of_standard_step']:.3f} |")
+    c = res.get("cost")
+    if c:
+        rows.append(f"| achieved GFLOP/s of params.yaml's model ({c['image_size']} px) per worker thread: standard / "
+                    f"adversarial (PGD-{c['adversarial']['attack_steps']}) training / PGD-{c['evaluation']['attack_steps']} "
+                    f"evaluation (the planner's CPU rates) | {c['standard']['gflops_per_thread']:.2f} / "
+                    f"{c['adversarial']['gflops_per_thread']:.2f} / {c['evaluation']['gflops_per_thread']:.2f} | | |")
+    rows += contention.table_rows(res.get("contention", {}))
     p = res.get("pipeline")
     if p:
         if "repro_s" in p:
@@ -595,6 +614,7 @@ def main(argv=None) -> int:
         "flops": lambda: bench_flops(a.models, res.get("adv", {}), max(1, a.repeats - 1), res.get("mask")),
         "data": lambda: bench_data(a.models, res.get("flops", {})),
         "cost": lambda: params_model_rate(max(2, a.repeats)),
+        "contention": lambda: contention.bench_contention(max(3, a.repeats), log=log),
         "pipeline": lambda: bench_pipeline(a.tier, a.workspace),
     }
     res["section_seconds"] = {}

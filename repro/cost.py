@@ -22,7 +22,8 @@ training and attacks, then converts them into hours:
   section of ``bench/results/*.json``): training FLOPs at the standard-step rate, attack FLOPs at
   the adversarial-step rate, of the tier's own model when the bench measured it (params.yaml's
   model, one thread per worker, x the workers), else of the benched model closest to it.
-  Per-stage start-up (imports, DVC) and per-run set-up are not in it.
+  Each stage adds its start-up (a fresh Python importing a training stage, measured by the same
+  bench section); DVC's own bookkeeping and per-run set-up are not in it.
 
 The tier's params are merged as ``repro.tiers`` would merge them, without writing params.yaml.
 """
@@ -282,6 +283,7 @@ class CpuRate:
     attack: float
     eval: float
     source: str
+    stage_start_s: float = 0.0  # a stage process's start-up (imports), measured by the same bench
 
     def hours(self, c: Cost) -> float:
         return (c.train / self.standard + c.attack / self.attack + c.eval / self.eval) / 1e9 / 3600
@@ -302,19 +304,20 @@ def bench_rate(p: Params, results: Path = BENCH_RESULTS) -> CpuRate | None:
             continue
     found.sort(key=lambda fr: fr[1].get("when", ""), reverse=True)
     model = json.loads(json.dumps(to_dict(p.model)))
+    start = next((r["cost"]["stage_start_s"] for _, r in found if "stage_start_s" in r.get("cost", {})), 0.0)
     for f, r in found:
         own = r.get("cost")
         if own and own.get("model") == model and own.get("image_size") == p.data.image_size:
             w = own["workers"]
             return CpuRate(own["standard"]["gflops_per_thread"] * w, own["adversarial"]["gflops_per_thread"] * w,
                            own["evaluation"]["gflops_per_thread"] * w,
-                           f"{f} (this tier's model, {w} workers x 1 thread, {r.get('when', '?')})")
+                           f"{f} (this tier's model, {w} workers x 1 thread, {r.get('when', '?')})", start)
     key = "tiny" if p.model.arch == "cifar_resnet" else "r18"
     for f, r in found:
         fl = r.get("flops", {}).get(key)
         if fl:
             return CpuRate(fl["standard_gflops"], fl["pgd10_gflops"], fl["pgd10_gflops"],
-                           f"{f} (benched {key} model, 2 threads, {r.get('when', '?')})")
+                           f"{f} (benched {key} model, 2 threads, {r.get('when', '?')})", start)
     return None
 
 
@@ -363,21 +366,22 @@ def table(r: Report) -> str:
         (" CPU-hours, this machine |" if cpu else "")
     sep = "|---|---:|---:|---:|" + ("---:|" if cpu else "")
 
-    def row(name: str, c: Cost) -> str:
+    def row(name: str, c: Cost, stages: int = 0) -> str:
         s = f"| {name} | {c.runs} | {_fmt_flops(c.flops)} ({_fmt_flops(c.train)} / {_fmt_flops(c.attack)} / " \
             f"{_fmt_flops(c.eval)}) | " \
             f"{_fmt_hours(gpu_hours(c, r.gpu_tflops))} |"
-        return s + (f" {_fmt_hours(cpu.hours(c))} |" if cpu else "")
+        return s + (f" {_fmt_hours(cpu.hours(c) + stages * cpu.stage_start_s / 3600)} |" if cpu else "")
 
     lines = [f"Tier {r.tier}: {r.total.runs} runs, {_fmt_flops(r.total.flops)}; "
              f"GPU at {r.gpu_tflops:g} TFLOP/s" + (f" ({GPU_NAME})" if r.gpu_tflops == GPU_TFLOPS else "")
              + (f"; CPU at the measured {cpu.standard:.1f} / {cpu.attack:.1f} / {cpu.eval:.1f} GFLOP/s "
                 f"(standard / adversarial training / evaluation) "
-                f"of {cpu.source}" if cpu else "; no bench result with a flops section (make bench) for CPU-hours"),
+                f"of {cpu.source}, plus {cpu.stage_start_s:.1f} s of start-up per stage"
+                if cpu else "; no bench result with a flops section (make bench) for CPU-hours"),
              "", head.format("stage"), sep]
-    lines += [row(k, c) for k, c in r.stages.items()]
-    lines.append(row("**total**", r.total))
-    lines += ["", head.format("experiment (transfer + evaluation over every level)"), sep]
+    lines += [row(k, c, 1) for k, c in r.stages.items()]
+    lines.append(row("**total**", r.total, len(r.stages)))
+    lines += ["", head.format("experiment (transfer + evaluation over every level; compute only)"), sep]
     lines += [row(k, c) for k, c in r.experiments.items()]
     return "\n".join(lines)
 
@@ -387,7 +391,9 @@ def summary(r: Report) -> dict:
            "attack_flops": r.total.attack, "eval_flops": r.total.eval, "gpu_tflops": r.gpu_tflops,
            "gpu_hours": gpu_hours(r.total, r.gpu_tflops)}
     if r.cpu:
-        out.update(cpu_hours=r.cpu.hours(r.total), cpu_source=r.cpu.source)
+        start = len(r.stages) * r.cpu.stage_start_s / 3600
+        out.update(cpu_hours=r.cpu.hours(r.total) + start, cpu_compute_hours=r.cpu.hours(r.total),
+                   cpu_startup_hours=start, cpu_source=r.cpu.source)
     out["stages"] = {k: asdict(c) for k, c in r.stages.items()}
     out["experiments"] = {k: asdict(c) for k, c in r.experiments.items()}
     return out

@@ -157,3 +157,15 @@ def test_parallel_map_workers_get_budget_over_workers_threads(tmp_path, monkeypa
     assert list(common.parallel_map(_threads, [0, 1, 2, 3], 4)) == [1, 1, 1, 1]
     monkeypatch.setenv("REPRO_THREADS", "1")
     assert list(common.parallel_map(_threads, [0, 1], 2)) == [1, 1]
+
+
+def test_openmp_threads_sleep_at_barriers_unless_the_user_says_otherwise():
+    """Graceful beside other work (issue 18, point 2): the package sets OMP_WAIT_POLICY=PASSIVE before torch
+    loads (a spinning OpenMP thread burns the time slice its descheduled sibling needs); a user's value wins."""
+    probe = "import os, repro, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "PASSIVE", r.stderr
+    r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=dict(env, OMP_WAIT_POLICY="ACTIVE"),
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "ACTIVE", r.stderr
