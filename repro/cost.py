@@ -49,6 +49,19 @@ PUBLIC_SIZES = {
     "svhn": (73_257, 26_032, 10),
     "tiny_imagenet": (100_000, 10_000, 200),
     "imagenet": (1_281_167, 50_000, 1000),
+    # Double-Win Fig. A10
+    "cub200": (5_994, 5_794, 200),
+    "visda17": (152_397, 55_388, 12),        # train: the synthetic split; test: the real validation split
+    # Robust Tickets Fig. 9 (splits as repro/data/public.py's TORCHVISION_SETS read them)
+    "aircraft": (6_667, 3_333, 100),         # trainval / test
+    "pets": (3_680, 3_669, 37),              # trainval / test
+    "flowers": (2_040, 6_149, 102),          # train + val / test
+    "cars": (8_144, 8_041, 196),
+    "food": (75_750, 25_250, 101),
+    "dtd": (3_760, 1_880, 47),               # partition 1: train + val / test
+    "sun397": (50 * 397, 50 * 397, 397),     # first 50 / next 50 per class
+    "caltech101": (30 * 101, 8_677 - 30 * 101, 101),   # first 30 per class / the rest
+    "caltech256": (60 * 257, 30_607 - 60 * 257, 257),  # first 60 per class / the rest
 }
 BENCH_RESULTS = Path("bench") / "results"
 
