@@ -262,6 +262,9 @@ def test_double_win_verdicts_follow_the_rule(lab, params):
     from repro.verdicts import criteria
 
     curves = {_key(r): _agg_row(r) for r in _curves(lab)}
+    for r in _per_run(lab):  # a group learned when every seed did (repro.plausibility; not in curves.csv)
+        row = curves[(r["kind"], r["method"], r["task"], r["regime"], float(r["fraction"]), float(r["level"]))]
+        row["learned"] = row.get("learned", True) and r.get("learned", True)
     levels = json.loads((lab / "plots" / "double_win_levels.json").read_text())
     nested = json.loads((lab / "metrics" / "double_win.json").read_text())
     assert levels
@@ -273,9 +276,11 @@ def test_double_win_verdicts_follow_the_rule(lab, params):
             t_std = curves[(kind, method, task, "standard", f, float(lv["level"]))]
             t_adv = curves[(kind, method, task, "adversarial", f, float(lv["level"]))]
             want = criteria(t_std, t_adv, d_std, d_adv, params.evaluation.verdict_ra)
-            # the rule by hand: each criterion is "mean >= dense mean - dense std"
-            assert want["standard_sa"] == (t_std["sa_mean"] >= d_std["sa_mean"] - d_std["sa_std"] - 1e-12)
-            assert want["adversarial_sa"] == (t_adv["sa_mean"] >= d_adv["sa_mean"] - d_adv["sa_std"] - 1e-12)
+            # the rule by hand: each criterion is "mean >= dense mean - dense std", for tickets that learned
+            learned = t_std["learned"] and t_adv["learned"]
+            assert want["standard_sa"] == (learned and t_std["sa_mean"] >= d_std["sa_mean"] - d_std["sa_std"] - 1e-12)
+            assert want["adversarial_sa"] == (learned and t_adv["sa_mean"] >= d_adv["sa_mean"] - d_adv["sa_std"]
+                                              - 1e-12)
             for k in ("standard_sa", "adversarial_sa", "adversarial_ra", "double_win"):
                 assert lv[k] == want[k], (kind, method, task, lv["level"], k)
             if lv["double_win"]:
@@ -285,6 +290,8 @@ def test_double_win_verdicts_follow_the_rule(lab, params):
 
 
 def test_study_verdicts_follow_the_rule(lab, params):
+    from repro.data import ArrayTask
+    from repro.plausibility import check_learned, read_train_losses
     from repro.verdicts import matching
 
     study = json.loads((lab / "metrics" / "study.json").read_text())
@@ -300,7 +307,13 @@ def test_study_verdicts_follow_the_rule(lab, params):
             sd = lambda rs, m: statistics.stdev([r[m] for r in rs]) if len(rs) > 1 else 0.0  # noqa: E731
             assert s["dense_sa_std"] == round(statistics.fmean(r["sa"] for r in ds), 4)
             assert s["dense_ra_adv"] == round(statistics.fmean(r["ra"] for r in da), 4)
-            rule = (matching(s["ticket_sa_std"], statistics.fmean(r["sa"] for r in ds), sd(ds, "sa"))
+            # the ticket runs learned (repro.plausibility on their logs and SA): else never matching
+            task_ = ArrayTask.load(lab / "runs/data" / f"{task}.npz")
+            learned = all(check_learned(read_train_losses(
+                lab / "runs/study/runs" / f"{kind}-{study['method']}" / task / f"{regime}-f1-seed{seed}" / "history.csv"),
+                s[f"ticket_sa_{'std' if regime == 'standard' else 'adv'}"], task_.y_test, task_.num_classes)["learned"]
+                for regime in ("standard", "adversarial") for seed in params.transfer.seeds)
+            rule = learned and (matching(s["ticket_sa_std"], statistics.fmean(r["sa"] for r in ds), sd(ds, "sa"))
                     and matching(s["ticket_sa_adv"], statistics.fmean(r["sa"] for r in da), sd(da, "sa"))
                     and matching(s["ticket_ra_adv"], statistics.fmean(r["ra"] for r in da), sd(da, "ra")))
             assert s["double_win_pgd20"] == rule, (kind, task, s)
