@@ -78,10 +78,17 @@ def loss_grid(model: nn.Module, plane: Plane, alphas: np.ndarray, betas: np.ndar
 
 
 def grid_axes(coords: np.ndarray, points: int, margin: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Axes covering the trajectory with a margin, always including the final point (0, 0)."""
+    """Evenly spaced axes covering the trajectory with a margin, with the final point (0, 0) exactly on
+    the grid, so the grid's value there is the final model's loss."""
+    if points < 2:
+        raise ValueError(f"points must be >= 2, got {points}")
     axes = []
     for c in (coords[:, 0], coords[:, 1]):
         lo, hi = min(c.min(), 0.0), max(c.max(), 0.0)
         span = max(hi - lo, 1e-3)
-        axes.append(np.linspace(lo - margin * span, hi + margin * span, points))
+        lo, hi = lo - margin * span, hi + margin * span
+        i = int(np.clip(round(-lo / (hi - lo) * (points - 1)), 1 if lo < 0 else 0,
+                        points - 2 if hi > 0 else points - 1))  # index of 0 on the axis
+        step = max(-lo / i if i > 0 else 0.0, hi / (points - 1 - i) if i < points - 1 else 0.0)
+        axes.append((np.arange(points) - i) * step)
     return axes[0], axes[1]
