@@ -54,11 +54,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .registry import Registry
-from .verdicts import GROUP, aggregate, double_win
+from .verdicts import GROUP, VERDICT_RA, aggregate, double_win
 
 OUTCOMES = ("reproduced", "inconclusive", "contradicted", "not run")
-#: RA variant -> the per-run metrics key it reads
-RA_VARIANTS = {"pgd20": "ra", "aa": "ra_aa"}
+#: RA variant -> the per-run metrics key it reads (the variants of ``evaluation.verdict_ra``)
+RA_VARIANTS = VERDICT_RA
 Z = 2.0
 MIN_CELLS = 3
 EQUIVALENCE = 3.0  # mode "equal": a cell is equivalent when its whole interval lies within this many margins

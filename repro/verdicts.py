@@ -17,7 +17,7 @@ import math
 from collections import defaultdict
 from typing import Iterable
 
-METRICS = ("sa", "ra", "ra_aa", "ece", "nll", "ood_auroc", "transfer_attack_acc", "measured_sparsity")
+METRICS = ("sa", "ra", "ra_aa", "ece", "nll", "ood_auroc", "transfer_attack_acc", "measured_sparsity", "miou")
 GROUP = ("kind", "method", "task", "regime", "fraction", "level")
 #: ``evaluation.verdict_ra`` -> the per-run metric of the RA criterion
 VERDICT_RA = {"pgd20": "ra", "aa": "ra_aa"}
