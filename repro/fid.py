@@ -85,7 +85,8 @@ class PoolFeatures(nn.Module):
 def inception_feature_fn(inception: nn.Module, batch_size: int = 50, size: int = INCEPTION_SIZE,
                          device=None) -> Callable[[np.ndarray], np.ndarray]:
     """A ``feature_fn`` for :func:`repro.data.domain_gap_score`: uint8 NHWC -> float64 [N, 2048]."""
-    feats = PoolFeatures(inception, size).eval()
+    feats = PoolFeatures(inception, size)
+    feats.eval()
     dev = torch.device(device) if device is not None else next(inception.parameters()).device
 
     def fn(x: np.ndarray) -> np.ndarray:
