@@ -66,7 +66,9 @@ def make_dry(*args: str, tmp: Path) -> list[str]:
     """The commands `make venv` would run in a fresh checkout (no venv yet)."""
     for f in ("Makefile", "requirements.lock", "requirements-tools.lock", "pyproject.toml"):
         shutil.copy(ROOT / f, tmp / f)
-    r = subprocess.run(["make", "-n", *args], cwd=tmp, capture_output=True, text=True)
+    # a clean make, not a sub-make of `make test` (which would print "make[1]: Entering directory" lines)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    r = subprocess.run(["make", "-n", *args], cwd=tmp, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     return [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]
 

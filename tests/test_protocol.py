@@ -308,8 +308,15 @@ def test_dw_svhn_adversarial_transfer_runs_its_own_recipe(tier):
 
 
 def test_per_task_recipes_name_downstream_tasks_and_regimes():
-    with pytest.raises(ConfigError, match=r"transfer\.per_task\.svhn"):
-        from_dict(Params, merge(_default(), {"transfer": {"per_task": {"svhn": {"adversarial": {"epochs": 2}}}}}))
+    with pytest.raises(ConfigError, match=r"transfer\.per_task\.svnh: dataset 'svnh' is unknown"):
+        from_dict(Params, merge(_default(), {"transfer": {"per_task": {"svnh": {"adversarial": {"epochs": 2}}}}}))
+    with pytest.raises(ConfigError, match=r"data\.ood_per_task: dataset 'svnh' is unknown"):
+        from_dict(Params, merge(_default(), {"data": {"ood_per_task": {"svnh": "synth_far"}}}))
+    # a tier's entry for a known task this run leaves out (e.g. the paper tier's SVHN recipe and OoD set
+    # with data.downstream: [cifar10]) is unused, not an error
+    p = from_dict(Params, merge(_default(), {"transfer": {"per_task": {"svhn": {"adversarial": {"epochs": 2}}}},
+                                             "data": {"ood_per_task": {"svhn": "cifar10"}}}))
+    assert p.data.ood_for("synth_near") == p.data.ood
     with pytest.raises(ConfigError, match=r"per_task\.synth_near\.mask"):
         from_dict(Params, merge(_default(), {"transfer": {"per_task": {"synth_near": {"mask": {"epochs": 2}}}}}))
 

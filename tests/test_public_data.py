@@ -444,6 +444,7 @@ def test_data_stage_builds_public_tasks_from_data_root(tmp_path, monkeypatch, ca
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump({"data": {
         "root": str(root), "source": "tiny_imagenet", "downstream": ["cifar10", "svhn"], "ood": "svhn",
+        "ood_per_task": {"svhn": "cifar10"},  # never a task's AUROC against itself (refused at validation)
         "image_size": 32, "max_train_per_task": {"tiny_imagenet": 2}}}))
     monkeypatch.chdir(work)
     monkeypatch.setenv("REPRO_THREADS", "1")
@@ -459,7 +460,7 @@ def test_data_stage_builds_public_tasks_from_data_root(tmp_path, monkeypatch, ca
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and str(tmp_path / "empty" / "cifar-100-python" / "train") in err[0], err
     built = sorted(f.name for f in (work / "runs" / "data").iterdir())
-    assert built == ["cifar10.npz", "svhn.npz", "tiny_imagenet.npz"]
+    assert built == ["cifar10.npz", "svhn.npz", "synth_seg.npz", "tiny_imagenet.npz"]  # + the segment stage's task
     src = ArrayTask.load(work / "runs" / "data" / "tiny_imagenet.npz")
     assert src.image_size == (32, 32) and src.y_train.tolist() == [0, 0, 1, 1] and src.y_test.tolist() == [1, 0, 1]
     c10 = ArrayTask.load(work / "runs" / "data" / "cifar10.npz")
