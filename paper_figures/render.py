@@ -266,8 +266,23 @@ def _rel(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
+def coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stream outputs of the same stream into one. The kernel sends printed text in
+    messages cut by time, not by print call, so the same prints arrive as one stream output or as
+    several depending on timing; merged, the executed notebook's bytes do not depend on it."""
+    merged: list = []
+    for o in outputs:
+        if (o.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == o.get("name")):
+            merged[-1]["text"] = "".join(merged[-1]["text"]) + "".join(o["text"])
+        else:
+            merged.append(o)
+    return merged
+
+
 def scrub(path: Path) -> None:
-    """Drop papermill's and the kernel's timing metadata from an executed notebook."""
+    """Drop papermill's and the kernel's timing metadata from an executed notebook, and merge the
+    stream outputs the kernel split by timing (:func:`coalesce_streams`)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -278,6 +293,8 @@ def scrub(path: Path) -> None:
         if "injected-parameters" in cell.metadata.get("tags", []):
             cell.id = "injected-parameters"          # papermill gives it a random id
         cell.metadata.pop("execution", None)
+        if "outputs" in cell:
+            cell.outputs = coalesce_streams(cell.outputs)
         cm = cell.metadata.get("papermill", {})
         for k in ("start_time", "end_time", "duration"):
             cm.pop(k, None)

@@ -342,3 +342,39 @@ def test_table_follows_an_edited_metric(rendered, tmp_path):
     changed = [line for line in after.splitlines() if line not in before.splitlines()]
     assert len(changed) == 1 and changed[0].startswith(f"ours (tier default),{DW_TASK},48.8,43.21,")
     assert re.search(r"\| 48\.8 \| 43\.21 \|", (table.parent / "dw_table_a2.md").read_text())
+
+
+def test_scrub_merges_stream_outputs_the_kernel_split_by_timing(tmp_path):
+    """The kernel cuts printed text into messages by time, so the same prints once came out as one
+    stream output and once as two (the second starting with the first's newline): the S3 round trip
+    re-rendered the figures to different bytes. After scrub both are the same file."""
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("render_mod", RENDER)
+    render_mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(RENDER.parent))
+    try:
+        spec.loader.exec_module(render_mod)
+    finally:
+        sys.path.remove(str(RENDER.parent))
+    stream = nbformat.v4.new_output
+    one = [stream("stream", name="stdout", text="note a\nnote b\n"),
+           nbformat.v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=1)]
+    two = [stream("stream", name="stdout", text="note a"), stream("stream", name="stdout", text="\nnote b\n"),
+           nbformat.v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=1)]
+    paths = []
+    for i, outs in enumerate((one, two)):
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("print('note a'); print('note b'); 1", id="c1")
+        cell.outputs = outs
+        nb.cells = [cell]
+        paths.append(tmp_path / f"nb{i}.ipynb")
+        nbformat.write(nb, paths[-1])
+        render_mod.scrub(paths[-1])
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    # stderr between two stdout chunks is kept apart: only neighbours of the same stream merge
+    mixed = [stream("stream", name="stdout", text="a"), stream("stream", name="stderr", text="w"),
+             stream("stream", name="stdout", text="b")]
+    assert [o["text"] for o in render_mod.coalesce_streams(mixed)] == ["a", "w", "b"]
