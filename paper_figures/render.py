@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Stage `figures`: run every paper_figures notebook with papermill, then write the HTML report.
 
-    python paper_figures/render.py [--root .] [--out paper_figures/out] [--only NOTEBOOK ...] [--jobs 2]
+    python paper_figures/render.py [--root .] [--out paper_figures/out] [--only NOTEBOOK ...]
 
 * checks every input file first; a missing one stops the stage with one line naming it (exit 2);
 * executes the notebooks (kernel ``python3``) with the input paths, the output folder and the scale
@@ -27,7 +27,6 @@ import html
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -49,8 +48,7 @@ SUMMARY_FILE = "metrics/summary.json"
 CLAIMS_FILE = "metrics/claims_detail.json"   # the claims stage (repro/claims.py): scorecard, each item's verdicts
 PAPER_VALUES = HERE / "paper_values.yaml"
 
-#: notebook -> the INPUTS it takes as parameters (besides out_dir, tier, lib_dir); the slowest first,
-#: so that two parallel jobs finish together
+#: notebook -> the INPUTS it takes as parameters (besides out_dir, tier, lib_dir), in the order they run
 NOTEBOOKS = {
     "dw_analysis": ["analysis_dir"],
     "rt_tickets": ["curves"],
@@ -537,7 +535,6 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=".", help="pipeline root holding plots/, metrics/, analysis/, params.yaml")
     ap.add_argument("--out", default=None, help="output folder (default <root>/paper_figures/out)")
     ap.add_argument("--only", nargs="+", choices=sorted(NOTEBOOKS), help="run only these notebooks")
-    ap.add_argument("--jobs", type=int, default=2, help="notebooks executed in parallel")
     a = ap.parse_args(argv)
     root = Path(a.root).resolve()
     out = Path(a.out).resolve() if a.out else root / "paper_figures" / "out"
@@ -547,16 +544,17 @@ def main(argv=None) -> int:
         check_inputs(root, notebooks)
         tier = read_tier(root)
         out.mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-            futures = {nb: pool.submit(run_notebook, nb, root, out, tier) for nb in notebooks}
-            errors = []
-            for nb, fut in futures.items():
-                try:
-                    print(f"[figures] {nb}.ipynb: {fut.result():.1f} s", flush=True)
-                except RenderError as err:
-                    errors.append(str(err))
-            if errors:
-                raise RenderError(errors[0])
+        # One notebook at a time: papermill runs each kernel in ``cwd=root`` by changing the process's
+        # working directory, so notebooks in parallel threads raced for it (a kernel started in the
+        # repository, missed its inputs and wrote figures there; seen in CI).
+        errors = []
+        for nb in notebooks:
+            try:
+                print(f"[figures] {nb}.ipynb: {run_notebook(nb, root, out, tier):.1f} s", flush=True)
+            except RenderError as err:
+                errors.append(str(err))
+        if errors:
+            raise RenderError(errors[0])
         check_outputs(out, notebooks)
         (out / "manifest.json").write_text(json.dumps(manifest(out, tier), indent=1, ensure_ascii=False) + "\n")
         write_report(out, root, tier)
