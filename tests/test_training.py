@@ -180,13 +180,59 @@ def test_step_schedule_drops_lr_at_the_milestone_epochs():
         assert got == pytest.approx([want] * 4)
 
 
-def test_linear_eval_trains_only_the_classifier(dls, model):
-    """Linear evaluation (Robust Tickets Fig. 2): backbone frozen, incl. BN statistics."""
+def test_linear_eval_frozen_trains_only_the_classifier(dls, model):
+    """Linear evaluation (Robust Tickets Fig. 2), ``linear_bn="frozen"``: backbone frozen, incl. BN statistics."""
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train(dls, model, TrainConfig(epochs=1, lr=0.05, schedule="constant"), linear_eval=True, progress=False)
+    train(dls, model, TrainConfig(epochs=1, lr=0.05, schedule="constant"), linear_eval=True, linear_bn="frozen",
+          progress=False)
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k]) and "num_batches" not in k}
     assert changed == {"fc.weight", "fc.bias"}
+
+
+def test_linear_eval_recalibrates_bn_statistics_of_the_masked_backbone_then_freezes():
+    """``transfer.linear_bn: recalibrate`` (the default): before the head trains, every BatchNorm's
+    running statistics are re-estimated for the *masked* backbone on the training images (one
+    pass, no gradients) and then stay fixed; no weight or affine parameter changes, only the head
+    trains. With one batch of all 64 training images the statistics must equal that batch's
+    pre-BN mean and unbiased variance, as BatchNorm computes them in train mode."""
+    import copy
+
+    dls = toy_dls(n_train=64, bs=64)
+    model = tiny_model()
+    with torch.no_grad():  # pretrained statistics that describe nothing the ticket computes
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.fill_(3.0)
+                m.running_var.fill_(0.01)
+    mask = _random_mask(model, sparsity=0.8)
+    want = {}
+    ref = copy.deepcopy(model)
+    mask.apply(ref)
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: want.__setitem__(n, i[0].detach()))
+             for n, m in ref.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    ref.train()
+    with torch.no_grad():
+        ref(dls.train_ds.tensors[0])
+    for h in hooks:
+        h.remove()
+    mask.apply(model)  # as make_learner does: the ticket's weights
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    train(dls, model, TrainConfig(epochs=2, lr=0.05, schedule="constant", batch_size=64), mask=mask,
+          linear_eval=True, progress=False)
+    mods = dict(model.named_modules())
+    assert len(want) >= 3
+    for n, x in want.items():
+        bn = mods[n]
+        torch.testing.assert_close(bn.running_mean, x.mean((0, 2, 3)), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(bn.running_var, x.var((0, 2, 3), unbiased=True), atol=1e-5, rtol=1e-4)
+    changed = {k for k, v in model.named_parameters() if not torch.equal(before[k], v)}
+    assert changed == {"fc.weight", "fc.bias"}
+
+
+def test_linear_bn_bad_value_is_refused(dls, model):
+    with pytest.raises(ValueError, match=r"linear_bn 'warm' is not allowed; allowed: recalibrate, frozen"):
+        make_learner(dls, model, TrainConfig(epochs=1, schedule="constant"), linear_eval=True, linear_bn="warm")
 
 
 def test_gaussian_noise_only_on_training_inputs():

@@ -20,6 +20,7 @@ PRETRAIN_KINDS = ("standard", "fast_adversarial", "pgd_adversarial", "random_smo
 METHODS = ("omp", "random", "imp", "a_imp", "a_imp_ds", "lmp", "omp_row", "omp_kernel", "omp_channel")
 REGIMES = ("standard", "adversarial", "linear", "mask")
 LMP_BN = ("train", "frozen")  # tickets.lmp.bn: BatchNorm statistics while LMP scores train
+LINEAR_BN = ("recalibrate", "frozen")  # transfer.linear_bn: the frozen backbone's BatchNorm statistics
 TIERS = ("default", "smoke", "small", "paper")
 CHECKPOINTS = ("last", "best_sa", "best_ra")  # the weights a transfer run keeps (best_*: transfer.validation)
 SELECT_REGIMES = TRAIN_REGIMES = ("standard", "adversarial", "linear")  # regimes with checkpoint selection (LMP keeps its last mask)
@@ -270,6 +271,11 @@ class TransferParams:
     linear: TrainParams = field(default_factory=lambda: TrainParams(epochs=3, lr=0.1, schedule="cosine"))
     attack: AttackParams = field(default_factory=lambda: AttackParams("pgd", 8 / 255, 2 / 255, 10))
     bn_mode: Literal["train", "eval"] = "train"
+    # linear evaluation's BatchNorm statistics (both papers: "backbone frozen", silent on BN statistics):
+    # recalibrate = re-estimated once on the downstream training images for the masked backbone, no
+    # gradients, then frozen (no weight or affine parameter changes); frozen = the dense pretrained
+    # network's statistics, which a pruned or domain-shifted backbone no longer matches
+    linear_bn: Literal["recalibrate", "frozen"] = "recalibrate"
     seeds: tuple[int, ...] = (0, 1)
     validation: ValidationParams = field(default_factory=ValidationParams)
     # per-task recipes replacing a regime's, e.g. DW's SVHN adversarial transfer {svhn: {adversarial: {...}}}

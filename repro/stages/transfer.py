@@ -146,7 +146,7 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
         kwargs.update(attack=attack_from_config("pgd", **p.transfer.attack.kwargs()),
                       attack_bn_mode=p.transfer.bn_mode)
     elif spec.regime == "linear":
-        kwargs["linear_eval"] = True
+        kwargs.update(linear_eval=True, linear_bn=p.transfer.linear_bn)
     elif spec.regime == "mask":
         # weights and BN affine parameters frozen; scores (+ head) train; BN statistics per tickets.lmp.bn
         lm = LearnableMask(density=1 - sparsity, train_head=p.tickets.lmp.train_head, seed=spec.seed,

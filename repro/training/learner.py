@@ -23,9 +23,10 @@ from fastai.optimizer import OptimWrapper
 from torch import nn
 
 from .. import runtime
+from ..config.params import LINEAR_BN
 from ..models import freeze_backbone
 from ..tickets.mask import Mask
-from .callbacks import AdversarialTraining, AttackFn, GaussianNoise, MaskEnforcer, RaiseOnNaN
+from .callbacks import AdversarialTraining, AttackFn, BnRecalibration, GaussianNoise, MaskEnforcer, RaiseOnNaN
 from .schedules import SCHEDULES, make_schedule
 
 
@@ -77,6 +78,7 @@ def make_learner(
     attack_bn_mode: str = "train",
     noise_sigma: float = 0.0,
     linear_eval: bool = False,
+    linear_bn: str = "recalibrate",
     live_dir: str | Path | None = None,
     csv_log: str | Path | None = None,
     progress: bool = True,
@@ -86,8 +88,9 @@ def make_learner(
 
     mask: ticket enforced throughout training; attack: adversarial training
     (PGD-k or FGSM-RS callable); noise_sigma > 0: random-smoothing
-    pretraining; linear_eval: freeze everything but the classifier (and keep
-    frozen BatchNorm statistics); live_dir: DVCLive logs in that folder
+    pretraining; linear_eval: freeze everything but the classifier and keep
+    BatchNorm statistics frozen, after re-estimating them once for the masked backbone
+    (``linear_bn="recalibrate"``) or as pretrained (``"frozen"``); live_dir: DVCLive logs in that folder
     (no dvc.yaml is written there: the stage's own folder, not the root);
     csv_log: a per-epoch CSV (fastai's CSVLogger), the cheap log for the
     hundreds of short runs of a transfer stage (DVCLive costs seconds per run).
@@ -102,8 +105,12 @@ def make_learner(
         cbs.append(AdversarialTraining(attack, bn_mode=attack_bn_mode))
     if noise_sigma > 0:
         cbs.append(GaussianNoise(noise_sigma))
+    if linear_bn not in LINEAR_BN:
+        raise ValueError(f"linear_bn {linear_bn!r} is not allowed; allowed: {', '.join(LINEAR_BN)}")
     if linear_eval:
         freeze_backbone(model)
+        if linear_bn == "recalibrate":
+            cbs.append(BnRecalibration())
         cbs.append(BnFreeze())
     if live_dir is not None:
         from dvclive import Live
