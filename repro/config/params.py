@@ -79,6 +79,33 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class TextureParams:
+    """A second class signal of the synthetic tasks, *non-robust* by construction (issue 19).
+
+    The literature's account of why robust features transfer (Ilyas et al. 2019; Salman et al.
+    2020) needs two predictive signals of different robustness in the source task. The class
+    prototypes are the robust one (amplitudes 0.15-0.28 of the pixel range, far above any
+    attack budget); this is the other: every class also carries a faint periodic texture, a
+    ``tile`` x ``tile`` x 3 pattern of +-``amplitude`` (pixel units, [0, 1]) repeated over the
+    image at a fixed phase. With ``amplitude`` below the pretraining attack's eps an L-inf
+    adversary can erase it, so standard training may lean on it and adversarial training cannot.
+    A class's tile is the sign of a random combination of ``basis`` shared tiles; the basis is
+    the source family's at gap 0 and an unrelated one at gap 1 (linear in between), so the
+    domain gap decides whether the texture detectors learned on the source still help
+    downstream. ``amplitude: 0`` is off (the generator without this ingredient).
+    """
+
+    amplitude: float = 0.0
+    tile: int = 3
+    basis: int = 8
+
+    def __post_init__(self):
+        check(0 <= self.amplitude <= 0.5, "amplitude", f"{self.amplitude} is outside [0, 0.5] (pixel units)")
+        check(isinstance(self.tile, int) and self.tile >= 2, "tile", f"{self.tile!r} must be an int >= 2 (pixels)")
+        check(isinstance(self.basis, int) and self.basis >= 1, "basis", f"{self.basis!r} must be an int >= 1")
+
+
+@dataclass(frozen=True)
 class SyntheticParams:
     """Sizes of the generated offline tasks (embedded default)."""
 
@@ -90,6 +117,7 @@ class SyntheticParams:
     n_test_downstream: int = 500
     n_ood: int = 500
     gaps: dict[str, float] = field(default_factory=lambda: {"synth_near": 0.15, "synth_mid": 0.5, "synth_far": 0.9})
+    texture: TextureParams = field(default_factory=TextureParams)
 
     def __post_init__(self):
         for k in ("source_classes", "downstream_classes"):

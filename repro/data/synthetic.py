@@ -26,6 +26,12 @@ linearly interpolated between the two: ``gap = 0`` is a new set of classes
 from the source distribution, ``gap = 1`` the unrelated far family. The
 nuisances are the same for every family, so difficulty stays comparable.
 
+Non-robust texture (``TextureParams``, off unless ``amplitude > 0``)
+-------------------------------------------------------------------
+A second class signal of different robustness: a faint periodic tile per class
+(+-amplitude pixel units, below an attack's eps), whose code space is shared with
+the source at gap 0 and unrelated at gap 1. See ``repro.config.params.TextureParams``.
+
 ``synth_ood`` renders images of families unrelated to every class (pixel
 noise, checkerboards, concentric rings, smooth colour fields) for the OoD
 detection metric.
@@ -50,6 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config.params import TextureParams
 from ..registry import Registry
 from .arrays import ArrayTask, DataError
 from .files import ImageFiles
@@ -157,9 +164,38 @@ def _waveform(t: np.ndarray, square: float) -> np.ndarray:
     return (1.0 - square) * s + square * (np.tanh(4.0 * s) / np.tanh(4.0))
 
 
+def _texture_basis(which: str, seed: int, tx: TextureParams) -> np.ndarray:
+    """``tx.basis`` random +-1 tiles [basis, tile, tile, 3] of one family ('source' or 'far'), shared by all tasks."""
+    r = np.random.default_rng(_seed_seq(f"texture_{which}", seed))
+    return r.choice(np.array([-1.0, 1.0]), size=(tx.basis, tx.tile, tx.tile, 3))
+
+
+def _textures(name: str, seed: int, num_classes: int, gap: float, size: int,
+              tx: TextureParams | None) -> np.ndarray | None:
+    """Per-class texture images [num_classes, size, size, 3] (amplitude included), or None when off.
+
+    Class c's tile is the sign of ``(1 - gap) * (source basis . z_s) + gap * (far basis . z_f)``,
+    z from the task's own stream: at gap 0 every tile lies in the source's code space."""
+    if tx is None or tx.amplitude == 0:
+        return None
+    src, far = _texture_basis("source", seed, tx), _texture_basis("far", seed, tx)
+    reps = -(-size // tx.tile)
+    out = np.empty((num_classes, size, size, 3), np.float32)
+    for c in range(num_classes):
+        r = np.random.default_rng(_seed_seq(name, seed, 4, c))
+        zs, zf = r.standard_normal(tx.basis), r.standard_normal(tx.basis)
+        mix = (1.0 - gap) * np.tensordot(zs, src, 1) + gap * np.tensordot(zf, far, 1)
+        tile = np.where(mix >= 0, 1.0, -1.0)
+        out[c] = np.tile(tile, (reps, reps, 1))[:size, :size] * tx.amplitude
+    return out
+
+
 def _render(labels: np.ndarray, proto: dict, fam: Family, nz: Nuisance, size: int,
-            rng: np.random.Generator, chunk: int = 2048) -> np.ndarray:
-    """Render one sample per label; float32 maths, uint8 output [N, size, size, 3]."""
+            rng: np.random.Generator, chunk: int = 2048, texture: np.ndarray | None = None) -> np.ndarray:
+    """Render one sample per label; float32 maths, uint8 output [N, size, size, 3].
+
+    ``texture`` [num_classes, size, size, 3]: each sample's class texture is added after the
+    contrast jitter (its amplitude is exact), before brightness and pixel noise."""
     n, k = labels.shape[0], NUM_COMPONENTS
     # per-sample nuisances, drawn up front (independent of the chunking)
     shift = rng.uniform(-nz.shift, nz.shift, (n, 2))
@@ -192,6 +228,8 @@ def _render(labels: np.ndarray, proto: dict, fam: Family, nz: Nuisance, size: in
             amp = (proto["amp"][lab, j] * ampj[s:e, j]).astype(np.float32)[:, None, None]
             img += (amp * env * w)[..., None] * proto["colour"][lab, j].astype(np.float32)[:, None, None, :]
         img *= contrast[s:e].astype(np.float32)[:, None, None, None]
+        if texture is not None:
+            img += texture[lab]
         img += bg + bright[s:e].astype(np.float32)[:, None, None, :]
         img += noise_rng.standard_normal(img.shape, dtype=np.float32) * np.float32(nz.noise)
         np.clip(img, 0.0, 1.0, out=img)
@@ -213,8 +251,10 @@ def _check_counts(num_classes, n_train, n_test, size) -> None:
 
 
 def make_task(name: str, num_classes: int, n_train: int, n_test: int, size: int = 16, gap: float = 0.0,
-              seed: int = 0, nuisance: Nuisance | None = None) -> ArrayTask:
+              seed: int = 0, nuisance: Nuisance | None = None, texture: TextureParams | None = None) -> ArrayTask:
     """A synthetic task of ``num_classes`` new classes from ``family_at(gap)``.
+
+    ``texture``: the non-robust class texture (``TextureParams``; None or amplitude 0: off).
 
     Balanced classes in random order (so "first N" is close to stratified).
     Identical bytes for identical ``(name, seed, params)``.
@@ -227,8 +267,9 @@ def make_task(name: str, num_classes: int, n_train: int, n_test: int, size: int 
     r_test = np.random.default_rng(_seed_seq(name, seed, 3))
     y_train = _balanced_labels(n_train, num_classes, r_train)
     y_test = _balanced_labels(n_test, num_classes, r_test)
-    x_train = _render(y_train, proto, fam, nz, size, r_train)
-    x_test = _render(y_test, proto, fam, nz, size, r_test)
+    tex = _textures(name, seed, num_classes, float(gap), size, texture)
+    x_train = _render(y_train, proto, fam, nz, size, r_train, texture=tex)
+    x_test = _render(y_test, proto, fam, nz, size, r_test, texture=tex)
     return ArrayTask(name, x_train, y_train, x_test, y_test, num_classes)
 
 
@@ -301,16 +342,16 @@ DOWNSTREAM_GAPS = {"synth_near": 0.1, "synth_mid": 0.5, "synth_far": 0.9}
 
 @DATASETS.register("synth_source")
 def synth_source(num_classes: int = 64, n_train: int = 19200, n_test: int = 3200, size: int = 16,
-                 seed: int = 0) -> ArrayTask:
+                 seed: int = 0, texture: TextureParams | None = None) -> ArrayTask:
     """The source ("ImageNet") task: many classes from the source family (gap 0)."""
-    return make_task("synth_source", num_classes, n_train, n_test, size, 0.0, seed)
+    return make_task("synth_source", num_classes, n_train, n_test, size, 0.0, seed, texture=texture)
 
 
 def _downstream(name: str):
     def factory(num_classes: int = 10, n_train: int = 5000, n_test: int = 1000, size: int = 16,
-                seed: int = 0, gap: float | None = None) -> ArrayTask:
+                seed: int = 0, gap: float | None = None, texture: TextureParams | None = None) -> ArrayTask:
         g = DOWNSTREAM_GAPS[name] if gap is None else gap
-        return make_task(name, num_classes, n_train, n_test, size, g, seed)
+        return make_task(name, num_classes, n_train, n_test, size, g, seed, texture=texture)
 
     factory.__name__ = name
     factory.__doc__ = (f"Downstream task {name!r}: new classes at domain gap "

@@ -32,11 +32,11 @@ def build_task(p: Params, name: str):
     factory = DATASETS.get(name)
     if name == p.data.source:
         return factory(num_classes=s.source_classes, n_train=s.n_train_source, n_test=s.n_test_source,
-                       size=size, seed=p.seed)
+                       size=size, seed=p.seed, texture=s.texture)
     if name == p.data.ood:
         return factory(n_train=s.n_ood, n_test=s.n_ood, size=size, seed=p.seed)
     kw = dict(num_classes=s.downstream_classes, n_train=s.n_train_downstream, n_test=s.n_test_downstream,
-              size=size, seed=p.seed)
+              size=size, seed=p.seed, texture=s.texture)
     if name in s.gaps:
         kw["gap"] = s.gaps[name]
     return factory(**kw)
