@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 from functools import partial
 from typing import Optional
 
@@ -30,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from .config.params import SegRecipe
 from .data.segmentation import IGNORE, SegTask
 from .tickets.mask import Mask
 
@@ -163,29 +163,8 @@ class SegDataset(Dataset):
 # ------------------------------------------------------------------------------ training
 
 
-@dataclass(frozen=True)
-class SegConfig:
-    """RT Sec. III's VOC recipe by default (iterations, not epochs)."""
-
-    iterations: int = 30000
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 4
-    milestones: tuple[int, ...] = (18000, 22000)
-    gamma: float = 0.1
-
-    def __post_init__(self):
-        if self.iterations < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 <= self.momentum < 1:
-            raise ValueError(f"segmentation config: iterations, batch_size >= 1, lr > 0, momentum in [0, 1) "
-                             f"needed, got {self}")
-        bad = [m for m in self.milestones if not 0 < m <= self.iterations]
-        if bad:
-            raise ValueError(f"segmentation milestones {bad} are outside (0, {self.iterations}] iterations")
-
-    def lr_at(self, it: int) -> float:
-        """lr of optimizer step ``it`` (0-based): x gamma after each milestone step count reached."""
-        return self.lr * self.gamma ** sum(it >= m for m in self.milestones)
+#: the recipe ``train_segmentation`` takes (``SegmentParams`` is one): one definition, in the config layer
+SegConfig = SegRecipe
 
 
 def _iteration_schedule(cfg: SegConfig):

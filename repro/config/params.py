@@ -419,11 +419,40 @@ TIERS = ("default", "smoke", "small", "paper", "trial", "vtab", "r18", "a10")
 
 
 @dataclass(frozen=True)
-class SegmentParams:
+class SegRecipe:
+    """An iteration-based SGD recipe (segmentation transfer): RT Sec. III's VOC recipe by default
+    (30k iterations, momentum 0.9, wd 1e-4, batch 4, lr x``gamma`` at 18k and 22k; RT names no base lr:
+    0.01 is a choice). ``repro.segmentation`` trains with it; ``SegmentParams`` extends it."""
+
+    iterations: int = 30000
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1.0e-4
+    batch_size: int = 4
+    milestones: tuple[int, ...] = (18000, 22000)
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        check(self.iterations >= 1, "iterations", f"{self.iterations} must be >= 1")
+        check(self.lr > 0, "lr", f"{self.lr} must be > 0")
+        check(0 <= self.momentum < 1, "momentum", f"{self.momentum} is outside [0, 1)")
+        check(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
+        check(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
+        check(0 < self.gamma <= 1, "gamma", f"{self.gamma} is outside (0, 1]")
+        bad = [m for m in self.milestones if not 0 < m <= self.iterations]
+        check(not bad, "milestones", f"{bad} are outside (0, {self.iterations}] iterations")
+
+    def lr_at(self, it: int) -> float:
+        """lr of optimizer step ``it`` (0-based): x gamma after each milestone step count reached."""
+        return self.lr * self.gamma ** sum(it >= m for m in self.milestones)
+
+
+@dataclass(frozen=True)
+class SegmentParams(SegRecipe):
     """Segmentation transfer (stage `segment`; RT Fig. 7, DW Fig. A10's VOC panel): repro/segmentation.py.
 
-    Defaults are RT Sec. III's VOC recipe (30k iterations, SGD momentum 0.9, wd 1e-4, batch 4, lr x0.1 at 18k
-    and 22k; RT names no base lr: 0.01 is a choice); params.yaml shrinks it for the synthetic default task.
+    Its recipe fields are ``SegRecipe``'s (RT's VOC recipe by default); params.yaml shrinks it for the
+    synthetic default task.
     """
 
     task: str = "synth_seg"  # repro.data.segmentation.SEG_DATASETS: synth_seg (generated) | voc2012 (data.root)
@@ -431,12 +460,6 @@ class SegmentParams:
     # pretrainings' IMP tickets. Every level of sweep.sparsities, plus each kind's dense backbone.
     pairs: tuple[tuple[str, str], ...] = (("standard", "omp"), ("pgd_adversarial", "omp"))
     head: Literal["fcn", "deeplabv3"] = "fcn"  # torchvision's FCNHead / DeepLabHead on the ticket's backbone
-    iterations: int = 30000
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1.0e-4
-    batch_size: int = 4
-    milestones: tuple[int, ...] = (18000, 22000)
     n_train: int = 600  # synth_seg: generated training / test images
     n_test: int = 200
     max_train: Optional[int] = None  # voc2012: the first N images of each split (None = all)
@@ -446,15 +469,9 @@ class SegmentParams:
     def __post_init__(self):
         from ..data.segmentation import SEG_DATASETS
 
+        super().__post_init__()
         check(self.task in SEG_DATASETS, "task",
               f"{self.task!r} is not allowed; allowed: {', '.join(SEG_DATASETS.names())}")
-        check(self.iterations >= 1, "iterations", f"{self.iterations} must be >= 1")
-        check(self.lr > 0, "lr", f"{self.lr} must be > 0")
-        check(0 <= self.momentum < 1, "momentum", f"{self.momentum} is outside [0, 1)")
-        check(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
-        check(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
-        bad = [m for m in self.milestones if not 0 < m <= self.iterations]
-        check(not bad, "milestones", f"{bad} are outside (0, {self.iterations}] iterations")
         check(self.n_train >= 1 and self.n_test >= 1, "n_train", "n_train and n_test must be >= 1")
         for kind, method in self.pairs:
             check(kind in PRETRAIN_KINDS, "pairs", f"kind {kind!r} is not allowed; allowed: {', '.join(PRETRAIN_KINDS)}")

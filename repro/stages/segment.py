@@ -70,16 +70,14 @@ def backbone(p: Params, kind: str, task: SegTask) -> torch.nn.Module:
 
 
 def run_one(p: Params, item: tuple[str, str, float]) -> dict:
-    from ..segmentation import SegConfig, evaluate_segmentation, train_segmentation
+    from ..segmentation import evaluate_segmentation, train_segmentation
 
     kind, method, lv = item
     s = p.segment
     task = SegTask.load(task_path(s.task))
     runtime.seed_everything(p.seed)
     mask = None if method == DENSE else Mask.load(ticket_path(lv, kind, method, None))
-    cfg = SegConfig(iterations=s.iterations, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
-                    batch_size=s.batch_size, milestones=s.milestones)
-    learn = train_segmentation(task, backbone(p, kind, task), cfg, mask=mask, head=s.head, seed=p.seed,
+    learn = train_segmentation(task, backbone(p, kind, task), s, mask=mask, head=s.head, seed=p.seed,
                                device=device(p))
     res = evaluate_segmentation(learn.model, task)
     params = dict(learn.model.named_parameters())
