@@ -14,16 +14,16 @@ Adversarial RA is given under PGD-20 (``*_ra_adv``, the papers') and the AutoAtt
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from functools import partial
+from pathlib import Path
 
 from ..config import Params
 from ..io import save_json
 from ..plan import RUNS, RunSpec
 from ..sanity import summarize as summarize_sanity
 from ..verdicts import aggregate, criteria
-from .common import log, n_workers, parallel_map, read_json, run_stage
+from .common import atomic_dir, log, n_workers, parallel_map, read_json, run_stage
 from .evaluate import evaluate_run, load_reference
 from .tickets import draw
 from . import transfer as transfer_stage
@@ -34,9 +34,9 @@ STUDY_DIR = RUNS / "study"
 _STATE: dict = {}  # tasks, OoD set, reference model and masks, shared with forked workers
 
 
-def _transfer_and_evaluate(p: Params, spec: RunSpec) -> dict:
+def _transfer_and_evaluate(p: Params, root: Path, spec: RunSpec) -> dict:
     run_dir = transfer_stage.run_one(p, spec, p.sparsity, _STATE["tasks"], mask=_STATE["masks"][spec.kind],
-                                     out_final=STUDY_DIR / "runs" / spec.name, stage="study")
+                                     out_final=root / "runs" / spec.name, stage="study")
     return evaluate_run(p, run_dir, _STATE["tasks"], _STATE["ood"], _STATE["reference"])
 
 
@@ -44,13 +44,20 @@ def body(p: Params) -> None:
     s = p.sparsity
     if s == 0:
         raise ValueError("sparsity 0 is the dense model; the study needs a ticket (0 < sparsity < 1)")
-    if STUDY_DIR.exists():
-        shutil.rmtree(STUDY_DIR)
+    # built in a temporary sibling folder and renamed onto runs/study when complete: a crash never
+    # leaves a half-written study (the previous one stays until the new one is whole)
+    with atomic_dir(STUDY_DIR) as root:
+        out = _study(p, s, root)
+    save_json(out, "metrics/study.json")
+    log("study", "wrote metrics/study.json")
+
+
+def _study(p: Params, s: float, root: Path) -> dict:
     tasks_used = p.study_tasks
     masks = {}
     for kind in p.pretrain.kinds:  # IMP partial rounds; tickets at exactly `sparsity`
         masks[kind] = draw(p, kind, p.study.method, None, s)
-        masks[kind].save(STUDY_DIR / "tickets" / f"{kind}-{p.study.method}" / "mask.pt")
+        masks[kind].save(root / "tickets" / f"{kind}-{p.study.method}" / "mask.pt")
         log("study", f"{kind}-{p.study.method}: measured sparsity {masks[kind].sparsity:.4f}")
     _STATE.clear()
     _STATE.update(tasks={}, ood={}, masks=masks)
@@ -58,7 +65,7 @@ def body(p: Params) -> None:
     specs = [RunSpec(kind, p.study.method, task, regime, 1.0, seed) for kind in p.pretrain.kinds
              for task in tasks_used for regime in ("standard", "adversarial") for seed in p.transfer.seeds]
     rows = []
-    for i, row in enumerate(parallel_map(partial(_transfer_and_evaluate, p), specs, n_workers(p)), 1):
+    for i, row in enumerate(parallel_map(partial(_transfer_and_evaluate, p, root), specs, n_workers(p)), 1):
         rows.append(row)
         flag = "" if row.get("sanity_ok", True) else f" attack sanity FAILED: {', '.join(row['sanity']['failed'])}"
         aa = f" RA(AA) {row['ra_aa']:.3f}" if "ra_aa" in row else ""
@@ -97,8 +104,7 @@ def body(p: Params) -> None:
     if san["flagged"]:
         log("study", f"attack sanity FAILED for {san['flagged']} of {san['checked']} runs: "
                      + "; ".join(f"{f['run']}: {', '.join(f['failed'])}" for f in san["flagged_runs"]))
-    save_json(out, "metrics/study.json")
-    log("study", "wrote metrics/study.json")
+    return out
 
 
 def main(argv=None) -> int:
