@@ -232,9 +232,15 @@ def load_npz(path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def load_curves(path) -> pd.DataFrame:
-    """``plots/curves.csv`` with float ``fraction``/``level`` (levels rounded to 6 digits)."""
+def load_curves(path, paper: str | None = None) -> pd.DataFrame:
+    """``plots/curves.csv`` with float ``fraction``/``level`` (levels rounded to 6 digits).
+
+    ``paper`` (``dw`` | ``rt``): only the groups that paper's figures read (column ``papers``, written by the
+    summary stage: per regime, the runs of the recipe its experiments name, e.g. RT's fine-tuning); a file
+    without the column (every run with its regime's own recipe) is read whole."""
     df = load_csv(path, CURVE_COLUMNS)
+    if paper is not None and "papers" in df.columns:
+        df = df[df["papers"].fillna("").astype(str).str.split().map(lambda ps: paper in ps)].reset_index(drop=True)
     df["fraction"] = df["fraction"].astype(float)
     df["level"] = df["level"].astype(float).round(6)
     df.attrs["source"] = str(path)

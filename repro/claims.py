@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .registry import Registry
-from .verdicts import GROUP, VERDICT_RA, aggregate, double_win
+from .verdicts import GROUP, VERDICT_RA, aggregate, double_win, paper_view
 
 OUTCOMES = ("reproduced", "inconclusive", "contradicted", "not run")
 #: RA variant -> the per-run metrics key it reads (the variants of ``evaluation.verdict_ra``)
@@ -277,18 +277,25 @@ def compared(id: str, paper: str, section: str, figure: str, quote: str, test: s
     CLAIMS.register(id)(Claim(id, paper, section, figure, quote, test, decide_pairs, tuple(items), uses_ra, spec))
 
 
-def evaluate_all(rows: list[dict], domain_gap: dict | None = None, verdict_ra: str = "pgd20") -> dict:
+def evaluate_all(rows: list[dict], domain_gap: dict | None = None, verdict_ra: str = "pgd20",
+                 recipes: dict[str, dict[str, str]] | None = None) -> dict:
     """Every registered claim on ``rows``; the document written to ``metrics/claims.json``.
 
     Top-level counts are those under ``verdict_ra``; ``by_variant`` holds the counts under each RA
-    variant and ``differ`` the claims whose outcome depends on the variant."""
+    variant and ``differ`` the claims whose outcome depends on the variant. ``recipes``: per paper (``DW``,
+    ``RT``) its {regime: recipe tag} (``Params.recipe_tags``); a claim reads its paper's view of the runs
+    (:func:`repro.verdicts.paper_view`, e.g. RT's claims the runs of RT's fine-tuning recipe); None: every
+    claim reads the runs of the regimes' own recipes."""
     if verdict_ra not in RA_VARIANTS:
         raise ValueError(f"verdict_ra {verdict_ra!r}; allowed: {', '.join(RA_VARIANTS)}")
-    evs = {v: Evidence(rows, domain_gap, key) for v, key in RA_VARIANTS.items()}
+    recipes = recipes or {}
+    views = {paper: {v: Evidence(paper_view(rows, recipes.get(paper, {})), domain_gap, key)
+                     for v, key in RA_VARIANTS.items()} for paper in {CLAIMS.get(cid).paper for cid in CLAIMS}}
     present = {v: any(r.get(key) is not None for r in rows) for v, key in RA_VARIANTS.items()}
     claims, differ = {}, []
     for cid in CLAIMS:
         c = CLAIMS.get(cid)
+        evs = views[c.paper]
         entry = {"paper": c.paper, "section": c.section, "figure": c.figure, "quote": c.quote, "test": c.test,
                  "items": list(c.items), "uses_ra": c.uses_ra}
         if c.uses_ra:
@@ -304,7 +311,8 @@ def evaluate_all(rows: list[dict], domain_gap: dict | None = None, verdict_ra: s
     doc = {**counts(claims), "verdict_ra": verdict_ra,
            "by_variant": {v: counts(claims, v) for v in RA_VARIANTS},
            "ra_variants_present": [v for v, ok in present.items() if ok], "differ": differ,
-           "runs": evs["pgd20"].n_runs, "excluded_not_learned": evs["pgd20"].n_excluded, "claims": claims}
+           "runs": len(rows), "excluded_not_learned": sum(r.get("learned", True) is False for r in rows),
+           "claims": claims}
     return doc
 
 

@@ -181,8 +181,8 @@ def transfer_cost(p: Params, spec, sizes: dict) -> Cost:
     t = sizes[spec.task]
     f = flops_for(p, t.classes)
     n = max(1, round(t.n_train * spec.fraction))
-    cfg = {"standard": p.transfer.standard, "adversarial": p.transfer.adversarial, "linear": p.transfer.linear,
-           "mask": p.tickets.lmp.train}[spec.regime]
+    # the recipe the run trains with: its experiment's named one, the task's own, or the regime's (as transfer does)
+    cfg = p.tickets.lmp.train if spec.regime == "mask" else p.transfer.recipe(spec.regime, spec.task, spec.recipe)
     steps = p.transfer.attack.steps if spec.regime == "adversarial" else 0
     # linear evaluation trains the head over a frozen backbone; LMP's scores need the full backward
     step = f.linear if spec.regime == "linear" else f.train

@@ -6,7 +6,11 @@ CPU-hours per stage and experiment; ``repro/cost.py``).
 Each entry of ``params.experiments`` is one figure's grid; the union of all
 grids, deduplicated, is the work of a level. A run is named by its content:
 ``<kind>-<method>/<task>/<regime>-f<fraction>-seed<seed>`` under the level's
-folder, so the same experiment always lands in the same place.
+folder, so the same experiment always lands in the same place. A run of an
+experiment with a named recipe (``experiments.<name>.recipe``, one of
+``transfer.recipes``, e.g. Robust Tickets' fine-tuning) in a regime that recipe
+lists is ``.../<regime>-<recipe>-f<fraction>-seed<seed>``: DW's and RT's runs of
+the same (kind, method, task, regime, fraction, seed) never share a folder.
 """
 from __future__ import annotations
 
@@ -28,10 +32,12 @@ class RunSpec:
     regime: str          # standard | adversarial | linear | mask
     fraction: float
     seed: int
+    recipe: str = ""     # a name of transfer.recipes, or "" (the regime's own: transfer.<regime>, per_task)
 
     @property
     def name(self) -> str:
-        return f"{self.kind}-{self.method}/{self.task}/{self.regime}-f{self.fraction:g}-seed{self.seed}"
+        tag = f"-{self.recipe}" if self.recipe else ""
+        return f"{self.kind}-{self.method}/{self.task}/{self.regime}{tag}-f{self.fraction:g}-seed{self.seed}"
 
 
 def level_name(sparsity: float) -> str:
@@ -63,9 +69,10 @@ def experiment_runs(p: Params, e: Experiment, sparsity: float) -> set[RunSpec]:
             for regime in e.regimes:
                 if (method == "lmp") != (regime == "mask") and method != DENSE:
                     continue
+                recipe = p.transfer.recipe_tag(e.recipe, regime)
                 for fraction in e.fractions:
                     for seed in e.seeds or p.transfer.seeds:
-                        out.add(RunSpec(kind, method, task, regime, fraction, seed))
+                        out.add(RunSpec(kind, method, task, regime, fraction, seed, recipe))
     return out
 
 

@@ -10,6 +10,11 @@ sparsity* is the largest sparsity level at which the ticket is double-win.
 The RA criterion can use either robust accuracy (``evaluation.verdict_ra``): ``pgd20``, the
 papers' RA under PGD-20 (metric ``ra``, the default), or ``aa``, the AutoAttack-grade ``ra_aa``.
 Both verdicts are always computed and reported; ``double_win`` is the chosen one's.
+
+**Recipes.** A run fine-tuned with a named recipe (``transfer.recipes``, e.g. Robust Tickets' fine-tuning)
+carries ``recipe`` in its metrics; runs without it have the regime's own recipe (``""``). Groups never mix
+recipes (:func:`aggregate`); one paper's claims and figures read its view (:func:`paper_view`): in each
+regime, the runs of the recipe its experiments name there (``Params.recipe_tags``).
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from typing import Iterable
 
 METRICS = ("sa", "ra", "ra_aa", "ece", "nll", "ood_auroc", "transfer_attack_acc", "measured_sparsity", "miou")
 GROUP = ("kind", "method", "task", "regime", "fraction", "level")
+#: the metrics key of a run's named recipe ("" or absent: the regime's own); aggregated groups are GROUP + recipe
+RECIPE = "recipe"
 #: ``evaluation.verdict_ra`` -> the per-run metric of the RA criterion
 VERDICT_RA = {"pgd20": "ra", "aa": "ra_aa"}
 
@@ -36,15 +43,34 @@ def adv_acc_metrics(agg: Iterable[dict]) -> list[str]:
     return sorted(names, key=lambda n: float(n.split("@")[1].split("/")[0]))
 
 
+def recipe_of(row: dict) -> str:
+    """The named recipe a run (or group) was fine-tuned with; "" = its regime's own."""
+    return row.get(RECIPE) or ""
+
+
+def group_key(row: dict) -> tuple:
+    """(kind, method, task, regime, fraction, level, recipe): the runs one aggregated row averages."""
+    return (*(row[k] for k in GROUP), recipe_of(row))
+
+
+def paper_view(rows: Iterable[dict], tags: dict[str, str]) -> list[dict]:
+    """The rows (runs or groups) one paper reads: per regime, those of the recipe ``tags`` gives it ('' if absent),
+    so its groups are unique per GROUP key (``tags``: ``Params.recipe_tags(paper)``)."""
+    return [r for r in rows if recipe_of(r) == tags.get(r["regime"], "")]
+
+
 def aggregate(rows: Iterable[dict]) -> list[dict]:
-    """Mean and sample std over seeds of every metric, per (kind, method, task, regime, fraction, level);
-    also of every budget of the RT Adv-Acc sweep (``adv_acc@<eps>_mean/_std``, where runs have it)."""
+    """Mean and sample std over seeds of every metric, per (kind, method, task, regime, fraction, level) and
+    recipe (``recipe`` in the row only when named); also of every budget of the RT Adv-Acc sweep
+    (``adv_acc@<eps>_mean/_std``, where runs have it)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        groups[tuple(r[k] for k in GROUP)].append(r)
+        groups[group_key(r)].append(r)
     out = []
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         row = dict(zip(GROUP, key))
+        if key[-1]:
+            row[RECIPE] = key[-1]
         row["n_seeds"] = len(rs)
         row["learned"] = all(r.get("learned", True) for r in rs)  # every seed learned (repro.plausibility)
         for m in METRICS:
@@ -90,7 +116,8 @@ def criteria(t_std: dict, t_adv: dict, d_std: dict, d_adv: dict, verdict_ra: str
 
 def double_win(agg: list[dict], fraction: float = 1.0, verdict_ra: str = "pgd20") -> list[dict]:
     """Per (kind, method, task): the verdict at every level (under both RAs, ``double_win`` under
-    ``verdict_ra``) and the extreme sparsity (under ``verdict_ra``, and ``extreme_sparsity_<ra>`` under each)."""
+    ``verdict_ra``) and the extreme sparsity (under ``verdict_ra``, and ``extreme_sparsity_<ra>`` under each).
+    ``agg`` holds one recipe per GROUP key (a paper's view, :func:`paper_view`)."""
     idx = {(r["kind"], r["method"], r["task"], r["regime"], r["fraction"], r["level"]): r for r in agg}
     combos = sorted({(r["kind"], r["method"], r["task"]) for r in agg
                      if r["method"] != "dense" and r["fraction"] == fraction})

@@ -24,6 +24,8 @@ LINEAR_BN = ("recalibrate", "frozen")  # transfer.linear_bn: the frozen backbone
 TIERS = ("default", "smoke", "small", "paper")
 CHECKPOINTS = ("last", "best_sa", "best_ra")  # the weights a transfer run keeps (best_*: transfer.validation)
 SELECT_REGIMES = TRAIN_REGIMES = ("standard", "adversarial", "linear")  # regimes with checkpoint selection (LMP keeps its last mask)
+RECIPE_NAME = r"[a-z][a-z0-9_]*"  # transfer.recipes names: part of run folder names (repro.plan.RunSpec.name)
+PAPERS = ("dw", "rt")  # an experiment belongs to the paper its name starts with (dw_*, rt_*): claims, figures
 
 
 @dataclass(frozen=True)
@@ -308,18 +310,35 @@ class TransferParams:
     validation: ValidationParams = field(default_factory=ValidationParams)
     # per-task recipes replacing a regime's, e.g. DW's SVHN adversarial transfer {svhn: {adversarial: {...}}}
     per_task: dict[str, dict[str, TrainParams]] = field(default_factory=dict)
+    # named recipes an experiment selects (experiments.<name>.recipe), e.g. RT's fine-tuning
+    # {rt: {standard: {...}, linear: {...}}}; their runs carry the name in their folder (repro.plan.RunSpec)
+    recipes: dict[str, dict[str, TrainParams]] = field(default_factory=dict)
 
     def __post_init__(self):
         check(len(self.seeds) >= 1, "seeds", "needs at least one seed")
         check(len(set(self.seeds)) == len(self.seeds), "seeds", "seeds must be unique")
-        for t, recipes in self.per_task.items():
-            for r in recipes:
-                check(r in TRAIN_REGIMES, f"per_task.{t}.{r}",
-                      f"regime {r!r} is not allowed; allowed: {', '.join(TRAIN_REGIMES)}")
+        for key, table in (("per_task", self.per_task), ("recipes", self.recipes)):
+            for t, recipes in table.items():
+                for r in recipes:
+                    check(r in TRAIN_REGIMES, f"{key}.{t}.{r}",
+                          f"regime {r!r} is not allowed; allowed: {', '.join(TRAIN_REGIMES)}")
+        for name, recipes in self.recipes.items():
+            check(re.fullmatch(RECIPE_NAME, name) is not None, f"recipes.{name}",
+                  f"{name!r} is not allowed as a recipe name (it becomes part of run folders); allowed: "
+                  f"lowercase letters, digits and '_', starting with a letter (e.g. rt)")
+            check(len(recipes) >= 1, f"recipes.{name}",
+                  f"needs at least one regime entry; allowed regimes: {', '.join(TRAIN_REGIMES)}")
 
-    def recipe(self, regime: str, task: str) -> TrainParams:
-        """The training recipe of a ``regime`` run on ``task``: its ``per_task`` entry, else the regime's."""
-        return self.per_task.get(task, {}).get(regime) or getattr(self, regime)
+    def recipe(self, regime: str, task: str, name: str = "") -> TrainParams:
+        """The training recipe of a ``regime`` run on ``task``: the named recipe's entry (``recipes``, an
+        experiment's ``recipe``), else its ``per_task`` entry, else the regime's."""
+        return (self.recipes.get(name, {}).get(regime) or self.per_task.get(task, {}).get(regime)
+                or getattr(self, regime))
+
+    def recipe_tag(self, name: Optional[str], regime: str) -> str:
+        """The recipe a ``regime`` run of an experiment with recipe ``name`` is tagged with: ``name`` when that
+        recipe has an entry for the regime, else '' (the regime's own recipe, run folders named as without it)."""
+        return name if name and regime in self.recipes.get(name, {}) else ""
 
 
 @dataclass(frozen=True)
@@ -395,6 +414,9 @@ class Experiment:
     seeds: Optional[tuple[int, ...]] = None  # None: transfer.seeds
     dense: bool = True  # also run each kind's dense (unpruned) baseline
     levels: Optional[tuple[float, ...]] = None  # its sparsities (each in sweep.sparsities); None: every sweep level
+    # a name of transfer.recipes (e.g. RT's fine-tuning) for its runs and dense baselines in the regimes that recipe
+    # lists; None: the regimes' own (transfer.<regime>, transfer.per_task)
+    recipe: Optional[str] = None
 
     def runs_at(self, sparsity: float) -> bool:
         """Does this grid run at ``sparsity`` (0 = the dense baselines, always)?"""
@@ -552,6 +574,11 @@ class Params:
                       f"{list(e.regimes)}: method 'lmp' runs only in regime 'mask', which is missing")
             if "mask" in e.regimes and e.pairs:
                 check(has_lmp, f"{key}.regimes", "regime 'mask' (LMP mask learning) needs an (kind, 'lmp') pair")
+            check(e.recipe is None or e.recipe in self.transfer.recipes, f"{key}.recipe",
+                  f"{e.recipe!r} is not a recipe of transfer.recipes; allowed: "
+                  f"{', '.join(self.transfer.recipes) or 'none defined'}, or null (the regimes' own)")
+        for paper in PAPERS:
+            self.recipe_tags(paper)  # one recipe per regime within a paper's experiments
         v = self.transfer.validation
         for r in SELECT_REGIMES:
             c = self.evaluation.selected(r)
@@ -573,6 +600,25 @@ class Params:
             check(self.transfer.adversarial.epochs >= 2, "transfer.adversarial.epochs",
                   f"{self.transfer.adversarial.epochs} must be >= 2: the Fig. 6 trajectory plane of the "
                   "adversarial runs needs at least 3 weight snapshots (epochs + 1)")
+
+    def recipe_tags(self, paper: str) -> dict[str, str]:
+        """{regime: recipe tag} of one paper's experiments (named ``<paper>_*``, with pairs): the runs its claims and
+        figures read ('' = the regime's own recipe; a regime absent here reads ''). Validation refuses two of its
+        experiments giving one regime different recipes (its figures could not tell which runs to show)."""
+        tags: dict[str, str] = {}
+        seen: dict[str, str] = {}
+        for ename, e in self.experiments.items():
+            if not ename.startswith(f"{paper}_") or not e.pairs:
+                continue
+            for r in e.regimes:
+                tag = self.transfer.recipe_tag(e.recipe, r)
+                if tags.setdefault(r, tag) != tag:
+                    shown = {t: repr(t) if t else "the regime's own" for t in (tag, tags[r])}
+                    check(False, f"experiments.{ename}.recipe",
+                          f"{e.recipe!r} gives regime {r!r} recipe {shown[tag]}, experiments.{seen[r]} gives it "
+                          f"{shown[tags[r]]}; allowed: one recipe per regime among the {paper}_* experiments")
+                seen.setdefault(r, ename)
+        return tags
 
     @property
     def study_tasks(self) -> tuple[str, ...]:

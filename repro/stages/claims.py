@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..claims import evaluate_all, metric_view, scorecard_line
 from ..config import Params
+from ..config.params import PAPERS
 from ..io import save_json
 from .common import log, run_stage
 from .summary import METRICS_DIR, collect
@@ -39,7 +40,8 @@ def body(p: Params) -> None:
         rows += segment_rows(json.loads(SEGMENT.read_text()), p.seed)
     gaps = json.loads(DOMAIN_GAP.read_text()) if DOMAIN_GAP.is_file() else None
     verdict_ra = getattr(p.evaluation, "verdict_ra", "pgd20")
-    doc = evaluate_all(rows, gaps, verdict_ra)
+    # each paper's claims read the runs of the recipes its experiments name (Params.recipe_tags)
+    doc = evaluate_all(rows, gaps, verdict_ra, recipes={paper.upper(): p.recipe_tags(paper) for paper in PAPERS})
     doc = {"tier": p.tier, **doc}
     save_json(doc, METRICS_DIR / "claims_detail.json")
     save_json(metric_view(doc), METRICS_DIR / "claims.json")

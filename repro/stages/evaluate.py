@@ -75,6 +75,8 @@ def _in_experiment(p: Params, spec: dict, name: str) -> bool:
     ex = p.experiments.get(name)
     if ex is None or spec["regime"] not in ex.regimes or spec["task"] not in (ex.tasks or p.data.downstream):
         return False
+    if spec.get("recipe", "") != p.transfer.recipe_tag(ex.recipe, spec["regime"]):  # another experiment's recipe
+        return False
     if spec["method"] == "dense":
         return ex.dense and any(k == spec["kind"] for k, _ in ex.pairs)
     return (spec["kind"], spec["method"]) in {tuple(pair) for pair in ex.pairs}
@@ -114,6 +116,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         "n_test": clean["n"], "n_robust": int(yr.shape[0]),
         "measured_sparsity": spec["measured_sparsity"],
         **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
+        **({"recipe": spec["recipe"]} if spec.get("recipe") else {}),  # a named recipe (transfer.recipes)
         "checkpoint": chosen, f"sa@{chosen}": clean["accuracy"], f"ra@{chosen}": ra,
     }
     # plausibility guard: did the run learn at all (loss fell, SA above chance)?

@@ -12,6 +12,11 @@
   ``dvc plots`` (SA/RA vs sparsity per pretraining kind and regime; the RA files also carry
   ``ra_aa``, RA under the AutoAttack-grade ensemble, next to ``ra``, RA under PGD-20).
 * double-win verdicts under ``evaluation.verdict_ra`` (PGD-20 by default) and under both RAs.
+
+Runs of a named recipe (``transfer.recipes``, e.g. RT's fine-tuning) form their own groups: curves.csv's
+``recipe`` column ("" = the regime's own) and ``papers`` (the papers whose figures read the group, ``dw rt``:
+``repro.verdicts.paper_view``); the double-win verdicts and DW's plot series read DW's view, the linear
+series RT's; summary.json's dense baselines of a named recipe sit under ``<regime>-<recipe>``.
 """
 from __future__ import annotations
 
@@ -21,11 +26,12 @@ import sys
 from pathlib import Path
 
 from ..config import Params
+from ..config.params import PAPERS
 from ..io import atomic_path, save_json
 from ..plan import RUNS
 from ..plausibility import run_label
 from ..sanity import summarize as summarize_sanity
-from ..verdicts import GROUP, METRICS, adv_acc_metrics, aggregate, double_win
+from ..verdicts import METRICS, RECIPE, adv_acc_metrics, aggregate, double_win, group_key, paper_view, recipe_of
 from .common import log, run_stage
 
 METRICS_DIR = Path("metrics")
@@ -50,19 +56,21 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
                 w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-#: dvc plots series: (regime, metric) -> the ticket method plotted (first downstream task)
-PLOT_SERIES = {("standard", "sa"): "imp", ("adversarial", "sa"): "imp", ("adversarial", "ra"): "imp",
-               ("linear", "sa"): "omp"}
+#: dvc plots series: (regime, metric) -> (the ticket method plotted, the paper whose view of the runs it reads)
+PLOT_SERIES = {("standard", "sa"): ("imp", "dw"), ("adversarial", "sa"): ("imp", "dw"),
+               ("adversarial", "ra"): ("imp", "dw"), ("linear", "sa"): ("omp", "rt")}
 #: further columns of a series' CSV: RA (AutoAttack-grade, ``ra_aa``) is plotted next to RA (PGD-20, ``ra``)
 PLOT_EXTRA = {"ra": ("ra_aa",)}
 
 
-def plot_series(agg: list[dict], kinds, task: str) -> dict[str, list[dict]]:
-    """``<regime>_<metric>/<kind>`` -> rows (sparsity, metric, metric_std), dense baseline at sparsity 0."""
+def plot_series(agg: list[dict], kinds, task: str, tags: dict[str, dict[str, str]] | None = None) -> dict[str, list[dict]]:
+    """``<regime>_<metric>/<kind>`` -> rows (sparsity, metric, metric_std), dense baseline at sparsity 0.
+    ``tags``: paper -> ``Params.recipe_tags(paper)`` (None: the regimes' own recipes)."""
     out = {}
-    for (regime, metric), method in PLOT_SERIES.items():
+    for (regime, metric), (method, paper) in PLOT_SERIES.items():
+        view = paper_view(agg, (tags or {}).get(paper, {}))
         for kind in kinds:
-            rows = [r for r in agg if r["kind"] == kind and r["task"] == task and r["regime"] == regime
+            rows = [r for r in view if r["kind"] == kind and r["task"] == task and r["regime"] == regime
                     and r["fraction"] == 1.0 and r["method"] in (method, "dense") and f"{metric}_mean" in r]
             extra = PLOT_EXTRA.get(metric, ())  # e.g. RA (AutoAttack) beside RA (PGD-20)
             out[f"{regime}_{metric}/{kind}"] = [
@@ -77,24 +85,28 @@ def body(p: Params) -> None:
     agg = aggregate(rows)
     chosen: dict = {}  # the checkpoint (evaluation.select) every number of a group comes from
     for r in rows:
-        chosen.setdefault(tuple(r[k] for k in GROUP), set()).add(r.get("checkpoint", "last"))
+        chosen.setdefault(group_key(r), set()).add(r.get("checkpoint", "last"))
+    tags = {paper: p.recipe_tags(paper) for paper in PAPERS}
     for r in agg:
-        r["checkpoint"] = "+".join(sorted(chosen[tuple(r[k] for k in GROUP)]))
-    fields = ["kind", "method", "task", "regime", "fraction", "level", "n_seeds", "checkpoint"] + \
+        r["checkpoint"] = "+".join(sorted(chosen[group_key(r)]))
+        # the papers whose figures read this group: its recipe is the one their experiments give its regime
+        r["papers"] = " ".join(x for x in PAPERS if recipe_of(r) == tags[x].get(r["regime"], ""))
+    fields = ["kind", "method", "task", "regime", "fraction", "level", "n_seeds", "checkpoint", RECIPE, "papers"] + \
         [f"{m}_{s}" for m in METRICS + tuple(adv_acc_metrics(agg)) for s in ("mean", "std")]
     write_csv(PLOTS_DIR / "curves.csv", agg, fields)
-    for name, series in plot_series(agg, p.pretrain.kinds, p.data.downstream[0]).items():
+    for name, series in plot_series(agg, p.pretrain.kinds, p.data.downstream[0], tags).items():
         metric = name.split("/")[0].rsplit("_", 1)[1]
         write_csv(PLOTS_DIR / f"{name}.csv", series, ["sparsity", metric, f"{metric}_std"]
                   + [f"{x}{s}" for x in PLOT_EXTRA.get(metric, ()) for s in ("", "_std")])
-    verdicts = double_win(agg, verdict_ra=p.evaluation.verdict_ra)
+    verdicts = double_win(paper_view(agg, tags["dw"]), verdict_ra=p.evaluation.verdict_ra)  # DW's rule on DW's runs
     save_json(_nest(verdicts), METRICS_DIR / "double_win.json")
     save_json({f"verdicts_{v['kind']}-{v['method']}-{v['task']}": v for v in verdicts},
               PLOTS_DIR / "double_win_levels.json")
     dense = {}
     for r in agg:
         if r["method"] == "dense" and r["fraction"] == 1.0:
-            dense.setdefault(r["kind"], {}).setdefault(r["task"], {})[r["regime"]] = {
+            reg = r["regime"] + (f"-{recipe_of(r)}" if recipe_of(r) else "")  # as in the run's folder name
+            dense.setdefault(r["kind"], {}).setdefault(r["task"], {})[reg] = {
                 "sa": round(r["sa_mean"], 4), "ra": round(r.get("ra_mean", float("nan")), 4),
                 **({"ra_aa": round(r["ra_aa_mean"], 4)} if "ra_aa_mean" in r else {})}
     violations = sum(r.get("mask_violations", 0) for r in rows)

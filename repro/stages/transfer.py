@@ -122,8 +122,10 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
     if mask is None and spec.method not in (DENSE, "lmp"):
         mask = Mask.load(ticket_path(sparsity, spec.kind, spec.method,
                                      spec.task if spec.method == "a_imp_ds" else None))
-    # the regime's recipe, or the task's own (transfer.per_task, e.g. DW's SVHN adversarial recipe)
-    regime_cfg = p.tickets.lmp.train if spec.regime == "mask" else p.transfer.recipe(spec.regime, spec.task)
+    # the experiment's named recipe (transfer.recipes, e.g. RT's fine-tuning), else the task's own
+    # (transfer.per_task, e.g. DW's SVHN adversarial recipe), else the regime's
+    regime_cfg = (p.tickets.lmp.train if spec.regime == "mask"
+                  else p.transfer.recipe(spec.regime, spec.task, spec.recipe))
     v = p.transfer.validation
     n_val = v.n if v.how != "none" and spec.regime in SELECT_REGIMES else 0
     if n_val:
@@ -179,6 +181,7 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
                 "epochs": val_cb.history, **{f"{k}_epoch": b["epoch"] for k, b in val_cb.best.items()}})
         write_json(out / "spec.json", {
             "kind": spec.kind, "method": spec.method, "task": spec.task, "regime": spec.regime,
+            **({"recipe": spec.recipe} if spec.recipe else {}),
             "fraction": spec.fraction, "seed": spec.seed, "level": sparsity,
             "measured_sparsity": 0.0 if mask is None else mask.sparsity,
             "n_train": len(dls.train_ds), "config": config_hash([regime_cfg, p.transfer.attack, p.model, *([v, p.evaluation.attack] if n_val else [])]),
