@@ -4,8 +4,8 @@ Regimes: ``standard`` (whole-model fine-tuning, SA), ``adversarial`` (PGD-10
 fine-tuning), ``linear`` (frozen backbone, new classifier), ``mask`` (LMP:
 learn the mask over frozen pretrained weights). Data fractions take the
 stratified sample (default) or the official "first N". Each run writes
-``runs/transfer/<level>/<kind>-<method>/<task>/<regime>-f<frac>-seed<s>/``
-with ``model.pt``, ``mask.pt`` (the ticket used), ``spec.json`` and ``history.csv`` (per-epoch log).
+``runs/transfer/<level>/<kind>-<method>/<task>/<regime>-f<frac>-seed<s>/`` (``<regime>-<recipe>-f...``
+for an experiment's named recipe, ``transfer.recipes``) with ``model.pt``, ``mask.pt`` (the ticket used), ``spec.json`` and ``history.csv`` (per-epoch log).
 
 Checkpoint selection (``transfer.validation``, the official Double-Win code): the standard,
 adversarial and linear runs hold out ``n`` training images (the last ``n``, or a stratified draw),
