@@ -105,3 +105,12 @@ def test_summary_counts_and_names_the_runs_that_did_not_learn(tmp_path, monkeypa
     assert sorted(s["not_learned_runs"]) == [
         f"pgd_adversarial-imp/t/{reg}-f1-seed1@0.8: test SA 0.100 is not above chance"
         for reg in ("adversarial", "standard")]
+
+
+def test_run_label_names_the_run_folder_including_a_named_recipe():
+    """DW's and RT's runs of one ticket differ only by RT's recipe (transfer.recipes): their labels must too."""
+    from repro.plausibility import run_label
+
+    r = dict(kind="standard", method="imp", task="cifar10", regime="standard", fraction=1.0, seed=0, level=0.9)
+    assert run_label(r) == "standard-imp/cifar10/standard-f1-seed0@0.9"
+    assert run_label({**r, "recipe": "rt"}) == "standard-imp/cifar10/standard-rt-f1-seed0@0.9"
