@@ -7,6 +7,8 @@ so drift of the machine hits both; the median over repeats is reported.
 Sections (``--only`` picks some):
   adv       PGD-10 adversarial fine-tuning with a 80 % ticket: our fastai path vs the official
             code's way (bench/baseline.py), per model; images/s and ratio
+  compile   PGD-10 adversarial fine-tuning of ResNet-18 with runtime.compile: on vs the official code's way:
+            steady per-batch ratio, cold/warm compile cost, break-even run length, ratio over one CIFAR-10 epoch
   flops     achieved GFLOP/s of our PGD-10 and standard training steps vs this machine's
             fp32 matmul rate measured now
   cost      achieved GFLOP/s of params.yaml's own model as its stages run it (one thread per
@@ -54,7 +56,7 @@ from repro.tickets import draw_ticket  # noqa: E402
 from repro.training import TrainConfig, make_learner  # noqa: E402
 
 EPS, ALPHA = 8 / 255, 2 / 255
-SECTIONS = ("adv", "eval", "aa", "mask", "flops", "data", "cost", "contention", "pipeline")
+SECTIONS = ("adv", "compile", "eval", "aa", "mask", "flops", "data", "cost", "contention", "pipeline")
 
 #: the models compared: (label, arch, kwargs, batch size, timed batches per run)
 MODELS = {
@@ -166,9 +168,10 @@ def ours_rate(key: str, steps: int, masked: bool = True, warmup: int = 1, seed: 
     return timer.rate
 
 
-def baseline_rate(key: str, steps: int, warmup: int = 1, seed: int = 0) -> float:
+def baseline_rate(key: str, steps: int, warmup: int = 1, seed: int = 0, batches: int = 0) -> float:
     """Images/s of the official code's way (bench/baseline.py) on the same model, ticket and data."""
     _, _, _, bs, nb = MODELS[key]
+    nb = batches or nb
     task = task32(bs * (warmup + nb), seed)
     dev = runtime.device()
     model = model_for(key, seed)
@@ -196,6 +199,108 @@ def bench_adv(repeats: int, models: list[str]) -> dict:
                     "baseline_img_s": statistics.median(base), "ratio": median_ratio(ours, base),
                     "ratio_range": ratio_range(ours, base), "ours_runs": ours, "baseline_runs": base}
     return out
+
+
+#: timed batches per run of the compile section (after one warm-up batch, which also compiles)
+COMPILE_BATCHES = 6
+#: the run length (batches of 32) the section projects its measured parts to: one epoch of CIFAR-10's
+#: 50,000 training images; a 100-epoch fine-tune (the papers') is 100 times longer
+COMPILE_PROJECT_BATCHES = 50_000 // 32
+
+
+class _BatchTimes:
+    """Wall time of every training batch (attack included); the learner's own validation pass is skipped
+    (the official loop has none here)."""
+
+    def __init__(self):
+        from fastai.callback.core import Callback, CancelValidException
+
+        rec = self
+
+        class BatchTimesCB(Callback):
+            order = -100
+
+            def before_batch(self):
+                if self.training:
+                    rec.t = time.perf_counter()
+
+            def after_batch(self):
+                if self.training:
+                    rec.times.append(time.perf_counter() - rec.t)
+
+            def before_validate(self):
+                raise CancelValidException()
+
+        self.cb, self.times, self.t = BatchTimesCB(), [], None
+
+
+def ours_batch_times(key: str, steps: int, compile: str, batches: int, seed: int = 0) -> list[float]:
+    """Per-batch seconds of our fastai path (as ``ours_rate``) with ``runtime.compile`` = ``compile``."""
+    _, _, _, bs, _ = MODELS[key]
+    task = task32(bs * (batches + 1), seed)
+    dls = make_dataloaders(task, bs=bs, size=32, seed=seed, device="cpu" if not torch.cuda.is_available() else None,
+                           recipe="cifar", drop_last=True)
+    model = model_for(key, seed)
+    attack = attack_from_config("pgd", eps=EPS, alpha=ALPHA, steps=steps)
+    rec = _BatchTimes()
+    learn = make_learner(dls, model, TrainConfig(epochs=1, lr=0.01, schedule="constant", batch_size=bs),
+                         mask=ticket(model), attack=attack, attack_bn_mode="train", progress=False,
+                         extra_cbs=[rec.cb], compile=compile)
+    t0 = time.perf_counter()
+    learn.fit(1, lr=0.01)
+    total = time.perf_counter() - t0
+    runtime.uncompile(learn.model)
+    return [total, *rec.times]
+
+
+def bench_compile(repeats: int, key: str = "r18", batches: int = COMPILE_BATCHES) -> dict:
+    """PGD-10 adversarial fine-tuning of an 80 % ticket, ``runtime.compile: on`` vs the official code's way
+    (and vs our own eager path), per batch in steady state, plus the compile cost of a run.
+
+    The first compiled run starts from an empty inductor cache (a cold compile, what a first run on a
+    machine pays); the later repeats find its on-disk cache (a warm compile). The compile cost of a run is
+    its wall time minus its batches at the steady compiled rate. A run of L batches then takes
+    ``cost + L * t_compiled`` against ``L * t_baseline``: the section reports the measured steady ratio,
+    the break-even L, and the ratio over ``COMPILE_PROJECT_BATCHES`` batches (one CIFAR-10 epoch) computed
+    from the cold compile cost, i.e. arithmetic on the measured parts, not a timed run of that length."""
+    cache = tempfile.mkdtemp(prefix="repro-bench-inductor-")
+    old_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # read when inductor first compiles: cold in repeat 1
+    _, _, _, bs, _ = MODELS[key]
+    comp_step, eager_step, base_step, cost = [], [], [], []
+    try:
+        for r in range(repeats):
+            total, *times = ours_batch_times(key, 10, "on", batches)
+            steady = statistics.median(times[1:])
+            comp_step.append(steady)
+            cost.append(total - len(times) * steady)
+            eager_step.append(statistics.median(ours_batch_times(key, 10, "off", batches)[2:]))
+            base_step.append(bs / baseline_rate(key, 10, batches=batches))
+            log(f"compile {key} repeat {r + 1}/{repeats}: compiled {comp_step[-1]:.2f} s/batch "
+                f"(compile {cost[-1]:.0f} s, {'cold' if r == 0 else 'warm'}), eager {eager_step[-1]:.2f}, "
+                f"baseline {base_step[-1]:.2f}")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        if old_cache is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = old_cache
+    t_c, t_b, t_e = (statistics.median(v) for v in (comp_step, base_step, eager_step))
+    cold = cost[0]
+    length = COMPILE_PROJECT_BATCHES
+    return {
+        "model": MODELS[key][0], "batch": bs, "timed_batches": batches, "threads": torch.get_num_threads(),
+        "compiled_s_per_batch": t_c, "eager_s_per_batch": t_e, "baseline_s_per_batch": t_b,
+        "compiled_img_s": bs / t_c, "eager_img_s": bs / t_e, "baseline_img_s": bs / t_b,
+        # steady state: paired per repeat (each compiled run next to its baseline and eager runs)
+        "ratio_steady": median_ratio(base_step, comp_step), "ratio_steady_range": ratio_range(base_step, comp_step),
+        "ratio_compiled_vs_eager": median_ratio(eager_step, comp_step),
+        "compile_cold_s": cold, "compile_warm_s": statistics.median(cost[1:]) if len(cost) > 1 else None,
+        "break_even_batches": cold / (t_b - t_c) if t_b > t_c else None,
+        "project_batches": length, "ratio_over_project": length * t_b / (cold + length * t_c),
+        "ratio_over_timed_run": (batches + 1) * t_b / (cold + (batches + 1) * t_c),
+        "compiled_runs": comp_step, "eager_runs": eager_step, "baseline_runs": base_step, "compile_cost_runs": cost,
+    }
 
 
 def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -542,6 +647,16 @@ def table(res: dict) -> str:
         rows.append(f"| PGD-10 adversarial fine-tuning, {r['model']}, batch {r['batch']}, 80 % ticket (img/s) | "
                     f"{r['ours_img_s']:.1f} | {r['baseline_img_s']:.1f} (official code's way) | **{r['ratio']:.2f}×** "
                     f"({_span(r['ratio_range'])}) |")
+    r = res.get("compile")
+    if r:
+        rows.append(f"| PGD-10 adversarial fine-tuning, {r['model']}, batch {r['batch']}, 80 % ticket, "
+                    f"`runtime.compile: on`, steady state (img/s) | {r['compiled_img_s']:.1f} | "
+                    f"{r['baseline_img_s']:.1f} (official code's way) | **{r['ratio_steady']:.2f}×** "
+                    f"({_span(r['ratio_steady_range'])}; {r['ratio_compiled_vs_eager']:.2f}× our eager path) |")
+        even = "never" if r["break_even_batches"] is None else f"{r['break_even_batches']:.0f} batches"
+        rows.append(f"| the same over a run of {r['project_batches']} batches (one CIFAR-10 epoch), cold compile "
+                    f"{r['compile_cold_s']:.0f} s included (break-even: {even}) | | | "
+                    f"**{r['ratio_over_project']:.2f}×** |")
     for key, r in res.get("eval", {}).items():
         rows.append(f"| PGD-20 robust accuracy, {MODELS[key][0]}, {r['batches']} x {r['batch_size']} images (img/s) | "
                     f"{r['ours_img_s']:.1f} | "
@@ -608,6 +723,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     sections = {
         "adv": lambda: bench_adv(a.repeats, a.models),
+        "compile": lambda: bench_compile(a.repeats),
         "eval": lambda: bench_eval(a.models, a.repeats),
         "aa": lambda: bench_aa(a.repeats),
         "mask": lambda: bench_mask(a.models, a.repeats),

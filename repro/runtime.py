@@ -1,4 +1,4 @@
-"""Run-time device choice and determinism.
+"""Run-time device choice, determinism and ``torch.compile`` of the training model (``runtime.compile``).
 
 The device is chosen at run time: CUDA when present (with AMP), the CPU
 otherwise. Models are channels_last on both (measured in ``bench/``: faster
@@ -31,6 +31,59 @@ def use_amp(dev: torch.device) -> bool:
 def prepare_model(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
     """Move ``model`` to ``dev`` in channels_last memory format (CPU and CUDA alike)."""
     return model.to(dev).to(memory_format=torch.channels_last)
+
+
+#: ``runtime.compile`` values: ``on`` / ``off`` always / never compile the training model; ``auto``
+#: compiles a CUDA run whose eager remainder, timed on its first batches, lasts ``COMPILE_MIN_SECONDS``.
+COMPILE_MODES = ("auto", "on", "off")
+
+#: The eager run time from which ``auto`` compiles. A compile of cost C that speeds steps up s-fold saves
+#: time once the eager run lasts C * s / (s - 1). Cold compiles measured on this CPU (torch 2.14.1, inductor,
+#: empty cache, the first batch's time minus a steady one, plus the eval-mode graph of fastai's validation):
+#: CIFAR ResNet-18 ~150 s on 1 thread (standard and PGD-10 training alike; 164 s for PGD-10 on 2 loaded
+#: threads in `make bench` section `compile`), the default's tiny ResNet-8 w8 55 s (standard) and 92 s
+#: (PGD-5). Per-step speed-up s here: below 1 for the tiny network (9.3 vs 8.4 ms standard, 62 vs 42 ms
+#: PGD-5 per batch of 32, 1 thread), so ``auto`` never compiles on the CPU; for ResNet-18 see bench/results.
+#: s on a GPU is not measured here (no GPU), so the threshold is set from C alone: 20 x ResNet-18's ~150 s,
+#: at which a run pays back the compile for any speed-up s >= 1.053 (C * s / (s - 1) = 20 C).
+COMPILE_MIN_SECONDS = 3000.0
+#: training batches ``auto`` times (after one warm-up batch) to estimate the eager run time
+COMPILE_PROBE_BATCHES = 3
+
+
+def should_compile(mode: str, dev: torch.device, eager_seconds: float) -> bool:
+    """Whether a training run on ``dev`` whose (remaining) eager run time is ``eager_seconds`` is compiled.
+
+    ``auto`` compiles only on CUDA and only runs of at least ``COMPILE_MIN_SECONDS``: on this CPU the
+    compiled tiny network of the embedded default is slower than the eager one (measured), and the
+    package's CPU runs are many short ones in forked workers, each of which would pay the compile."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"runtime.compile {mode!r} is not allowed; allowed: {', '.join(COMPILE_MODES)}")
+    if mode == "auto":
+        return torch.device(dev).type == "cuda" and eager_seconds >= COMPILE_MIN_SECONDS
+    return mode == "on"
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Compile ``model`` in place (``nn.Module.compile``: ``torch.compile`` of its call, so parameter names,
+    ``state_dict`` keys and the module object stay the same; in-place weight updates such as
+    ``MaskEnforcer``'s are seen by the compiled code, which reads the parameters at every call).
+    Only what runs changes (fused kernels); what is computed is the same up to float rounding
+    (tests/test_compile.py). Each new situation (train/eval mode, parameter gradients on/off during an
+    attack, autocast, a new batch shape) compiles once more on first use."""
+    model.compile()
+    return model
+
+
+def is_compiled(model: torch.nn.Module) -> bool:
+    return getattr(model, "_compiled_call_impl", None) is not None
+
+
+def uncompile(model: torch.nn.Module) -> torch.nn.Module:
+    """Undo :func:`compile_model` (the eager module again, e.g. once training is over)."""
+    if is_compiled(model):
+        model._compiled_call_impl = None
+    return model
 
 
 def inference_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import yaml
 
@@ -502,6 +502,22 @@ class SegmentParams(SegRecipe):
 
 
 @dataclass(frozen=True)
+class RuntimeParams:
+    """How training runs, never what it computes. ``compile``: auto | on | off (``repro.runtime.should_compile``);
+    YAML's bare ``on``/``off`` (booleans in YAML 1.1) mean the same as the strings."""
+
+    compile: Union[str, bool] = "auto"
+
+    def __post_init__(self):
+        from ..runtime import COMPILE_MODES  # lazily: torch loads with it
+
+        if isinstance(self.compile, bool):
+            object.__setattr__(self, "compile", "on" if self.compile else "off")
+        check(self.compile in COMPILE_MODES, "compile",
+              f"{self.compile!r} is not allowed; allowed: {', '.join(COMPILE_MODES)}")
+
+
+@dataclass(frozen=True)
 class Params:
     sparsity: float = 0.9
     tier: str = "default"  # a tier name, or overlays stacked by repro.tiers with '+' (e.g. 'small+trial')
@@ -517,6 +533,7 @@ class Params:
     sweep: SweepParams = field(default_factory=SweepParams)
     study: StudyParams = field(default_factory=StudyParams)
     segment: SegmentParams = field(default_factory=SegmentParams)
+    runtime: RuntimeParams = field(default_factory=RuntimeParams)
     experiments: dict[str, Experiment] = field(default_factory=dict)
 
     def __post_init__(self):

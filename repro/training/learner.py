@@ -7,6 +7,9 @@ learner; ``train`` builds and fits it.
 """
 from __future__ import annotations
 
+import math
+import statistics
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -63,6 +66,41 @@ class TrainConfig:
         return ParamScheduler({"lr": make_schedule(self.schedule, self.lr, self.epochs, self.milestones, self.gamma)})
 
 
+class AutoCompile(Callback):
+    """``runtime.compile: auto``: time ``probe`` training batches eagerly (attack included, after one warm-up
+    batch) and compile the model in place if the rest of the run would take at least
+    ``runtime.COMPILE_MIN_SECONDS`` at that pace (``runtime.should_compile``: CUDA only). ``estimate``: that
+    eager remainder in seconds; ``compiled``: the decision."""
+
+    order = -90  # around the whole batch: AdversarialTraining crafts the attack in before_batch
+
+    def __init__(self, dev: torch.device, probe: int = runtime.COMPILE_PROBE_BATCHES):
+        self.dev, self.probe = torch.device(dev), probe
+
+    def before_fit(self):
+        self.times, self.estimate, self.compiled, self.t0 = [], None, False, None
+
+    def _now(self) -> float:
+        if self.dev.type == "cuda" and torch.cuda.is_available():
+            torch.cuda.synchronize(self.dev)
+        return time.perf_counter()
+
+    def before_batch(self):
+        if self.training and self.estimate is None:
+            self.t0 = self._now()
+
+    def after_batch(self):
+        if not self.training or self.estimate is not None or self.t0 is None:
+            return
+        self.times.append(self._now() - self.t0)
+        if len(self.times) > self.probe:
+            left = self.n_epoch * self.n_iter - (self.epoch * self.n_iter + self.iter + 1)
+            self.estimate = left * statistics.median(self.times[1:])
+            if runtime.should_compile("auto", self.dev, self.estimate):
+                runtime.compile_model(self.learn.model)
+                self.compiled = True
+
+
 def sgd(cfg: TrainConfig):
     """``torch.optim.SGD`` (coupled L2 weight decay, as the official code) for fastai."""
     return partial(OptimWrapper, opt=torch.optim.SGD, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -83,6 +121,7 @@ def make_learner(
     csv_log: str | Path | None = None,
     progress: bool = True,
     extra_cbs: Iterable[Callback] = (),
+    compile: str = "auto",
 ) -> Learner:
     """A fastai Learner for one run.
 
@@ -93,11 +132,18 @@ def make_learner(
     (``linear_bn="recalibrate"``) or as pretrained (``"frozen"``); live_dir: DVCLive logs in that folder
     (no dvc.yaml is written there: the stage's own folder, not the root);
     csv_log: a per-epoch CSV (fastai's CSVLogger), the cheap log for the
-    hundreds of short runs of a transfer stage (DVCLive costs seconds per run).
+    hundreds of short runs of a transfer stage (DVCLive costs seconds per run);
+    compile: ``runtime.compile``: ``on`` compiles the model in place before fit, ``off`` never, ``auto``
+    (``AutoCompile``) decides on the device and the run's eager time, timed on its first batches.
     """
     dev = torch.device(dls.device) if dls.device is not None else runtime.device()
+    runtime.should_compile(compile, dev, 0.0)  # validates ``compile`` before any work
     model = runtime.prepare_model(model, dev)
+    if compile == "on":
+        runtime.compile_model(model)
     cbs: list[Callback] = [RaiseOnNaN()]
+    if compile == "auto" and runtime.should_compile("auto", dev, math.inf):  # a long enough run would compile here
+        cbs.append(AutoCompile(dev))
     if mask is not None:
         mask.apply(model)
         cbs.append(MaskEnforcer(mask))
@@ -143,5 +189,8 @@ def train(dls: DataLoaders, model: nn.Module, cfg: TrainConfig, **kwargs) -> Lea
 
     if distributed.active():
         cbs.append(distributed.DistributedTrainer())
-    learn.fit(cfg.epochs, lr=cfg.lr, cbs=cbs)
+    try:
+        learn.fit(cfg.epochs, lr=cfg.lr, cbs=cbs)
+    finally:
+        runtime.uncompile(learn.model)  # the trained model is evaluated and saved as the eager module
     return learn
