@@ -382,10 +382,11 @@ def high(lv: float) -> bool:
     return lv >= HIGH_SPARSITY
 
 
-def dense_seeds_ok(ev: Evidence, kinds, fraction=1.0) -> tuple[bool, int]:
-    """The matching rule needs the dense model's std over seeds: the fewest seeds of those baselines."""
+def dense_seeds_ok(ev: Evidence, kinds, tasks, fraction=1.0) -> tuple[bool, int]:
+    """The matching rule needs the dense model's std over seeds: the fewest seeds of the baselines the
+    double-win verdicts of ``tasks`` use (another experiment's single-seed baselines on other tasks do not count)."""
     ns = [g["n_seeds"] for g in ev.groups.values() if g["method"] == "dense" and g["kind"] in kinds
-          and g["fraction"] == fraction and g["regime"] in ("standard", "adversarial")]
+          and g["task"] in tasks and g["fraction"] == fraction and g["regime"] in ("standard", "adversarial")]
     return (bool(ns) and min(ns) >= 2), (min(ns) if ns else 0)
 
 
@@ -443,7 +444,7 @@ def _dw_exist(ev: Evidence) -> Result:
     nums = {"extreme_sparsity": es}
     if not any(es.values()):
         return Result("not run", "no double-win verdicts of IMP tickets at this tier", nums)
-    ok, n = dense_seeds_ok(ev, kinds)
+    ok, n = dense_seeds_ok(ev, kinds, {t for k in kinds for t in es[k]})
     if not ok:
         return Result("inconclusive", f"too few seeds: dense baselines have {n} seed(s)", nums)
     exist = {k: any(v > 0 for v in es[k].values()) for k in kinds if es[k]}
@@ -470,7 +471,7 @@ def _dw_extreme_order(ev: Evidence) -> Result:
     nums = {"extreme_sparsity": {t: {k: es[k][t] for k in es} for t in tasks}}
     if not tasks:
         return Result("not run", "no task with double-win verdicts for all of θ_STD, θ_FAT, θ_AT", nums)
-    ok, n = dense_seeds_ok(ev, (STD, FAT, AT))
+    ok, n = dense_seeds_ok(ev, (STD, FAT, AT), tasks)
     if not ok:
         return Result("inconclusive", f"too few seeds: dense baselines have {n} seed(s)", nums)
     order = all(es[AT][t] >= es[FAT][t] >= es[STD][t] for t in tasks)

@@ -171,6 +171,15 @@ def test_double_win_needs_two_seeds():
     assert r.outcome == "inconclusive" and "too few seeds" in r.reason
 
 
+def test_double_win_seeds_counted_on_the_verdicts_own_tasks():
+    """Another experiment's single-seed dense baselines on other tasks (RT's grids in the embedded default)
+    do not make the double-win claims 'too few seeds': the matching rule reads the DW tasks' baselines."""
+    rows = dw_rows({STD: {0.5: 0.6, 0.8: 0.4}, FAT: {0.5: 0.6, 0.8: 0.6}, AT: {0.5: 0.61, 0.8: 0.62}})
+    rows += [run(k, "dense", "t_far", r, 0.0, 0.5) for k in (STD, FAT, AT) for r in ("standard", "adversarial")]
+    assert outcome("dw-exist", rows).outcome == "reproduced"
+    assert outcome("dw-extreme-order", rows).outcome == "reproduced"
+
+
 def test_data_amplified_contrasts_fractions():
     rows = []
     for f, gap in ((1.0, 0.02), (0.1, 0.20)):
