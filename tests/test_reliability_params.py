@@ -74,7 +74,8 @@ def wrong_type(tp) -> st.SearchStrategy:
     junk_text = st.text(min_size=1, max_size=8)
     if origin in (Union, types.UnionType):
         inner = [a for a in get_args(tp) if a is not type(None)]
-        return wrong_type(inner[0])
+        # a value another member accepts is not wrong (runtime.compile: str, or YAML's bare on/off booleans)
+        return wrong_type(inner[0]).filter(lambda v: not any(isinstance(v, a) for a in inner[1:]))
     if origin is Literal:
         allowed = get_args(tp)
         return st.one_of(junk_text.filter(lambda s: s not in allowed), st.integers(),
@@ -180,6 +181,9 @@ OUT_OF_RANGE = [
     (("data", "synthetic", "source_classes"), st.integers(max_value=1)),
     (("data", "synthetic", "n_train_downstream"), st.integers(max_value=0)),
     (("data", "synthetic", "gaps", "synth_far"), _outside(0, 1)),
+    (("data", "synthetic", "texture", "amplitude"), _outside(0, 0.5)),
+    (("data", "synthetic", "texture", "tile"), st.integers(max_value=1)),
+    (("data", "synthetic", "texture", "basis"), st.integers(max_value=0)),
     (("model", "width"), st.integers(max_value=0)),
     (("model", "depths"), st.one_of(st.just([]), st.lists(st.integers(max_value=0), min_size=1, max_size=3))),
     (("pretrain", "smoothing_sigma"), st.floats(max_value=0, allow_nan=False, allow_infinity=False)),
@@ -198,6 +202,7 @@ OUT_OF_RANGE = [
     (("evaluation", "sanity_strong_steps"), st.integers(max_value=0)),
     (("sweep", "sparsities"), _outside(0, 1, lo_open=True, hi_open=True).map(lambda s: [0.488, s])),
     (("experiments", "dw_data", "fractions"), _outside(0, 1, lo_open=True).map(lambda f: [1.0, f])),
+    (("segment", "gamma"), _outside(0, 1, lo_open=True)),
 ]
 for a in ATTACKS:
     OUT_OF_RANGE += [(a + ("eps",), _outside(0, 1)),

@@ -38,7 +38,7 @@ def imp_retrainer(p: Params, task, adversarial: bool, seed: int):
         dls = make_dataloaders(task, bs=ip.retrain.batch_size, size=p.data.image_size, seed=seed + state["round"],
                                device=dev, num_workers=p.data.num_workers, recipe=p.data.recipe)
         train(dls, model, ip.retrain.config(), mask=mask, attack=attack, attack_bn_mode=p.transfer.bn_mode,
-              progress=False)
+              progress=False, compile=p.runtime.compile)
         model.cpu()
 
     return retrain

@@ -36,7 +36,7 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None):
     # per-epoch checkpoint outside the outputs (a killed stage resumes; run_stage deletes it on success)
     ckpt = epoch_checkpoint(f"pretrain@{kind}", kind, p, carry_dir=out_dir, inputs=[task_path(p.data.source)])
     learn = train(dls, model, tp.config(), live_dir=out_dir / "live", progress=progress, extra_cbs=[ckpt],
-                  **learner_kwargs(kind, p.pretrain))
+                  compile=p.runtime.compile, **learner_kwargs(kind, p.pretrain))
     model = learn.model.cpu()
     loader = test_loader(task, bs=p.evaluation.batch_size, size=p.data.image_size, device="cpu",
                          recipe=p.data.recipe)

@@ -32,7 +32,8 @@ def body(p: Params) -> None:
     with atomic_dir(RUNS / "reference" / name) as out:
         ckpt = epoch_checkpoint("reference", name, p, carry_dir=out, inputs=[task_path(name)])
         learn = train(dls, model, cfg.config(), attack=attack_from_config("pgd", **p.transfer.attack.kwargs()),
-                      attack_bn_mode=p.transfer.bn_mode, live_dir=out / "live", progress=False, extra_cbs=[ckpt])
+                      attack_bn_mode=p.transfer.bn_mode, live_dir=out / "live", progress=False, extra_cbs=[ckpt],
+                      compile=p.runtime.compile)
         save_torch(learn.model.cpu().state_dict(), out / "model.pt")
         write_json(out / "spec.json", {"task": name, "seed": p.seed + REFERENCE_SEED_OFFSET,
                                        "training": "pgd adversarial from random init"})

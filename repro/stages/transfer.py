@@ -163,7 +163,7 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
                                 extra=f"{sparsity}|{out_final}|"
                                 + ("" if mask is None else tensor_digest(dict(mask.items()))))
         learn = train(dls, model, regime_cfg.config(), csv_log=out / "history.csv", progress=False,
-                      extra_cbs=[*extra, ckpt], **kwargs)
+                      extra_cbs=[*extra, ckpt], compile=p.runtime.compile, **kwargs)
         model = learn.model.cpu()
         if spec.regime == "mask":
             mask = lm.mask
