@@ -195,3 +195,23 @@ def test_a_killed_run_with_validation_resumes_bit_identically(tmp_path, monkeypa
     with W.inside(run):
         transfer.run_one(load_params(), spec, 0.488, {})
     assert W.tree(run / rel) == want
+
+
+def test_data_stage_refuses_more_held_out_images_than_a_task_has(tmp_path, monkeypatch, capsys):
+    """A data root too small for ``transfer.validation.n`` (e.g. the trial overlay's n = 50 on a 10-image task)
+    stops the `data` stage with one line naming the key, the task and what is allowed, and writes nothing; it
+    used to surface in the transfer stages, after pretraining and IMP had run."""
+    from repro.stages import data as data_stage
+    from repro.stages.common import run_stage
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "data": {"downstream": ["synth_near"], "image_size": 8,
+                 "synthetic": {"source_classes": 4, "n_train_source": 40, "n_test_source": 8,
+                               "downstream_classes": 4, "n_train_downstream": 40, "n_test_downstream": 8, "n_ood": 8}},
+        "transfer": {"validation": {"how": "last", "n": 40, "robust_images": 0}}}))
+    assert run_stage("data", data_stage.body) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "transfer.validation.n = 40" in err[0] and "'synth_near' has 40 training" in err[0] \
+        and "[1, 39]" in err[0], err
+    assert not (tmp_path / "runs" / "data").exists() or not any((tmp_path / "runs" / "data").iterdir())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from ..config import Params
-from ..data import DATASETS, PUBLIC_DATASETS, load_public
+from ..data import DATASETS, PUBLIC_DATASETS, DataError, load_public
 from ..data.public import keep_fraction
 from ..data.segmentation import load_seg_task
 from .common import log, run_stage, task_path
@@ -42,15 +42,24 @@ def build_task(p: Params, name: str):
     return factory(**kw)
 
 
+def check_validation(p: Params, name: str, n_train: int) -> None:
+    """A downstream task must keep training images beside ``transfer.validation.n`` held-out ones: refused here,
+    before any output is written, not in the transfer stages after pretraining and IMP have run."""
+    v = p.transfer.validation
+    if v.how != "none" and name in p.data.downstream and not v.n < n_train:
+        raise DataError(f"transfer.validation.n = {v.n} held-out images, but task {name!r} has {n_train} training "
+                        f"images (after data.fraction); allowed: n in [1, {n_train - 1}] (lower "
+                        "transfer.validation.n, or use more data)")
+
+
 def body(p: Params) -> None:
-    done: set[str] = set()
+    tasks: dict = {}
     for name in (p.data.source, *p.data.downstream, p.data.ood):
-        if name in done:  # a public set in two roles (e.g. svhn downstream and OoD) is one file
-            continue
-        task = build_task(p, name)
+        if name not in tasks:  # a public set in two roles (e.g. svhn downstream and OoD) is one file
+            tasks[name] = build_task(p, name)
+            check_validation(p, name, len(tasks[name].y_train))
+    for name, task in tasks.items():
         task.save(task_path(name))
-        if name in PUBLIC_DATASETS:
-            done.add(name)
         log("data", f"{name}: {task.x_train.shape[0]} train / {task.x_test.shape[0]} test, "
                     f"{task.num_classes} classes, {task.x_train.shape[1]} px")
     seg = p.segment  # the segmentation task of stage `segment` (repro/data/segmentation.py)
