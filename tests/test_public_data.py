@@ -522,6 +522,11 @@ def test_small_tier_data_stage_offline_at_a_fraction(tmp_path, monkeypatch):
     cfg["data"].update(downstream=["cifar10"], ood="tiny_imagenet")
     for e in cfg["experiments"].values():
         e.pop("tasks", None)
+    assert cfg["transfer"]["validation"]["n"] == 2500  # the official 5,000 held-out images, halved
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
+    assert data_stage.main() == 2  # 20 CIFAR images cannot hold out 2,500: refused before anything is written
+    assert not (tmp_path / "runs" / "data" / "cifar10.npz").exists()
+    cfg["transfer"]["validation"].update(n=5, robust_images=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
     assert cfg["pretrain"]["train"]["epochs"] == 45 and cfg["data"]["fraction"] == 0.5
     assert data_stage.main() == 0
