@@ -37,13 +37,14 @@ def merge(base: dict, over: dict) -> dict:
 
 def scale(cfg: dict, fraction: float) -> dict:
     """``cfg`` with every training block's epochs and milestones scaled by ``fraction`` (>= 1 epoch;
-    >= 2 for adversarial transfer (``transfer.adversarial`` and its ``per_task`` recipes), whose Fig. 6
-    trajectory plane needs 3 weight snapshots)."""
+    >= 2 for adversarial transfer (``transfer.adversarial`` and the ``adversarial`` entries of its ``per_task``
+    and named ``recipes``), whose Fig. 6 trajectory plane needs 3 weight snapshots)."""
     if not 0 < fraction <= 1:
         raise SystemExit(f"--fraction {fraction} is outside (0, 1]")
     out = _scale(cfg, fraction)
     tr = out.get("transfer", {})
-    for adv in [tr.get("adversarial", {}), *(r.get("adversarial") or {} for r in (tr.get("per_task") or {}).values())]:
+    recipes = [*(tr.get("per_task") or {}).values(), *(tr.get("recipes") or {}).values()]
+    for adv in [tr.get("adversarial", {}), *(r.get("adversarial") or {} for r in recipes)]:
         if isinstance(adv.get("epochs"), int):
             adv["epochs"] = max(2, adv["epochs"])
     val = out.get("transfer", {}).get("validation", {})

@@ -169,6 +169,11 @@ def test_tier_fraction_scales_epochs_milestones_and_data():
     out = tiers.scale(cfg, 0.1)
     assert out["transfer"]["adversarial"] == {"epochs": 10, "milestones": [5, 8], "lr": 0.1}
     assert tiers.scale(cfg, 0.01)["transfer"]["adversarial"]["epochs"] == 2  # 3 snapshots for Fig. 6
+    named = {"transfer": {"per_task": {"svhn": {"adversarial": {"epochs": 80}}},
+                          "recipes": {"rt": {"adversarial": {"epochs": 150}, "standard": {"epochs": 150}}}}}
+    small = tiers.scale(named, 0.001)["transfer"]
+    assert small["per_task"]["svhn"]["adversarial"]["epochs"] == 2 and small["recipes"]["rt"]["adversarial"]["epochs"] == 2
+    assert small["recipes"]["rt"]["standard"]["epochs"] == 1
     assert out["transfer"]["standard"] == {"epochs": 1, "milestones": [1]}
     assert out["seed"] == 0 and cfg["transfer"]["adversarial"]["epochs"] == 100  # input untouched
     with pytest.raises(SystemExit, match="outside"):

@@ -614,9 +614,14 @@ class Params:
         check(km is None or any(abs(km - s) < 1e-6 for s in levels), "evaluation.kernel_map_level",
               f"{km} is not a level of sweep.sparsities {list(levels)} (or null: the highest)")
         if any("adversarial" in e.regimes for e in self.experiments.values()):
-            check(self.transfer.adversarial.epochs >= 2, "transfer.adversarial.epochs",
-                  f"{self.transfer.adversarial.epochs} must be >= 2: the Fig. 6 trajectory plane of the "
-                  "adversarial runs needs at least 3 weight snapshots (epochs + 1)")
+            tr = self.transfer
+            adv = {"transfer.adversarial": tr.adversarial,
+                   **{f"transfer.{key}.{name}.adversarial": r["adversarial"]
+                      for key, table in (("per_task", tr.per_task), ("recipes", tr.recipes))
+                      for name, r in table.items() if "adversarial" in r}}
+            for key, recipe in adv.items():
+                check(recipe.epochs >= 2, f"{key}.epochs", f"{recipe.epochs} must be >= 2: the Fig. 6 trajectory "
+                      "plane of the adversarial runs needs at least 3 weight snapshots (epochs + 1)")
 
     def recipe_tags(self, paper: str) -> dict[str, str]:
         """{regime: recipe tag} of one paper's experiments (named ``<paper>_*``, with pairs): the runs its claims and

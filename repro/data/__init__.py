@@ -18,6 +18,7 @@ from .arrays import (
     Recipe,
     array_loader,
     channel_stats,
+    check_held_out,
     make_dataloaders,
     subset_indices,
     test_loader,
@@ -46,7 +47,7 @@ from .synthetic import (
 
 __all__ = [
     "RECIPES", "SUBSET_METHODS", "ArrayDataset", "ArrayTask", "DataError", "Recipe", "array_loader",
-    "channel_stats", "make_dataloaders", "subset_indices", "test_loader", "test_transform",
+    "channel_stats", "check_held_out", "make_dataloaders", "subset_indices", "test_loader", "test_transform",
     "train_transform", "validation_split",
     "DATASETS", "DOWNSTREAM_GAPS", "FAR_FAMILY", "OOD_KINDS", "SOURCE_FAMILY", "Family", "Nuisance",
     "default_features", "domain_gap_score", "family_at", "frechet_distance", "load_dataset",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from ..config import Params
-from ..data import DATASETS, PUBLIC_DATASETS, DataError, load_public
+from ..data import DATASETS, PUBLIC_DATASETS, check_held_out, load_public
 from ..data.public import keep_fraction
 from ..data.segmentation import load_seg_task
 from .common import log, run_stage, task_path
@@ -46,10 +46,8 @@ def check_validation(p: Params, name: str, n_train: int) -> None:
     """A downstream task must keep training images beside ``transfer.validation.n`` held-out ones: refused here,
     before any output is written, not in the transfer stages after pretraining and IMP have run."""
     v = p.transfer.validation
-    if v.how != "none" and name in p.data.downstream and not v.n < n_train:
-        raise DataError(f"transfer.validation.n = {v.n} held-out images, but task {name!r} has {n_train} training "
-                        f"images (after data.fraction); allowed: n in [1, {n_train - 1}] (lower "
-                        "transfer.validation.n, or use more data)")
+    if v.how != "none" and name in p.data.downstream:
+        check_held_out(v.n, n_train, name)
 
 
 def body(p: Params) -> None:

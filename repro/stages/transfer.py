@@ -29,7 +29,7 @@ from .. import runtime
 from ..attacks import attack_from_config
 from ..config import Params
 from ..config.params import SELECT_REGIMES
-from ..data import ArrayTask, DataError, make_dataloaders, validation_split
+from ..data import ArrayTask, DataError, check_held_out, make_dataloaders, validation_split
 from ..io import save_torch
 from ..plan import DENSE, RUNS, RunSpec, level_name, runs_for_level, ticket_path
 from ..tickets.mask import Mask
@@ -71,8 +71,7 @@ def held_out(y: np.ndarray, how: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """
     y = np.asarray(y)
     total = int(y.shape[0])
-    if not 0 < n < total:
-        raise DataError(f"transfer.validation.n = {n} must be in [1, {total - 1}] for {total} training images")
+    check_held_out(n, total)
     if how == "last":
         return validation_split(total, n)
     if how != "stratified":
