@@ -13,7 +13,10 @@ training and attacks, then converts them into hours:
   run's data fraction.
 * Evaluation counts the clean pass over the test and OoD sets, RA (PGD ``steps`` x ``restarts`` on
   ``n_robust`` images), the attack sanity checks (``sanity_images`` x (PGD + two PGD-5 + two APGD
-  of ``sanity_strong_steps``)) and the transfer attack; ``analysis`` the loss contours.
+  of ``sanity_strong_steps``)), the transfer attack, the AutoAttack-grade RA of the runs that get it
+  (``aa_steps`` per member and target class, priced as if every attacked image survived PGD-20: an
+  upper bound) and the Adv-Acc sweep; ``analysis`` the loss contours; ``segment`` its runs' training
+  iterations (whole epochs) and the test-split passes after each epoch, on the segmentation network.
   Not counted: data generation and decoding, python/fastai start-up, validation passes.
 * GPU-hours at ``--gpu-tflops`` (default 312: the dense bf16 tensor-core peak of an NVIDIA A100,
   the most common datacenter GPU in the papers' time; its dense fp32 peak is 19.5). A peak is a
@@ -37,12 +40,15 @@ from pathlib import Path
 import torch
 
 from .config import Params, from_dict
-from .plan import experiment_runs, imp_runs, level_name, runs_for_level, study_baselines, tickets_for_level
+from .plan import (aa_graded, adv_acc_run, experiment_runs, imp_runs, level_name, runs_for_level, seg_runs,
+                   study_baselines, tickets_for_level)
 
 #: default device throughput (TFLOP/s) and its name
 GPU_TFLOPS = 312.0
 GPU_NAME = "NVIDIA A100 (bf16 dense peak)"
 #: published split sizes and classes of the public datasets of the tiers: (train, test, classes)
+#: segmentation tasks (stage `segment`): (train, test) images; VOC 2012's train / val segmentation lists
+SEG_SIZES = {"voc2012": (1_464, 1_449)}
 PUBLIC_SIZES = {
     "cifar10": (50_000, 10_000, 10),
     "cifar100": (50_000, 10_000, 100),
@@ -94,6 +100,17 @@ def task_size(p: Params, name: str) -> TaskSize:
     return TaskSize(max(c, round(n_tr * f)), max(c, round(n_te * f)), c)
 
 
+def seg_size(p: Params) -> TaskSize:
+    """Images and classes of the segmentation task (stage `segment`) under the tier's params."""
+    from .data.segmentation import SYNTH_SEG_CLASSES, VOC_CLASSES
+
+    s = p.segment
+    if s.task == "synth_seg":
+        return TaskSize(s.n_train, s.n_test, SYNTH_SEG_CLASSES)
+    n_tr, n_te = SEG_SIZES[s.task]
+    return TaskSize(min(n_tr, s.max_train or n_tr), min(n_te, s.max_test or n_te), len(VOC_CLASSES))
+
+
 # ------------------------------------------------------------------------------- FLOPs
 @dataclass(frozen=True)
 class StepFlops:
@@ -141,6 +158,42 @@ def _model_flops(model_key: str, classes: int, size: int) -> StepFlops:
     mp = from_dict(ModelParams, json.loads(model_key))
     with torch.device("meta"):  # shapes only: the same counts as real tensors, without the arithmetic
         return count_flops(mp.build(classes), size)
+
+
+@functools.lru_cache(maxsize=None)
+def _seg_flops(model_key: str, classes: int, size: int, head: str) -> tuple[float, float]:
+    """(training step, forward) FLOPs per image of the segmentation network (repro.segmentation): the tier's
+    backbone under ``head``, per-pixel cross-entropy, at ``size`` px."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .config import ModelParams
+    from .segmentation import SegmentationNet
+
+    mp = from_dict(ModelParams, json.loads(model_key))
+    with torch.device("meta"):
+        net = SegmentationNet(mp.build(classes), classes, head)
+        x, y = torch.rand(2, 3, size, size), torch.zeros(2, size, size, dtype=torch.long)
+        with FlopCounterMode(display=False) as fc:
+            torch.nn.functional.cross_entropy(net.train()(x), y).backward()
+        train = fc.get_total_flops() / 2
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            net.eval()(x)
+    return train, fc.get_total_flops() / 2
+
+
+def segment_cost(p: Params) -> Cost:
+    """Stage `segment`: every run trains whole epochs until ``iterations`` batches are done (as
+    ``repro.segmentation.train_segmentation`` does), validating on the test split after each epoch, then
+    evaluates once more."""
+    from .config import to_dict
+
+    s, t = p.segment, seg_size(p)
+    train, forward = _seg_flops(json.dumps(to_dict(p.model), sort_keys=True), t.classes, p.data.image_size, s.head)
+    batches = t.n_train // s.batch_size if t.n_train >= s.batch_size else 1  # drop_last when a batch fits
+    epochs = -(-s.iterations // batches)
+    images = epochs * (batches * s.batch_size if t.n_train >= s.batch_size else t.n_train)
+    runs = len(seg_runs(p))
+    return Cost(runs, train=runs * images * train, eval=runs * (epochs + 1) * t.n_test * forward)
 
 
 def flops_for(p: Params, classes: int) -> StepFlops:
@@ -202,6 +255,10 @@ def evaluate_cost(p: Params, spec, sizes: dict) -> Cost:
         iters += k * (a.steps + 2 * 5 + 2 * getattr(e, "sanity_strong_steps", 10) + 4)
     if spec.regime == "adversarial" and spec.task == p.transfer_attack_task:
         iters += n_rob * (a.steps + 1)  # examples from the reference model, then classified
+    if aa_graded(p, spec):  # ra_aa: each member on the images PGD-20 left correct; priced as if all were (a bound)
+        iters += n_rob * (e.aa_steps * sum(e.aa_target_classes if m == "apgd-t" else 1 for m in e.aa_members) + 1)
+    if e.adv_acc_eps and adv_acc_run(p, spec):
+        iters += n_rob * len(e.adv_acc_attacked()) * (a.steps + 1)
     return Cost(1, eval=clean + iters * f.attack)
 
 
@@ -257,6 +314,7 @@ def stage_costs(p: Params) -> dict[str, Cost]:
         st.add(transfer_cost(p, s, sizes)).add(evaluate_cost(p, s, sizes))
         st.runs -= 1  # one run, two costs
     out["study"] = st
+    out["segment"] = segment_cost(p)
     out["summary"] = Cost(runs=1)
     out["figures"] = Cost(runs=1)
     return out

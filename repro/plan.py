@@ -40,6 +40,36 @@ class RunSpec:
         return f"{self.kind}-{self.method}/{self.task}/{self.regime}{tag}-f{self.fraction:g}-seed{self.seed}"
 
 
+    @classmethod
+    def of(cls, spec: dict) -> "RunSpec":
+        """The run a ``spec.json`` (which holds these keys among others) describes."""
+        return cls(spec["kind"], spec["method"], spec["task"], spec["regime"], spec["fraction"], spec["seed"],
+                   spec.get("recipe", ""))
+
+
+def in_experiment(p: Params, run: RunSpec, name: str) -> bool:
+    """Is ``run`` part of experiment ``name``'s grid (its pairs, or their dense baselines)?"""
+    ex = p.experiments.get(name)
+    if ex is None or run.regime not in ex.regimes or run.task not in (ex.tasks or p.data.downstream):
+        return False
+    if run.recipe != p.transfer.recipe_tag(ex.recipe, run.regime):  # another experiment's recipe
+        return False
+    if run.method == DENSE:
+        return ex.dense and any(k == run.kind for k, _ in ex.pairs)
+    return (run.kind, run.method) in {tuple(pair) for pair in ex.pairs}
+
+
+def adv_acc_run(p: Params, run: RunSpec) -> bool:
+    """A standard-fine-tuned run of ``evaluation.adv_acc_experiments`` (RT Fig. 8 / Table I's Adv-Acc)?"""
+    return run.regime == "standard" and any(in_experiment(p, run, x) for x in p.evaluation.adv_acc_experiments)
+
+
+def aa_graded(p: Params, run: RunSpec) -> bool:
+    """Does ``run`` get ``ra_aa`` (the AutoAttack-grade RA)? Every run whose RA a claim reads: the adversarially
+    fine-tuned ones and the Adv-Acc runs (claim ``rt-properties-adversarial``)."""
+    return bool(p.evaluation.aa_members) and (run.regime == "adversarial" or adv_acc_run(p, run))
+
+
 def level_name(sparsity: float) -> str:
     """Folder of a sparsity level: 0 -> 'dense', 0.7379 -> 's0.7379' (str of the float, as in dvc.yaml)."""
     return DENSE if sparsity == 0 else f"s{float(sparsity)}"  # as DVC writes ${item}
@@ -102,6 +132,20 @@ def tickets_for_level(p: Params, sparsity: float) -> list[tuple[str, str, str | 
             continue
         out.add((r.kind, r.method, r.task if r.method == "a_imp_ds" else None))
     return sorted(out, key=lambda t: (t[0], t[1], t[2] or ""))
+
+
+def seg_runs(p: Params) -> list[tuple[str, str, float]]:
+    """(kind, method, sparsity) of every run of stage `segment`, then each kind's dense backbone: each pair at
+    every level of ``sweep.sparsities`` where an experiment draws its ticket (``segment.levels``, when set,
+    restricts them)."""
+    items = []
+    for lv in p.sweep.sparsities:
+        if p.segment.levels is not None and not any(abs(lv - x) < 1e-9 for x in p.segment.levels):
+            continue
+        drawn = {(k, m) for k, m, t in tickets_for_level(p, lv) if t is None}
+        items += [(k, m, float(lv)) for k, m in p.segment.pairs if (k, m) in drawn]
+    kinds = list(dict.fromkeys(k for k, _ in p.segment.pairs))
+    return items + [(k, DENSE, 0.0) for k in kinds]
 
 
 def imp_runs(p: Params) -> list[tuple[str, str, str | None]]:

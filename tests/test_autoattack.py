@@ -213,7 +213,7 @@ def test_adv_acc_sweep_is_pgd20_at_each_budget(robust, images):
 
 def test_adv_acc_is_aggregated_per_budget_and_limited_to_its_experiments():
     from repro.config import load_params
-    from repro.stages.evaluate import _in_experiment
+    from repro.plan import RunSpec, in_experiment
     from repro.verdicts import adv_acc_metrics
 
     base = dict(kind="standard", method="imp", task="t", regime="standard", fraction=1.0, level=0.5)
@@ -225,8 +225,36 @@ def test_adv_acc_is_aggregated_per_budget_and_limited_to_its_experiments():
     assert adv_acc_metrics([agg]) == ["adv_acc@0.5/255", "adv_acc@2/255"]
     p = load_params()
     t = p.data.downstream[-1]
-    aimp = dict(kind="pgd_adversarial", method="a_imp", task="synth_far", regime="standard")
-    assert _in_experiment(p, aimp, "rt_aimp") and not _in_experiment(p, aimp, "rt_omp")
-    assert _in_experiment(p, dict(kind="standard", method="omp", task=t, regime="standard"), "rt_omp")
-    assert _in_experiment(p, dict(kind="standard", method="dense", task=t, regime="standard"), "rt_omp")
-    assert not _in_experiment(p, dict(kind="standard", method="omp", task=t, regime="adversarial"), "rt_omp")
+    aimp = RunSpec("pgd_adversarial", "a_imp", "synth_far", "standard", 1.0, 0)
+    assert in_experiment(p, aimp, "rt_aimp") and not in_experiment(p, aimp, "rt_omp")
+    assert in_experiment(p, RunSpec("standard", "omp", t, "standard", 1.0, 0), "rt_omp")
+    assert in_experiment(p, RunSpec("standard", "dense", t, "standard", 1.0, 0), "rt_omp")
+    assert not in_experiment(p, RunSpec("standard", "omp", t, "adversarial", 1.0, 0), "rt_omp")
+
+
+def test_ra_aa_covers_every_run_whose_ra_a_claim_reads():
+    """`ra_aa` for the adversarially fine-tuned runs and for the standard-fine-tuned runs of
+    evaluation.adv_acc_experiments (RT Fig. 8 / Table I Adv-Acc, claim rt-properties-adversarial, which was
+    `not run` under the AA variant without them); not for runs whose RA no claim reads."""
+    from pathlib import Path
+
+    import yaml
+
+    from repro.config import Params, from_dict
+    from repro.plan import RunSpec, aa_graded
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    p = from_dict(Params, raw)
+
+    def spec(kind, method, task, regime):
+        return RunSpec(kind, method, task, regime, 1.0, 0)
+
+    assert aa_graded(p, spec("pgd_adversarial", "imp", "synth_near", "adversarial"))
+    assert aa_graded(p, spec("pgd_adversarial", "a_imp", "synth_far", "standard"))  # rt_aimp
+    assert aa_graded(p, spec("standard", "omp", "synth_near", "standard"))  # rt_omp, every downstream task
+    assert not aa_graded(p, spec("standard", "imp", "synth_near", "standard"))  # dw_imp: its claims read SA
+    assert not aa_graded(p, spec("pgd_adversarial", "omp", "synth_far", "linear"))
+    raw["evaluation"]["adv_acc_experiments"] = ["rt_aimp"]
+    assert not aa_graded(from_dict(Params, raw), spec("standard", "omp", "synth_near", "standard"))
+    raw["evaluation"]["aa_members"] = []
+    assert not aa_graded(from_dict(Params, raw), spec("pgd_adversarial", "imp", "synth_near", "adversarial"))

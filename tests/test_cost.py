@@ -84,6 +84,12 @@ def test_flops_equal_the_counter_times_the_multipliers():
     iters = n_rob * a.steps * a.restarts + n_rob * (1 + a.restarts) + k * (a.steps + 10 + 2 * e.sanity_strong_steps + 4)
     clean = (syn.n_test_downstream + sizes[p.data.ood].n_test) * f_ds.forward
     assert cost.evaluate_cost(p, spec, sizes).eval == pytest.approx(clean + iters * f_ds.attack)
+    # an adversarial run adds the transfer attack (PGD from the reference model, then classified) and ra_aa:
+    # APGD-CE, then APGD-T per target class, priced as if every attacked image survived PGD-20
+    assert e.aa_members == ("apgd-ce", "apgd-t")
+    adv = next(s for s in runs_for_level(p, 0.0) if s.regime == "adversarial")
+    extra = n_rob * (a.steps + 1) + n_rob * (e.aa_steps * (1 + e.aa_target_classes) + 1)
+    assert cost.evaluate_cost(p, adv, sizes).eval == pytest.approx(clean + (iters + extra) * f_ds.attack)
 
 
 def test_fractions_and_linear_evaluation():
@@ -134,3 +140,35 @@ def test_cli_reads_a_tier_without_touching_params_yaml():
     with pytest.raises(SystemExit, match="unknown tier 'huge'"):
         cost.main(["--tier", "huge", "--params", str(ROOT / "params.yaml")])
     assert (ROOT / "params.yaml").read_bytes() == before
+
+
+def test_segment_stage_is_priced_from_its_runs_and_iterations():
+    """Stage `segment` (RT Fig. 7, DW Fig. A10's VOC panel): its runs x whole epochs of training until
+    `iterations` batches are done, plus a pass over the test split after each epoch and a final one; FLOPs
+    from torch's counter on the real segmentation network (not the meta-device count the planner uses)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from repro.segmentation import SegmentationNet
+
+    raw = to_dict(tiny_params())
+    raw["segment"]["pairs"] = [["standard", "omp"], ["pgd_adversarial", "omp"]]
+    p = from_dict(Params, raw)
+    s = p.segment
+    assert (s.task, s.n_train, s.batch_size, s.iterations, s.n_test) == ("synth_seg", 40, 8, 10, 20)  # smoke tier
+    c = cost.stage_costs(p)["segment"]
+    assert c.runs == 2 + 2  # the two OMP tickets the grid draws, and each kind's dense backbone
+    torch.manual_seed(0)
+    net = SegmentationNet(p.model.build(4), 4, s.head)
+    x, y = torch.rand(2, 3, p.data.image_size, p.data.image_size), torch.zeros(2, p.data.image_size,
+                                                                               p.data.image_size, dtype=torch.long)
+    with FlopCounterMode(display=False) as fc:
+        torch.nn.functional.cross_entropy(net.train()(x), y).backward()
+    train = fc.get_total_flops() / 2
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        net.eval()(x)
+    forward = fc.get_total_flops() / 2
+    # 40 images in batches of 8: 5 batches an epoch, 10 iterations = 2 epochs = 80 images; 3 passes over 20 test images
+    assert c.train == pytest.approx(4 * 80 * train) and c.attack == 0
+    assert c.eval == pytest.approx(4 * 3 * 20 * forward)
+    raw["segment"].update(task="voc2012", max_train=None, max_test=100)
+    assert cost.seg_size(from_dict(Params, raw)) == cost.TaskSize(1_464, 100, 21)

@@ -9,6 +9,8 @@ A run is named by its content, so a run of another recipe must not share a folde
 """
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from pathlib import Path
 
@@ -226,9 +228,9 @@ def test_cost_planner_prices_each_run_with_its_recipe():
 
 
 def test_evaluate_counts_a_run_in_the_experiment_of_its_recipe():
-    from repro.stages.evaluate import _in_experiment
+    from repro.plan import in_experiment
 
     p = tiers("paper")
-    spec = {"kind": "standard", "method": "omp", "task": "cifar10", "regime": "standard"}
-    assert _in_experiment(p, {**spec, "recipe": "rt"}, "rt_omp")
-    assert not _in_experiment(p, spec, "rt_omp")  # DW's run of the same ticket is not part of RT's grid
+    spec = RunSpec("standard", "omp", "cifar10", "standard", 1.0, 0)
+    assert in_experiment(p, dataclasses.replace(spec, recipe="rt"), "rt_omp")
+    assert not in_experiment(p, spec, "rt_omp")  # DW's run of the same ticket is not part of RT's grid

@@ -402,6 +402,13 @@ class EvalParams:
         """The checkpoint reported for a run of ``regime`` (``last`` when not listed)."""
         return self.select.get(regime, "last")
 
+    def adv_acc_attacked(self) -> list[float]:
+        """The Adv-Acc budgets the sweep attacks: RA's own attack (same eps, step eps/4, random start, one
+        restart) is not run twice, its budget reuses ``ra``."""
+        a = self.attack
+        same = a.name == "pgd" and a.random_start and a.restarts == 1 and abs(a.alpha - a.eps / 4) < 1e-12
+        return [eps for eps in self.adv_acc_eps if not (same and abs(eps - a.eps) < 1e-12)]
+
 
 @dataclass(frozen=True)
 class Experiment:

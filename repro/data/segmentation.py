@@ -31,7 +31,7 @@ from ..registry import Registry
 from .arrays import DataError, channel_stats
 from .files import first_line, fit_square
 
-__all__ = ["IGNORE", "SegTask", "SEG_DATASETS", "load_seg_task", "fit_square_mask", "VOC_CLASSES"]
+__all__ = ["IGNORE", "SegTask", "SEG_DATASETS", "SYNTH_SEG_CLASSES", "load_seg_task", "fit_square_mask", "VOC_CLASSES"]
 
 IGNORE = 255
 _KEYS = ("x_train", "m_train", "x_test", "m_test", "num_classes", "name")
@@ -113,13 +113,17 @@ def fit_square_mask(mask: np.ndarray, size: int) -> np.ndarray:
 SEG_DATASETS: Registry[Callable[..., SegTask]] = Registry("segmentation dataset")
 
 
+#: classes of the generated ``synth_seg`` task (background + 3 textured object classes)
+SYNTH_SEG_CLASSES = 4
+
+
 @SEG_DATASETS.register("synth_seg")
 def synth_seg(root=None, size: int = 16, max_train: Optional[int] = None, max_test: Optional[int] = None,
               download: bool = False, seed: int = 0, n_train: int = 600, n_test: int = 200) -> SegTask:
     """The offline default's synthetic task (``repro.data.synthetic.make_seg_task``)."""
     from .synthetic import make_seg_task
 
-    return make_seg_task("synth_seg", 4, min(n_train, max_train or n_train), min(n_test, max_test or n_test),
+    return make_seg_task("synth_seg", SYNTH_SEG_CLASSES, min(n_train, max_train or n_train), min(n_test, max_test or n_test),
                          size=size, seed=seed)
 
 

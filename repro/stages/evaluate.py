@@ -9,7 +9,8 @@ runs the attack sanity checks (``repro.sanity``) on the first
 ``evaluation.sanity_images`` attacked images: ``sanity`` (accuracies and checks)
 and ``sanity_ok`` sit next to ``ra``.
 
-Adversarially fine-tuned runs also get ``ra_aa``: RA under the AutoAttack-grade ensemble
+Adversarially fine-tuned runs, and the standard-fine-tuned runs of ``evaluation.adv_acc_experiments``
+(whose RA RT's Adv-Acc claim reads), also get ``ra_aa`` (``repro.plan.aa_graded``): RA under the AutoAttack-grade ensemble
 (``evaluation.aa_members``, default APGD-CE then APGD-T over ``aa_target_classes`` classes,
 ``aa_steps`` iterations each) run on the images PGD-20 left correct, so ``ra_aa`` is the accuracy
 under the worst case of PGD-20 and the ensemble (``ra_aa <= ra``); ``aa`` records how many images
@@ -34,7 +35,7 @@ import torch
 from .. import metrics, plausibility, runtime
 from ..config import Params
 from ..data import ArrayTask, array_loader, test_loader
-from ..plan import RUNS, level_name
+from ..plan import RUNS, RunSpec, aa_graded, adv_acc_run, level_name
 from ..tickets.mask import Mask
 from .common import level_main, load_into, load_state, load_task, log, n_workers, parallel_map, read_json, write_json
 
@@ -68,18 +69,6 @@ def load_reference(p: Params, tasks: dict) -> dict:
     if t not in tasks:
         tasks[t] = load_task(t)
     return {t: runtime.inference_model(load_run_model(p, reference_path(t).parent, tasks[t]))}
-
-
-def _in_experiment(p: Params, spec: dict, name: str) -> bool:
-    """Is this run part of experiment ``name``'s grid (its pairs, or their dense baselines)?"""
-    ex = p.experiments.get(name)
-    if ex is None or spec["regime"] not in ex.regimes or spec["task"] not in (ex.tasks or p.data.downstream):
-        return False
-    if spec.get("recipe", "") != p.transfer.recipe_tag(ex.recipe, spec["regime"]):  # another experiment's recipe
-        return False
-    if spec["method"] == "dense":
-        return ex.dense and any(k == spec["kind"] for k, _ in ex.pairs)
-    return (spec["kind"], spec["method"]) in {tuple(pair) for pair in ex.pairs}
 
 
 def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, reference: dict) -> dict:
@@ -123,7 +112,8 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
     out.update(plausibility.check_learned(plausibility.read_train_losses(run_dir / "history.csv"), out["sa"],
                                           task.y_test, task.num_classes))
     strong = None
-    if spec["regime"] == "adversarial" and e.aa_members:
+    run = RunSpec.of(spec)
+    if aa_graded(p, run):
         ra_aa, aa_ok, trace = metrics.robust_accuracy_aa(
             fast, rloader, eps=a.eps, steps=e.aa_steps, members=e.aa_members, n_target_classes=e.aa_target_classes,
             robust=pgd_ok, progress=False, seed=p.seed, return_details=True)
@@ -134,10 +124,8 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
                      "robust_after": {"clean": int(clean_ok.sum()), "pgd20": int(pgd_ok.sum()),
                                       **{m: trace.get(m, 0) for m in e.aa_members}}}
         strong = (pgd_ok, aa_ok)
-    if e.adv_acc_eps and spec["regime"] == "standard" and any(_in_experiment(p, spec, x) for x in e.adv_acc_experiments):
-        # the RA attack itself (same eps, step eps/4, seed) is not run twice: its budget reuses `ra`
-        same = a.name == "pgd" and a.random_start and a.restarts == 1 and abs(a.alpha - a.eps / 4) < 1e-12
-        todo = [eps for eps in e.adv_acc_eps if not (same and abs(eps - a.eps) < 1e-12)]
+    if e.adv_acc_eps and adv_acc_run(p, run):
+        todo = e.adv_acc_attacked()  # the RA attack itself is not run twice: its budget reuses `ra`
         accs = dict(zip(todo, metrics.adv_acc_sweep(fast, rloader, todo, steps=a.steps, progress=False, seed=p.seed)))
         out["adv_acc"] = {f"{eps * 255:g}/255": accs.get(eps, ra) for eps in e.adv_acc_eps}
         out["adv_acc_attack"] = f"PGD-{a.steps}, step eps/4, random start (RT 'Adv-Acc'; the paper states no attack)"

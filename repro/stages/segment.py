@@ -22,27 +22,12 @@ from ..config import Params
 from ..data.segmentation import SegTask
 from ..io import save_json
 from ..models import set_normalization
-from ..plan import DENSE, RUNS, level_name, ticket_path
+from ..plan import DENSE, RUNS, level_name, seg_runs, ticket_path
 from ..tickets.mask import Mask
 from .common import device, load_into, load_state, log, n_workers, parallel_map, pretrained_path, run_stage, task_path
 
 OUT = RUNS / "segment"
 METRICS = Path("metrics") / "segment.json"
-
-
-def seg_runs(p: Params) -> list[tuple[str, str, float]]:
-    """(kind, method, sparsity) of every run, then each kind's dense backbone: each pair at every level of
-    ``sweep.sparsities`` where an experiment draws its ticket (``segment.levels``, when set, restricts them)."""
-    from ..plan import tickets_for_level
-
-    items = []
-    for lv in p.sweep.sparsities:
-        if p.segment.levels is not None and not any(abs(lv - x) < 1e-9 for x in p.segment.levels):
-            continue
-        drawn = {(k, m) for k, m, t in tickets_for_level(p, lv) if t is None}
-        items += [(k, m, float(lv)) for k, m in p.segment.pairs if (k, m) in drawn]
-    kinds = list(dict.fromkeys(k for k, _ in p.segment.pairs))
-    return items + [(k, DENSE, 0.0) for k in kinds]
 
 
 def check_inputs(p: Params) -> None:
