@@ -47,10 +47,13 @@ class RunSpec:
                    spec.get("recipe", ""))
 
 
-def in_experiment(p: Params, run: RunSpec, name: str) -> bool:
-    """Is ``run`` part of experiment ``name``'s grid (its pairs, or their dense baselines)?"""
+def in_experiment(p: Params, run: RunSpec, name: str, any_task: bool = False) -> bool:
+    """Is ``run`` part of experiment ``name``'s grid (its pairs, or their dense baselines)? ``any_task``: on
+    any downstream task, not only the experiment's."""
     ex = p.experiments.get(name)
-    if ex is None or run.regime not in ex.regimes or run.task not in (ex.tasks or p.data.downstream):
+    if ex is None or run.regime not in ex.regimes:
+        return False
+    if not any_task and run.task not in (ex.tasks or p.data.downstream):
         return False
     if run.recipe != p.transfer.recipe_tag(ex.recipe, run.regime):  # another experiment's recipe
         return False
@@ -66,8 +69,12 @@ def adv_acc_run(p: Params, run: RunSpec) -> bool:
 
 def aa_graded(p: Params, run: RunSpec) -> bool:
     """Does ``run`` get ``ra_aa`` (the AutoAttack-grade RA)? Every run whose RA a claim reads: the adversarially
-    fine-tuned ones and the Adv-Acc runs (claim ``rt-properties-adversarial``)."""
-    return bool(p.evaluation.aa_members) and (run.regime == "adversarial" or adv_acc_run(p, run))
+    fine-tuned ones, and the standard-fine-tuned runs of the tickets ``evaluation.adv_acc_experiments`` name, on
+    every task (claim ``rt-properties-adversarial`` compares their RA wherever both tickets were fine-tuned)."""
+    if not p.evaluation.aa_members:
+        return False
+    return run.regime == "adversarial" or (run.regime == "standard" and any(
+        in_experiment(p, run, x, any_task=True) for x in p.evaluation.adv_acc_experiments))
 
 
 def level_name(sparsity: float) -> str:
