@@ -46,9 +46,9 @@ from .plan import (aa_graded, adv_acc_run, experiment_runs, imp_runs, level_name
 #: default device throughput (TFLOP/s) and its name
 GPU_TFLOPS = 312.0
 GPU_NAME = "NVIDIA A100 (bf16 dense peak)"
-#: published split sizes and classes of the public datasets of the tiers: (train, test, classes)
 #: segmentation tasks (stage `segment`): (train, test) images; VOC 2012's train / val segmentation lists
 SEG_SIZES = {"voc2012": (1_464, 1_449)}
+#: published split sizes and classes of the public datasets of the tiers: (train, test, classes)
 PUBLIC_SIZES = {
     "cifar10": (50_000, 10_000, 10),
     "cifar100": (50_000, 10_000, 100),

@@ -39,7 +39,6 @@ class RunSpec:
         tag = f"-{self.recipe}" if self.recipe else ""
         return f"{self.kind}-{self.method}/{self.task}/{self.regime}{tag}-f{self.fraction:g}-seed{self.seed}"
 
-
     @classmethod
     def of(cls, spec: dict) -> "RunSpec":
         """The run a ``spec.json`` (which holds these keys among others) describes."""

@@ -10,7 +10,8 @@ runs the attack sanity checks (``repro.sanity``) on the first
 and ``sanity_ok`` sit next to ``ra``.
 
 Adversarially fine-tuned runs, and the standard-fine-tuned runs of the tickets of
-``evaluation.adv_acc_experiments`` on every task (whose RA RT's Adv-Acc claim reads), also get ``ra_aa`` (``repro.plan.aa_graded``): RA under the AutoAttack-grade ensemble
+``evaluation.adv_acc_experiments`` on every task (whose RA RT's Adv-Acc claim reads), also get
+``ra_aa`` (``repro.plan.aa_graded``): RA under the AutoAttack-grade ensemble
 (``evaluation.aa_members``, default APGD-CE then APGD-T over ``aa_target_classes`` classes,
 ``aa_steps`` iterations each) run on the images PGD-20 left correct, so ``ra_aa`` is the accuracy
 under the worst case of PGD-20 and the ensemble (``ra_aa <= ra``); ``aa`` records how many images
