@@ -105,10 +105,10 @@ def seg_size(p: Params) -> TaskSize:
     from .data.segmentation import SYNTH_SEG_CLASSES, VOC_CLASSES
 
     s = p.segment
-    if s.task == "synth_seg":
-        return TaskSize(s.n_train, s.n_test, SYNTH_SEG_CLASSES)
-    n_tr, n_te = SEG_SIZES[s.task]
-    return TaskSize(min(n_tr, s.max_train or n_tr), min(n_te, s.max_test or n_te), len(VOC_CLASSES))
+    synth = s.task == "synth_seg"
+    n_tr, n_te = (s.n_train, s.n_test) if synth else SEG_SIZES[s.task]
+    return TaskSize(min(n_tr, s.max_train or n_tr), min(n_te, s.max_test or n_te),
+                    SYNTH_SEG_CLASSES if synth else len(VOC_CLASSES))
 
 
 # ------------------------------------------------------------------------------- FLOPs
@@ -187,11 +187,12 @@ def segment_cost(p: Params) -> Cost:
     evaluates once more."""
     from .config import to_dict
 
+    from .segmentation import epoch_plan
+
     s, t = p.segment, seg_size(p)
     train, forward = _seg_flops(json.dumps(to_dict(p.model), sort_keys=True), t.classes, p.data.image_size, s.head)
-    batches = t.n_train // s.batch_size if t.n_train >= s.batch_size else 1  # drop_last when a batch fits
-    epochs = -(-s.iterations // batches)
-    images = epochs * (batches * s.batch_size if t.n_train >= s.batch_size else t.n_train)
+    batches, epochs = epoch_plan(t.n_train, s.batch_size, s.iterations)
+    images = epochs * min(batches * s.batch_size, t.n_train)
     runs = len(seg_runs(p))
     return Cost(runs, train=runs * images * train, eval=runs * (epochs + 1) * t.n_test * forward)
 

@@ -190,6 +190,13 @@ def _iteration_schedule(cfg: SegConfig):
     return IterationSchedule()
 
 
+def epoch_plan(n_train: int, batch_size: int, iterations: int) -> tuple[int, int]:
+    """(training batches an epoch, epochs) of a run: whole batches (the last partial one dropped) when a batch
+    fits, else one short batch; whole epochs until ``iterations`` batches are done. The cost planner uses it too."""
+    batches = n_train // batch_size if n_train >= batch_size else 1
+    return batches, int(math.ceil(iterations / batches))
+
+
 def train_segmentation(task: SegTask, backbone: nn.Module, cfg: SegConfig, *, mask: Optional[Mask] = None,
                        head: str = "fcn", seed: int = 0, device=None, train_fraction: float = 1.0):
     """Fine-tune ``backbone`` (with ``mask`` enforced) + a new head on ``task``: a fitted fastai Learner.
@@ -230,7 +237,7 @@ def train_segmentation(task: SegTask, backbone: nn.Module, cfg: SegConfig, *, ma
     learn.recorder.add_time = False
     learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
     learn.logger = lambda *a, **k: None
-    epochs = int(math.ceil(cfg.iterations / max(1, len(train_dl))))
+    _, epochs = epoch_plan(len(keep), cfg.batch_size, cfg.iterations)  # len(train_dl) batches an epoch
     learn.fit(epochs, lr=cfg.lr)
     return learn
 
