@@ -36,8 +36,10 @@ $(TOOLS)/.installed: requirements-tools.lock
 	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.lock
 	touch $@
 
+# The tests run in one pytest-xdist worker process (-n 1): a native crash (a heap abort or SIGSEGV in a
+# kernel) fails the test it happened in, the worker is replaced, and the run goes on to its summary.
 test: venv tools
-	REPRO_TOOLS=$(CURDIR)/$(TOOLS)/bin $(VENV)/bin/pytest -q
+	REPRO_TOOLS=$(CURDIR)/$(TOOLS)/bin $(VENV)/bin/pytest -q -n 1
 
 # `make repro` runs the embedded default; `make repro TIER=smoke|small|paper [FRACTION=0.1]` first merges
 # tiers/<TIER>.yaml into params.yaml, at FRACTION of the data and epochs (`git checkout params.yaml` returns
@@ -55,7 +57,7 @@ bench: venv
 # Re-resolve the lock file from pyproject.toml (needs the package index).
 lock:
 	rm -rf /tmp/repro-lock && $(PYTHON) -m venv /tmp/repro-lock
-	/tmp/repro-lock/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 . pytest hypothesis
+	/tmp/repro-lock/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 . pytest pytest-xdist hypothesis
 	/tmp/repro-lock/bin/pip uninstall -y repro
 	( head -3 requirements.lock; /tmp/repro-lock/bin/pip freeze ) > requirements.lock.new
 	mv requirements.lock.new requirements.lock

@@ -3,7 +3,8 @@
 The device is chosen at run time: CUDA when present (with AMP), the CPU
 otherwise. Models are channels_last on both (measured in ``bench/``: faster
 convolutions on CUDA and on this CPU). The logic is identical on both; only
-the AMP switch differs.
+the AMP switch differs, and on the CPU one guard against a oneDNN bug
+(:func:`guard_cpu_convolutions`).
 """
 from __future__ import annotations
 
@@ -29,8 +30,52 @@ def use_amp(dev: torch.device) -> bool:
 
 
 def prepare_model(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
-    """Move ``model`` to ``dev`` in channels_last memory format (CPU and CUDA alike)."""
-    return model.to(dev).to(memory_format=torch.channels_last)
+    """Move ``model`` to ``dev`` in channels_last memory format (CPU and CUDA alike); on the CPU, with
+    :func:`guard_cpu_convolutions` applied."""
+    model = model.to(dev).to(memory_format=torch.channels_last)
+    if torch.device(dev).type == "cpu":
+        guard_cpu_convolutions(model)
+    return model
+
+
+class SubsampledPointwiseConv(torch.nn.Conv2d):
+    """A 1x1 convolution of stride s (no padding) computed as the stride-1 1x1 convolution of every s-th
+    pixel: the same function, parameters, names and ``state_dict``; only the kernel oneDNN runs differs.
+
+    Why: oneDNN's AVX2 1x1 weight-gradient kernel (``jit_avx2_1x1_convolution_bwd_weights_t``), which runs
+    on CPUs without AVX-512 (AMD EPYC before Zen 4, or any CPU under ``ONEDNN_MAX_CPU_ISA=AVX2``), copies a
+    strided channels_last input into a per-thread buffer of ``pixels * in_channels`` floats but indexes it as
+    if it held ``pixels * 8`` (the blocked layout's offset, ``(ic_b * is + sp) * ic_block``, in
+    ``execute_backward_weights``). With fewer than 8 input channels the copy runs past the buffer: on one
+    thread past the heap block (glibc aborts: "corrupted double-linked list", or SIGSEGV), on two threads
+    into the other thread's part (silently wrong weight gradients, 5-88 % relative error measured).
+    Measured with torch 2.14.1 (oneDNN v3.12.0); the same offset is in oneDNN's main branch in December 2026.
+    Reproduction for a bug report: ``bench/onednn_1x1_stride_bug.py``. Unit-stride 1x1 convolutions do not
+    take that path (the input needs no copy), so subsampling first avoids it on every CPU.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        sh, sw = self.stride
+        return torch.nn.functional.conv2d(input[:, :, ::sh, ::sw], weight, bias, 1, 0, self.dilation, self.groups)
+
+
+def needs_conv_guard(m: torch.nn.Module) -> bool:
+    """Whether ``m`` is a convolution the oneDNN bug of :class:`SubsampledPointwiseConv` can hit: 1x1,
+    strided, unpadded, ungrouped, with an input channel count that is not a multiple of 8 (the AVX2 block;
+    measured wrong for 2-7 input channels, right for 1, 8-24 and 64; non-multiples above 8 are guarded too,
+    since the buffer arithmetic can overrun for them as well)."""
+    return (type(m) is torch.nn.Conv2d and m.kernel_size == (1, 1) and m.stride != (1, 1)
+            and m.padding in ((0, 0), "valid") and m.dilation == (1, 1) and m.groups == 1
+            and m.in_channels % 8 != 0)
+
+
+def guard_cpu_convolutions(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn, in place, every convolution :func:`needs_conv_guard` names into a :class:`SubsampledPointwiseConv`
+    (same object, same parameters; only its class changes). No other layer and no CUDA model is touched."""
+    for m in model.modules():
+        if needs_conv_guard(m):
+            m.__class__ = SubsampledPointwiseConv
+    return model
 
 
 #: ``runtime.compile`` values: ``on`` / ``off`` always / never compile the training model; ``auto``
