@@ -139,6 +139,14 @@ class LearnableMask(Callback):
                  seed: int = 0, scope: list[str] | None = None, bn: str = "train", train_scores: bool = True):
         if bn not in LMP_BN:
             raise ValueError(f"bn {bn!r} is not allowed; allowed: {', '.join(LMP_BN)}")
+        if granularity == "channel" and bn == "train":
+            # A BatchNorm with batch statistics after each conv makes the loss invariant to the scale of a kept
+            # output channel, so its straight-through score gradient is ~0 (only BN's eps breaks the invariance),
+            # while a pruned (all-zero) channel's is amplified by 1/sqrt(eps): the learned mask follows rounding
+            # noise, differently on each CPU's kernels (tests/test_tickets_lmp.py).
+            raise ValueError("LMP granularity 'channel' with bn 'train' cannot learn: batch-statistics BatchNorm "
+                             "cancels a kept channel's scale, so its score gets no gradient; allowed: unstructured, "
+                             "row, kernel, or channel with bn 'frozen'")
         self.density, self.granularity, self.train_head = density, granularity, train_head
         self.seed, self.scope, self.bn, self.train_scores = seed, scope, bn, train_scores
         self.mask: Mask | None = None
