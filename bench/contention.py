@@ -41,7 +41,7 @@ def _step_times(threads: int, steps: int, warmup: int = 3) -> list[float]:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from repro import runtime
+    from repro.base import runtime
     from repro.models import build_model
 
     torch.set_num_threads(threads)

@@ -12,7 +12,7 @@ copy of the strided input runs past its part of the buffer.
 
 Seen with torch 2.14.1 (oneDNN v3.12.0, git 80afa71), Python 3.11, on a 2-core Intel Xeon (Sapphire
 Rapids) under ``ONEDNN_MAX_CPU_ISA=AVX2`` and natively on a 2-core AMD EPYC. The package's guard is
-``repro.runtime.SubsampledPointwiseConv`` (subsample, then a unit-stride 1x1 convolution).
+``repro.base.runtime.SubsampledPointwiseConv`` (subsample, then a unit-stride 1x1 convolution).
 """
 from __future__ import annotations
 

@@ -46,11 +46,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 import baseline  # noqa: E402
 import contention  # noqa: E402
 
-from repro import cpus, runtime  # noqa: E402
+from repro.base import cpus, runtime  # noqa: E402
 from repro.attacks import attack_from_config  # noqa: E402
 from repro.data import make_dataloaders  # noqa: E402
 from repro.data.synthetic import make_task  # noqa: E402
-from repro.io import save_json  # noqa: E402
+from repro.base.io import save_json  # noqa: E402
 from repro.models import build_model  # noqa: E402
 from repro.tickets import draw_ticket  # noqa: E402
 from repro.training import TrainConfig, make_learner  # noqa: E402
@@ -380,7 +380,7 @@ def bench_flops(models: list[str], adv: dict, repeats: int, mask: dict | None = 
 
 def params_model_rate(repeats: int = 2, params: Path = ROOT / "params.yaml") -> dict:
     """Achieved GFLOP/s of params.yaml's own model the way its stages run it: one thread per worker
-    process (``repro.cpus``), at the tier's image size, recipe and transfer batch sizes; standard
+    process (``repro.base.cpus``), at the tier's image size, recipe and transfer batch sizes; standard
     fine-tuning and adversarial fine-tuning with the tier's attack. ``python -m repro.plan cost``
     turns the pipeline's FLOPs into CPU-hours with these rates (x the workers) when the tier's model
     is this one; the embedded default's tiny network reaches a far smaller fraction of the matmul

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Registry
+from .base.registry import Registry
 
 __all__ = [
     "ATTACKS",

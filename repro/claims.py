@@ -53,7 +53,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .registry import Registry
+from .base.registry import Registry
 from .verdicts import GROUP, VERDICT_RA, aggregate, double_win, paper_view
 
 OUTCOMES = ("reproduced", "inconclusive", "contradicted", "not run")

@@ -47,7 +47,7 @@ import torch.distributed as dist
 from fastai.callback.core import Callback
 from torch import nn
 
-from . import cpus
+from .base import cpus
 
 ENV_BACKEND = "REPRO_DDP_BACKEND"
 ENV_SYNC_BN = "REPRO_SYNC_BN"  # "0" keeps per-rank BatchNorm statistics on CUDA too

@@ -114,7 +114,7 @@ def fid(source: ArrayTask | np.ndarray, target: ArrayTask | np.ndarray, inceptio
 def load_inception(data_root: str | Path = "data", dest: str | Path = ".cache/repro/inception_v3.pt",
                    device=None) -> nn.Module:
     """torchvision's Inception-v3 ImageNet weights, fetched and sha256-checked by ``repro.weights``."""
-    from .io import load_torch
+    from .base.io import load_torch
     from .weights import fetch, weights_dir
 
     dest = Path(dest)

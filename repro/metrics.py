@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import runtime
+from .base import runtime
 from .attacks import autoattack, bn_mode, full_precision, pgd
 
 __all__ = [
@@ -112,12 +112,12 @@ def collect_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``[N, C]`` (float32, CPU) and labels ``[N]`` over a loader of ``(x in [0,1], y)``.
 
-    The model runs in eval mode, as :func:`repro.runtime.inference_model` (its Conv-BN pairs
+    The model runs in eval mode, as :func:`repro.base.runtime.inference_model` (its Conv-BN pairs
     folded; ``model`` itself is not changed). Clean forward passes run under
     ``torch.no_grad()``; with ``attack`` each batch is first replaced by
     ``attack(model, x, y)`` (crafted on that eval-mode model, with input gradients) and then
     classified under ``no_grad``. ``amp`` (clean passes only) defaults to
-    :func:`repro.runtime.use_amp` of the device; with ``attack`` the attack and the classification
+    :func:`repro.base.runtime.use_amp` of the device; with ``attack`` the attack and the classification
     of its examples always run in float32 (autocast off, also inside an enclosing autocast), and
     ``amp=True`` is an error.
     """

@@ -12,7 +12,7 @@ from typing import Callable
 
 from .attacks import attack_from_config
 from .config import PretrainParams
-from .registry import Registry
+from .base.registry import Registry
 
 PRETRAIN: Registry[Callable[[PretrainParams], dict]] = Registry("pretraining kind")
 

@@ -46,7 +46,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from . import runtime
+from .base import runtime
 from .attacks import _linf_attack, autoattack, bn_mode, fgsm, full_precision, no_param_grad, pgd
 from .plausibility import run_label
 
@@ -138,7 +138,7 @@ def attack_sanity(
     ``strong``: ``(pgd_correct, strong_correct)`` per image of *every* attacked image, when the
     evaluation ran the stronger attack itself (``ra_aa``); otherwise it runs here on ``x``
     (APGD-CE + APGD-T towards the top wrong class, ``strong_steps`` iterations). The model is attacked in eval mode, Conv-BN
-    folded as for the RA (:func:`repro.runtime.inference_model`; ``model`` itself is not changed),
+    folded as for the RA (:func:`repro.base.runtime.inference_model`; ``model`` itself is not changed),
     in float32. Returns ``{"n", "eps", "alpha", "strong_steps", "strong_n", "accuracy": {...},
     "tests": {check: {b, c, p, flag}}, "checks": {name: bool}, "ok": bool, "failed": [names]}``.
     """

@@ -31,7 +31,7 @@ node reaches, committed code and params (``git status`` clean) and credentials i
 (``--local`` DVC config is not cloned).
 
 Threads: a job's stage uses ``REPRO_THREADS`` threads: the CPUs the job is allowed to use (SLURM's
-allocation: its affinity and cgroup quota, ``repro.cpus``), or for local processes the head's CPU
+allocation: its affinity and cgroup quota, ``repro.base.cpus``), or for local processes the head's CPU
 budget divided by ``--max-parallel``.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from pathlib import Path
 
-from . import cpus
+from .base import cpus
 
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc")

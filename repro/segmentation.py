@@ -208,7 +208,7 @@ def train_segmentation(task: SegTask, backbone: nn.Module, cfg: SegConfig, *, ma
     from fastai.learner import Learner
     from fastai.optimizer import OptimWrapper
 
-    from . import runtime
+    from .base import runtime
     from .training.callbacks import MaskEnforcer, RaiseOnNaN
 
     dev = torch.device(device) if device is not None else runtime.device()

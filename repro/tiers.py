@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import save_text
+from .base.io import save_text
 
 TIERS_DIR = Path("tiers")
 

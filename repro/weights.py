@@ -63,9 +63,9 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 import yaml
 
-from .io import CheckpointError, atomic_path, save_torch
+from .base.io import CheckpointError, atomic_path, save_torch
 from .models.resnet import IMAGENET_MEAN, IMAGENET_STD
-from .registry import Registry
+from .base.registry import Registry
 
 LOCK_FILE = Path(__file__).with_name("weights.lock.yaml")
 WEIGHTS_ENV = "REPRO_WEIGHTS_DIR"

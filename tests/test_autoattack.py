@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import _one_thread, make_synthetic  # noqa: F401  (module-wide one thread)
-from repro import metrics, runtime
+from repro import metrics
+from repro.base import runtime
 from repro.attacks import _apgd_objective, apgd, autoattack, pgd
 from repro.models import build_model
 from repro.sanity import attack_sanity

@@ -22,7 +22,7 @@ from fastai.data.core import DataLoaders
 from torch.utils.data import TensorDataset
 
 from conftest import tiny_model, toy_images
-from repro import runtime
+from repro.base import runtime
 from repro.attacks import attack_from_config, no_param_grad
 from repro.config import ConfigError, from_dict
 from repro.config.params import Params, RuntimeParams, load_params

@@ -1,4 +1,4 @@
-"""CPU budget from what the process may use (issue 18, point 1; ``repro/cpus.py``).
+"""CPU budget from what the process may use (issue 18, point 1; ``repro/base/cpus.py``).
 
 Threads and workers were sized from ``os.cpu_count()`` (the host's cores). A job may use only its
 affinity mask (taskset, SLURM cpusets) and its cgroup CPU quota (``docker run --cpus``: cgroup v2
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro import cpus
+from repro.base import cpus
 from repro.stages import common
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_split_never_exceeds_the_budget(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------ in a real process
 def _sizing(cmd_prefix: list[str], env: dict, *args: str) -> dict:
-    r = subprocess.run([*cmd_prefix, sys.executable, "-m", "repro.cpus", *args], cwd=ROOT, env=env,
+    r = subprocess.run([*cmd_prefix, sys.executable, "-m", "repro.base.cpus", *args], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)

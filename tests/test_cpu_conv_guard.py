@@ -1,4 +1,4 @@
-"""The CPU guard against oneDNN's AVX2 1x1 strided weight-gradient bug (issue 24; ``repro.runtime``).
+"""The CPU guard against oneDNN's AVX2 1x1 strided weight-gradient bug (issue 24; ``repro.base.runtime``).
 
 On CPUs without AVX-512 (AMD EPYC Zen 2/3; any CPU under ``ONEDNN_MAX_CPU_ISA=AVX2``), torch 2.14.1's
 oneDNN computes the weight gradient of a 1x1 stride-2 channels_last convolution with 2-7 input channels
@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from repro import runtime
+from repro.base import runtime
 from repro.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_weight_gradients_of_the_prepared_smoke_network_are_right_on_avx2():
     gradient was 40-90 % off (measured)."""
     r = _child(f"""
         import torch
-        from repro import runtime
+        from repro.base import runtime
         from repro.models import build_model
         torch.set_num_threads(2)
         torch.manual_seed(0)

@@ -164,7 +164,7 @@ def test_torchrun_runs_a_pipeline_stage(tmp_path):
     assert (out / "standard" / "model.pt").is_file() and (out / "standard" / "metrics.json").is_file()
     assert r.stdout.count("[pretrain@standard] done") == 1, r.stdout  # only rank 0 logs
     assert "[ddp] 2 processes (gloo)" in r.stdout, r.stdout
-    from repro.io import load_torch
+    from repro.base.io import load_torch
 
     sd = load_torch(out / "standard" / "model.pt")
     assert not any(k.startswith("module.") for k in sd)

@@ -16,7 +16,7 @@ from repro.plan import RunSpec
 def _pretrain(p, out: Path):
     from repro.stages.pretrain import pretrain
 
-    from repro import runtime
+    from repro.base import runtime
 
     runtime.seed_everything(p.seed)  # what run_stage does before the stage body
     model, sa = pretrain(p, W.KIND, out)

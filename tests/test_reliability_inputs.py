@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import reliability_ws as W
-from repro.io import save_torch
+from repro.base.io import save_torch
 from repro.models import build_model
 from repro.tickets.mask import Mask
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import reliability_ws as W
-from repro.io import save_torch
+from repro.base.io import save_torch
 from repro.plan import RunSpec
 
 DVC = str(Path(sys.executable).parent / "dvc")

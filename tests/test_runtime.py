@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from repro import runtime
+from repro.base import runtime
 from repro.attacks import pgd
 from repro.metrics import robust_accuracy
 from repro.models import build_model

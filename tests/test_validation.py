@@ -77,7 +77,8 @@ def _fit(cb, epochs=3):
 
 
 def test_held_out_validation_keeps_the_weights_of_the_best_epochs_in_fp32():
-    from repro import metrics, runtime
+    from repro import metrics
+    from repro.base import runtime
     from repro.training import HeldOutValidation
 
     cb = HeldOutValidation(dict(eps=8 / 255, alpha=2 / 255, steps=2), n_robust=12, seed=0)

@@ -510,13 +510,13 @@ class SegmentParams(SegRecipe):
 
 @dataclass(frozen=True)
 class RuntimeParams:
-    """How training runs, never what it computes. ``compile``: auto | on | off (``repro.runtime.should_compile``);
+    """How training runs, never what it computes. ``compile``: auto | on | off (``repro.base.runtime.should_compile``);
     YAML's bare ``on``/``off`` (booleans in YAML 1.1) mean the same as the strings."""
 
     compile: Union[str, bool] = "auto"
 
     def __post_init__(self):
-        from ..runtime import COMPILE_MODES  # lazily: torch loads with it
+        from ..base.runtime import COMPILE_MODES  # lazily: torch loads with it
 
         if isinstance(self.compile, bool):
             object.__setattr__(self, "compile", "on" if self.compile else "off")

@@ -33,9 +33,9 @@ import torch
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import Dataset
 
-from .. import runtime
-from ..io import atomic_path
-from ..registry import Registry
+from ..base import runtime
+from ..base.io import atomic_path
+from ..base.registry import Registry
 from .files import ImageFiles
 
 __all__ = [

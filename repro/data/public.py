@@ -84,7 +84,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..registry import Registry
+from ..base.registry import Registry
 from .arrays import ArrayTask, DataError
 from .files import ImageFiles, fit_square, read_images
 from .files import first_line as _first_line

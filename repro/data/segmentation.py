@@ -26,8 +26,8 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from ..io import atomic_path
-from ..registry import Registry
+from ..base.io import atomic_path
+from ..base.registry import Registry
 from .arrays import DataError, channel_stats
 from .files import first_line, fit_square
 

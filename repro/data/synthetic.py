@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config.params import TextureParams
-from ..registry import Registry
+from ..base.registry import Registry
 from .arrays import ArrayTask, DataError
 from .files import ImageFiles
 

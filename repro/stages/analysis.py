@@ -26,7 +26,7 @@ from .. import landscape
 from ..attacks import bn_mode, pgd
 from ..config import Params
 from ..data import array_loader, domain_gap_score
-from ..io import atomic_path, load_torch, save_json
+from ..base.io import atomic_path, load_torch, save_json
 from ..plan import RUNS, level_name
 from ..tickets.mask import Mask, kernel_zero_map, mask_iou, zero_kernels
 from .common import load_task, log, n_workers, parallel_map, read_json, run_stage

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..claims import evaluate_all, metric_view, scorecard_line
 from ..config import Params
 from ..config.params import PAPERS
-from ..io import save_json
+from ..base.io import save_json
 from .common import log, run_stage
 from .summary import METRICS_DIR, collect
 

@@ -23,10 +23,10 @@ from typing import Callable, Iterator
 
 import torch
 
-from .. import cpus, runtime
+from ..base import cpus, runtime
 from ..config import ConfigError, Params, load_params, to_dict
 from ..data import ArrayTask, DataError
-from ..io import CheckpointError, load_torch, save_json
+from ..base.io import CheckpointError, load_torch, save_json
 from ..models import replace_head, set_normalization
 from ..plan import RUNS
 from ..tickets.mask import MaskError
@@ -129,7 +129,7 @@ def device(p: Params) -> torch.device:
 def n_workers(p: Params) -> int:
     """Processes for the independent runs of a stage: ``workers`` (capped at the CPU budget), or
     (0 = auto) one per CPU the job may use on the CPU (tiny networks do not scale over threads),
-    1 on CUDA (``repro.cpus.split``)."""
+    1 on CUDA (``repro.base.cpus.split``)."""
     return cpus.split(p.workers, device(p).type).workers
 
 

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import metrics, plausibility, runtime
+from .. import metrics, plausibility
+from ..base import runtime
 from ..config import Params
 from ..data import ArrayTask, array_loader, test_loader
 from ..plan import RUNS, RunSpec, aa_graded, adv_acc_run, level_name

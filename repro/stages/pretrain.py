@@ -17,7 +17,7 @@ import sys
 from .. import metrics
 from ..config import Params
 from ..data import make_dataloaders, test_loader
-from ..io import save_torch
+from ..base.io import save_torch
 from ..pretraining import PRETRAIN, learner_kwargs
 from ..training import train
 from .common import (atomic_dir, config_hash, device, epoch_checkpoint, load_into, load_state, load_task, log,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from .. import runtime
+from ..base import runtime
 from ..attacks import attack_from_config
 from ..config import Params
 from ..data import make_dataloaders
-from ..io import save_torch
+from ..base.io import save_torch
 from ..plan import RUNS
 from ..training import train
 from .common import (atomic_dir, device, drop_checkpoint, epoch_checkpoint, load_task, log, run_stage, task_path,

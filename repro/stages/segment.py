@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from .. import runtime
+from ..base import runtime
 from ..config import Params
 from ..data.segmentation import SegTask
-from ..io import save_json
+from ..base.io import save_json
 from ..models import set_normalization
 from ..plan import DENSE, RUNS, level_name, seg_runs, ticket_path
 from ..tickets.mask import Mask

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from ..config import Params
-from ..io import save_json
+from ..base.io import save_json
 from ..plan import RUNS, RunSpec
 from ..sanity import summarize as summarize_sanity
 from ..verdicts import aggregate, criteria

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..config import Params
 from ..config.params import PAPERS
-from ..io import atomic_path, save_json
+from ..base.io import atomic_path, save_json
 from ..plan import RUNS
 from ..plausibility import run_label
 from ..sanity import summarize as summarize_sanity

@@ -25,12 +25,12 @@ import numpy as np
 
 from fastai.callback.core import Callback
 
-from .. import runtime
+from ..base import runtime
 from ..attacks import attack_from_config
 from ..config import Params
 from ..config.params import SELECT_REGIMES
 from ..data import ArrayTask, DataError, check_held_out, make_dataloaders, validation_split
-from ..io import save_torch
+from ..base.io import save_torch
 from ..plan import DENSE, RUNS, RunSpec, level_name, runs_for_level, ticket_path
 from ..tickets.mask import Mask
 from ..training import HeldOutValidation, LearnableMask, train

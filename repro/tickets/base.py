@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..models import prunable_names
-from ..registry import Registry
+from ..base.registry import Registry
 from .mask import Mask, MaskError
 
 PRUNERS: Registry[Callable[[nn.Module, float, "PruneContext"], Mask]] = Registry("pruning method")

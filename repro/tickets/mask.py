@@ -14,7 +14,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
-from ..io import CheckpointError, load_torch, save_json, save_torch
+from ..base.io import CheckpointError, load_torch, save_json, save_torch
 from ..models import prunable_names
 
 REPORT_NAME = "sparsity_report.json"

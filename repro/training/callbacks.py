@@ -22,7 +22,7 @@ from fastai.callback.fp16 import MixedPrecision
 
 from ..attacks import bn_mode as _bn_mode
 from ..config.params import LMP_BN
-from ..runtime import NonFiniteLossError  # defined in the light runtime module (stages map it to exit 2)
+from ..base.runtime import NonFiniteLossError  # defined in the light runtime module (stages map it to exit 2)
 from ..tickets.mask import Mask
 
 AttackFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -335,7 +335,7 @@ class EpochCheckpoint(Callback):
     def after_epoch(self):
         if self.epoch + 1 >= self.n_epoch:  # the run is about to finish: nothing left to resume
             return
-        from ..io import save_torch
+        from ..base.io import save_torch
 
         learn = self.learn
         rec = learn.recorder
@@ -392,7 +392,7 @@ class EpochCheckpoint(Callback):
     def _read(self):
         import sys
 
-        from ..io import CheckpointError, load_torch
+        from ..base.io import CheckpointError, load_torch
 
         if not self.path.is_file():
             return None
@@ -458,7 +458,8 @@ class HeldOutValidation(Callback):
     def after_epoch(self):
         from functools import partial
 
-        from .. import metrics, runtime
+        from .. import metrics
+        from ..base import runtime
         from ..attacks import pgd
 
         loader = self.loader if self.loader is not None else self.learn.dls.valid

@@ -25,7 +25,7 @@ from fastai.metrics import accuracy
 from fastai.optimizer import OptimWrapper
 from torch import nn
 
-from .. import runtime
+from ..base import runtime
 from ..config.params import LINEAR_BN
 from ..models import freeze_backbone
 from ..tickets.mask import Mask

@@ -15,7 +15,7 @@ threads x workers <= budget always. ``REPRO_CGROUP_ROOT`` (or the ``cgroup_root`
 points at another cgroup mount, e.g. a faked one in the tests.
 
 No torch here: the scale-out driver sizes jobs with it on a login node.
-``python -m repro.cpus [--workers N] [--device cpu|cuda]`` prints the split as JSON.
+``python -m repro.base.cpus [--workers N] [--device cpu|cuda]`` prints the split as JSON.
 """
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def split(workers: int = 0, device_type: str = "cpu", cgroup_root: str | Path | 
 def main(argv=None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m repro.cpus", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m repro.base.cpus", description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=0, help="the workers param (0 = auto)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--cgroup-root", default=None, help=f"cgroup mount (default $REPRO_CGROUP_ROOT or {CGROUP_ROOT})")
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     try:
         s = split(a.workers, a.device, a.cgroup_root)
     except ValueError as e:
-        print(f"repro.cpus: error: {e}", file=sys.stderr)
+        print(f"repro.base.cpus: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(asdict(s)))
     return 0
