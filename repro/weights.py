@@ -63,17 +63,14 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 import yaml
 
-from .base.io import CheckpointError, atomic_path, save_torch
+from .base.errors import CheckpointError, WeightsError
+from .base.io import atomic_path, save_torch
 from .models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from .base.registry import Registry
 
 LOCK_FILE = Path(__file__).with_name("weights.lock.yaml")
 WEIGHTS_ENV = "REPRO_WEIGHTS_DIR"
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
-
-
-class WeightsError(CheckpointError):
-    """A published checkpoint is unpinned, missing, fails its hash or cannot be converted (one line)."""
 
 
 # ------------------------------------------------------------------------------------ registry

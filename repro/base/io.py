@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .errors import CheckpointError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -49,10 +51,6 @@ def save_json(obj: Any, path: str | os.PathLike) -> None:
 def save_text(text: str, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated, corrupted or of the wrong kind."""
 
 
 def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:

@@ -175,6 +175,3 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.deterministic = True
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite (raised by ``training.RaiseOnNaN``; here so that stages
-    can map it to a one-line error without importing the training stack)."""

@@ -2,7 +2,8 @@
 from .params import (METHODS, PRETRAIN_KINDS, REGIMES, TIERS, AttackParams, DataParams, EvalParams, Experiment,
                      ImpParams, LmpParams, ModelParams, Params, PretrainParams, SweepParams, SyntheticParams,
                      TicketParams, TrainParams, TransferParams, load_params)
-from .typed import ConfigError, from_dict, parse_number, to_dict
+from ..base.errors import ConfigError
+from .typed import from_dict, parse_number, to_dict
 
 __all__ = ["METHODS", "PRETRAIN_KINDS", "REGIMES", "TIERS", "AttackParams", "ConfigError", "DataParams", "EvalParams",
            "Experiment", "ImpParams", "LmpParams", "ModelParams", "Params", "PretrainParams", "SweepParams",

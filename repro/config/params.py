@@ -13,7 +13,8 @@ from typing import Literal, Optional, Union
 
 import yaml
 
-from .typed import ConfigError, check, from_dict
+from ..base.errors import ConfigError
+from .typed import check, from_dict
 
 PRETRAIN_KINDS = ("standard", "fast_adversarial", "pgd_adversarial", "random_smoothing")
 # ticket methods of the experiments: registry method + granularity + where it is drawn

@@ -17,9 +17,7 @@ import typing
 from fractions import Fraction
 from typing import Any, Literal, Union, get_args, get_origin
 
-
-class ConfigError(ValueError):
-    """A params.yaml key or value is invalid. The message names the key."""
+from ..base.errors import ConfigError
 
 
 def check(cond: bool, key: str, msg: str) -> None:

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import Dataset
 
 from ..base import runtime
+from ..base.errors import DataError
 from ..base.io import atomic_path
 from ..base.registry import Registry
 from .files import ImageFiles
@@ -50,10 +51,6 @@ _KEYS = ("x_train", "y_train", "x_test", "y_test", "num_classes", "name")
 _FILE_KEYS = ("files_train", "y_train", "files_test", "y_test", "num_classes", "name", "root", "size", "mean", "std")
 #: images a streamed task's channel statistics are computed from (evenly spaced over the training files)
 STATS_SAMPLE = 2048
-
-
-class DataError(ValueError):
-    """A dataset file or array is missing, truncated, corrupted or inconsistent."""
 
 
 # --------------------------------------------------------------------------- task

@@ -26,6 +26,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..base.errors import DataError
+
 __all__ = ["ImageFiles", "fit_square", "read_image", "read_images", "first_line"]
 
 
@@ -37,8 +39,6 @@ def first_line(e: BaseException) -> str:
 def read_image(path: Path, dataset: str) -> np.ndarray:
     """Decode one image file to uint8 RGB HWC (grayscale/CMYK/palette converted, as torchvision does)."""
     from PIL import Image
-
-    from .arrays import DataError
 
     if not path.is_file():
         raise DataError(f"{dataset}: image file {str(path)!r} does not exist")

@@ -85,7 +85,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..base.registry import Registry
-from .arrays import ArrayTask, DataError
+from ..base.errors import DataError
+from .arrays import ArrayTask
 from .files import ImageFiles, fit_square, read_images
 from .files import first_line as _first_line
 

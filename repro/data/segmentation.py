@@ -28,7 +28,8 @@ import numpy as np
 
 from ..base.io import atomic_path
 from ..base.registry import Registry
-from .arrays import DataError, channel_stats
+from ..base.errors import DataError
+from .arrays import channel_stats
 from .files import first_line, fit_square
 
 __all__ = ["IGNORE", "SegTask", "SEG_DATASETS", "SYNTH_SEG_CLASSES", "load_seg_task", "fit_square_mask", "VOC_CLASSES"]

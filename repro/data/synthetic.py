@@ -58,7 +58,8 @@ import torch.nn.functional as F
 
 from ..config.params import TextureParams
 from ..base.registry import Registry
-from .arrays import ArrayTask, DataError
+from ..base.errors import DataError
+from .arrays import ArrayTask
 from .files import ImageFiles
 
 __all__ = [

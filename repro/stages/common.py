@@ -24,15 +24,13 @@ from typing import Callable, Iterator
 import torch
 
 from ..base import cpus, runtime
-from ..config import ConfigError, Params, load_params, to_dict
-from ..data import ArrayTask, DataError
-from ..base.io import CheckpointError, load_torch, save_json
+from ..base.errors import EXPECTED_ERRORS, CheckpointError, ConfigError
+from ..base.io import load_torch, save_json
+from ..config import Params, load_params, to_dict
+from ..data import ArrayTask
 from ..models import replace_head, set_normalization
 from ..plan import RUNS
-from ..tickets.mask import MaskError
 
-EXPECTED_ERRORS = (ConfigError, CheckpointError, MaskError, DataError, FileNotFoundError, KeyError, ValueError,
-                   runtime.NonFiniteLossError)
 
 
 def log(stage: str, msg: str) -> None:

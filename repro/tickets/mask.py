@@ -14,14 +14,11 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
-from ..base.io import CheckpointError, load_torch, save_json, save_torch
+from ..base.errors import CheckpointError, MaskError
+from ..base.io import load_torch, save_json, save_torch
 from ..models import prunable_names
 
 REPORT_NAME = "sparsity_report.json"
-
-
-class MaskError(ValueError):
-    """A mask is not binary, or does not fit the model it is applied to."""
 
 
 def _as_bool(name: str, value: torch.Tensor) -> torch.Tensor:

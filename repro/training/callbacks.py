@@ -22,7 +22,7 @@ from fastai.callback.fp16 import MixedPrecision
 
 from ..attacks import bn_mode as _bn_mode
 from ..config.params import LMP_BN
-from ..base.runtime import NonFiniteLossError  # defined in the light runtime module (stages map it to exit 2)
+from ..base.errors import NonFiniteLossError
 from ..tickets.mask import Mask
 
 AttackFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
