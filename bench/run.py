@@ -51,9 +51,10 @@ from repro.attacks import attack_from_config  # noqa: E402
 from repro.data import make_dataloaders  # noqa: E402
 from repro.data.synthetic import make_task  # noqa: E402
 from repro.base.io import save_json  # noqa: E402
-from repro.models import build_model  # noqa: E402
+from repro.models import build_model, model_from_params  # noqa: E402
 from repro.tickets import draw_ticket  # noqa: E402
-from repro.training import TrainConfig, make_learner  # noqa: E402
+from repro.training import make_learner  # noqa: E402
+from repro.config import TrainParams  # noqa: E402
 
 EPS, ALPHA = 8 / 255, 2 / 255
 SECTIONS = ("adv", "compile", "eval", "aa", "mask", "flops", "data", "cost", "contention", "pipeline")
@@ -161,7 +162,7 @@ def ours_rate(key: str, steps: int, masked: bool = True, warmup: int = 1, seed: 
     model = model_for(key, seed)
     attack = attack_from_config("pgd", eps=EPS, alpha=ALPHA, steps=steps) if steps else None
     timer = _Timer(warmup)
-    learn = make_learner(dls, model, TrainConfig(epochs=1, lr=0.01, schedule="constant", batch_size=bs),
+    learn = make_learner(dls, model, TrainParams(epochs=1, lr=0.01, schedule="constant", batch_size=bs),
                          mask=ticket(model) if masked else None, attack=attack, attack_bn_mode="train",
                          progress=False, extra_cbs=[timer.cb])
     learn.fit(1, lr=0.01)
@@ -243,7 +244,7 @@ def ours_batch_times(key: str, steps: int, compile: str, batches: int, seed: int
     model = model_for(key, seed)
     attack = attack_from_config("pgd", eps=EPS, alpha=ALPHA, steps=steps)
     rec = _BatchTimes()
-    learn = make_learner(dls, model, TrainConfig(epochs=1, lr=0.01, schedule="constant", batch_size=bs),
+    learn = make_learner(dls, model, TrainParams(epochs=1, lr=0.01, schedule="constant", batch_size=bs),
                          mask=ticket(model), attack=attack, attack_bn_mode="train", progress=False,
                          extra_cbs=[rec.cb], compile=compile)
     t0 = time.perf_counter()
@@ -385,12 +386,13 @@ def params_model_rate(repeats: int = 2, params: Path = ROOT / "params.yaml") -> 
     turns the pipeline's FLOPs into CPU-hours with these rates (x the workers) when the tier's model
     is this one; the embedded default's tiny network reaches a far smaller fraction of the matmul
     rate than the benched models (per-batch overheads dominate)."""
-    from repro.config import load_params, to_dict
+    from repro.config import to_dict
+    from repro.registries import load as load_params
     from repro.cost import count_flops
 
     p = load_params(params)
     size, tp = p.data.image_size, p.transfer
-    f = count_flops(p.model.build(10), size)
+    f = count_flops(model_from_params(p.model, 10), size)
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     out = {"model": to_dict(p.model), "image_size": size, "threads": 1, "workers": cpus.split().workers,
@@ -407,7 +409,7 @@ def params_model_rate(repeats: int = 2, params: Path = ROOT / "params.yaml") -> 
                 torch.manual_seed(r)
                 timer = _Timer(1)
                 attack = attack_from_config("pgd", **tp.attack.kwargs()) if steps else None
-                learn = make_learner(dls, p.model.build(10), TrainConfig(epochs=1, lr=0.01, schedule="constant",
+                learn = make_learner(dls, model_from_params(p.model, 10), TrainParams(epochs=1, lr=0.01, schedule="constant",
                                                                          batch_size=cfg.batch_size),
                                      attack=attack, attack_bn_mode=tp.bn_mode, progress=False, extra_cbs=[timer.cb])
                 learn.fit(1, lr=0.01)
@@ -424,7 +426,7 @@ def params_model_rate(repeats: int = 2, params: Path = ROOT / "params.yaml") -> 
         e = p.evaluation
         n = 2 * e.batch_size
         task = make_task("bench", num_classes=10, n_train=16, n_test=n, size=size, gap=0.3, seed=0)
-        model = runtime.inference_model(p.model.build(10).eval())
+        model = runtime.inference_model(model_from_params(p.model, 10).eval())
         rates = []
         for r in range(repeats):
             loader = array_loader(task.x_test, task.y_test, e.batch_size, size, recipe=p.data.recipe, device="cpu")

@@ -154,10 +154,11 @@ def count_flops(model: torch.nn.Module, size: int, batch: int = 2) -> StepFlops:
 @functools.lru_cache(maxsize=None)
 def _model_flops(model_key: str, classes: int, size: int) -> StepFlops:
     from .config import ModelParams
+    from .models import model_from_params
 
     mp = from_dict(ModelParams, json.loads(model_key))
     with torch.device("meta"):  # shapes only: the same counts as real tensors, without the arithmetic
-        return count_flops(mp.build(classes), size)
+        return count_flops(model_from_params(mp, classes), size)
 
 
 @functools.lru_cache(maxsize=None)
@@ -167,11 +168,12 @@ def _seg_flops(model_key: str, classes: int, size: int, head: str) -> tuple[floa
     from torch.utils.flop_counter import FlopCounterMode
 
     from .config import ModelParams
+    from .models import model_from_params
     from .segmentation import SegmentationNet
 
     mp = from_dict(ModelParams, json.loads(model_key))
     with torch.device("meta"):
-        net = SegmentationNet(mp.build(classes), classes, head)
+        net = SegmentationNet(model_from_params(mp, classes), classes, head)
         x, y = torch.rand(2, 3, size, size), torch.zeros(2, size, size, dtype=torch.long)
         with FlopCounterMode(display=False) as fc:
             torch.nn.functional.cross_entropy(net.train()(x), y).backward()
@@ -473,9 +475,10 @@ def summary(r: Report) -> dict:
 
 def params_for(tiers: list[str], params: Path = Path("params.yaml"), fraction: float = 1.0) -> Params:
     """The tier's merged params (``repro.tiers.combine``), validated; params.yaml is not written."""
+    from .registries import params_from
     from .tiers import combine
 
-    return from_dict(Params, combine(tiers, params, fraction))
+    return params_from(combine(tiers, params, fraction))
 
 
 def main(argv=None) -> int:

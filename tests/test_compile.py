@@ -27,7 +27,8 @@ from repro.attacks import attack_from_config, no_param_grad
 from repro.config import ConfigError, from_dict
 from repro.config.params import Params, RuntimeParams, load_params
 from repro.tickets import draw_ticket
-from repro.training import TrainConfig, make_learner, train
+from repro.training import make_learner, train
+from repro.config import TrainParams
 from repro.training.learner import AutoCompile
 
 STEPS, BS = 3, 16
@@ -75,7 +76,7 @@ def _run(mode: str):
     mask = draw_ticket("omp", model, 0.5)
     probe = _Probe()
     attack = attack_from_config("pgd", eps=8 / 255, alpha=2 / 255, steps=2, random_start=False)
-    learn = train(_dls(), model, TrainConfig(epochs=1, lr=0.05, schedule="constant", batch_size=BS), mask=mask,
+    learn = train(_dls(), model, TrainParams(epochs=1, lr=0.05, schedule="constant", batch_size=BS), mask=mask,
                   attack=attack, attack_bn_mode="train", progress=False, extra_cbs=[probe], compile=mode)
     return learn, mask, probe
 
@@ -145,7 +146,7 @@ def test_auto_compile_times_the_run_then_decides(monkeypatch, threshold, expecte
     compiled = []
     monkeypatch.setattr(runtime, "compile_model", compiled.append)
     auto = AutoCompile(torch.device("cuda"))  # its CUDA synchronisation is skipped without a GPU
-    cfg = TrainConfig(epochs=2, schedule="constant", batch_size=BS)
+    cfg = TrainParams(epochs=2, lr=0.1, schedule="constant", batch_size=BS)
     learn = make_learner(_dls(), tiny_model(depths=(1,), width=4), cfg,
                          progress=False, compile="off", extra_cbs=[auto])
     learn.fit(2)
@@ -156,7 +157,7 @@ def test_auto_compile_times_the_run_then_decides(monkeypatch, threshold, expecte
 
 def test_auto_never_compiles_on_this_cpu():
     """On the CPU ``auto`` adds no timing and never compiles, whatever the run's length."""
-    cfg = TrainConfig(epochs=10**6, schedule="constant", batch_size=BS)
+    cfg = TrainParams(epochs=10**6, lr=0.1, schedule="constant", batch_size=BS)
     learn = make_learner(_dls(), tiny_model(depths=(1,), width=4), cfg,
                          progress=False, compile="auto")
     assert not any(isinstance(cb, AutoCompile) for cb in learn.cbs)
@@ -171,6 +172,6 @@ def test_bad_compile_value_is_a_one_line_error():
     assert from_dict(RuntimeParams, {"compile": False}).compile == "off"
     model = tiny_model(depths=(1,), width=4)
     with pytest.raises(ValueError, match=r"^runtime\.compile 'yes' is not allowed; allowed: auto, on, off$"):
-        make_learner(_dls(), model, TrainConfig(epochs=1, schedule="constant", batch_size=BS), progress=False,
+        make_learner(_dls(), model, TrainParams(epochs=1, schedule="constant", batch_size=BS), progress=False,
                      compile="yes")
     assert not runtime.is_compiled(model)

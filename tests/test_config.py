@@ -46,8 +46,10 @@ def test_tiers_use_the_official_attack_steps():
     ({"sweep": {"sparsities": [0.2, 1.0]}}, "sweep.sparsities"),
 ])
 def test_invalid_values_name_the_key(bad, key):
+    from repro.registries import params_from
+
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        from_dict(Params, bad)
+        params_from(bad)
 
 
 def _stage(tmp_path: Path, module: str, params: dict, *args) -> subprocess.CompletedProcess:

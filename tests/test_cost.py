@@ -16,6 +16,7 @@ import torch
 
 from repro import cost
 from repro.config import Params, from_dict, to_dict
+from repro.models import model_from_params
 from repro.plan import RunSpec, runs_for_level
 from repro.tiers import combine
 
@@ -37,7 +38,7 @@ def tiny_params() -> Params:
 
 def real_flops(p: Params, classes: int) -> cost.StepFlops:
     torch.manual_seed(0)
-    return cost.count_flops(p.model.build(classes), p.data.image_size)
+    return cost.count_flops(model_from_params(p.model, classes), p.data.image_size)
 
 
 def test_counts_equal_the_grid():
@@ -158,7 +159,7 @@ def test_segment_stage_is_priced_from_its_runs_and_iterations():
     c = cost.stage_costs(p)["segment"]
     assert c.runs == 2 + 2  # the two OMP tickets the grid draws, and each kind's dense backbone
     torch.manual_seed(0)
-    net = SegmentationNet(p.model.build(4), 4, s.head)
+    net = SegmentationNet(model_from_params(p.model, 4), 4, s.head)
     x, y = torch.rand(2, 3, p.data.image_size, p.data.image_size), torch.zeros(2, p.data.image_size,
                                                                                p.data.image_size, dtype=torch.long)
     with FlopCounterMode(display=False) as fc:

@@ -121,13 +121,14 @@ def test_training_the_smoke_network_on_one_thread_does_not_corrupt_the_heap():
         from fastai.data.core import DataLoaders
         from torch.utils.data import TensorDataset
         from repro.models import build_model
-        from repro.training import TrainConfig, train
+        from repro.training import train
+        from repro.config import TrainParams
         torch.set_num_threads(1)
         g = torch.Generator().manual_seed(0)
         ds = lambda n: TensorDataset(torch.rand(n, 3, 8, 8, generator=g), torch.randint(0, 20, (n,), generator=g))
         dls = DataLoaders.from_dsets(ds(1000), ds(100), bs=50, device="cpu")
         model = build_model("cifar_resnet", 20, depths=(1, 1, 1), width=4)
-        cfg = TrainConfig(epochs=3, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine", batch_size=50)
+        cfg = TrainParams(epochs=3, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine", batch_size=50)
         learn = train(dls, model, cfg, progress=False)
         assert learn.train_iter == 60, learn.train_iter
         print("ok")

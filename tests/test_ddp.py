@@ -65,14 +65,15 @@ def _train(bs: int, seen: list | None = None) -> dict:
     """Train with repro.training.train; ``seen`` collects the size of every training batch."""
     from fastai.callback.core import Callback
 
-    from repro.training import TrainConfig, train
+    from repro.training import train
+    from repro.config import TrainParams
 
     class Seen(Callback):
         def after_loss(self):
             if self.training and seen is not None:
                 seen.append(len(self.yb[0]))
 
-    cfg = TrainConfig(epochs=EPOCHS, lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine", batch_size=bs)
+    cfg = TrainParams(epochs=EPOCHS, lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine", batch_size=bs)
     model = _net()
     learn = train(_dls(bs), model, cfg, mask=_mask(model), progress=False, extra_cbs=[Seen()])
     return {k: v.detach().clone() for k, v in learn.model.state_dict().items()}

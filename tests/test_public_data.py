@@ -402,10 +402,12 @@ def test_flowers102_train_is_train_plus_val_with_zero_based_labels(tmp_path, mon
 
 
 def test_params_accept_public_names_and_list_every_allowed_name():
-    p = from_dict(Params, {"data": {"source": "tiny_imagenet", "downstream": ["cifar10", "dtd"], "ood": "svhn"}})
+    from repro.registries import params_from
+
+    p = params_from({"data": {"source": "tiny_imagenet", "downstream": ["cifar10", "dtd"], "ood": "svhn"}})
     assert p.data.caps("cifar10") == (None, None)
     with pytest.raises(ConfigError) as e:
-        from_dict(Params, {"data": {"downstream": ["cifar11"]}})
+        params_from({"data": {"downstream": ["cifar11"]}})
     msg = str(e.value)
     assert "dataset 'cifar11' is unknown" in msg
     for name in (*PUBLIC_DATASETS.names(), *DATASETS.names()):

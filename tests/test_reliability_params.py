@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from repro.config import METHODS, ConfigError, Params, from_dict, to_dict
 from repro.config.typed import parse_number
+from repro.registries import params_from
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -124,7 +125,7 @@ def _key(path: tuple) -> str:
 
 def expect_config_error(cfg: dict, key: str) -> str:
     with pytest.raises(ConfigError) as ei:
-        from_dict(Params, cfg)
+        params_from(cfg)  # as a stage validates: the schema and every registered name
     msg = str(ei.value)
     assert key in msg, f"{key!r} not named in {msg!r}"
     assert "\n" not in msg

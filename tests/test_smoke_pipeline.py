@@ -124,10 +124,11 @@ def test_reference_model_accuracy(lab, params):
     the numbers are accuracies of this model (RA <= SA), and above chance only at larger tiers."""
     from repro.attacks import pgd
     from repro.data import ArrayTask
+    from repro.models import model_from_params
 
     task_name = params.transfer_attack_task
     task = ArrayTask.load(lab / "runs/data" / f"{task_name}.npz")
-    model = params.model.build(task.num_classes, mean=task.mean, std=task.std)
+    model = model_from_params(params.model, task.num_classes, mean=task.mean, std=task.std)
     model.load_state_dict(torch.load(lab / "runs/reference" / task_name / "model.pt", weights_only=True))
     model.eval()
     x = torch.from_numpy(task.x_test).permute(0, 3, 1, 2).float() / 255

@@ -181,7 +181,8 @@ def test_lmp_seeded_init():
 def lmp_world():
     from repro.data import make_dataloaders
     from repro.data.synthetic import make_task
-    from repro.training import TrainConfig, train
+    from repro.training import train
+    from repro.config import TrainParams
 
     torch.set_num_threads(1)
     src = make_task("lmp_src", 10, 1000, 100, size=16, gap=0.0, seed=0)
@@ -189,7 +190,7 @@ def lmp_world():
     torch.manual_seed(0)
     backbone = build_model("cifar_resnet", 10, depths=(1, 1, 1), width=8, mean=src.mean, std=src.std)
     train(make_dataloaders(src, bs=32, size=16, recipe="none", device="cpu"), backbone,
-          TrainConfig(epochs=4, lr=0.05, schedule="cosine", batch_size=32), progress=False)
+          TrainParams(epochs=4, lr=0.05, schedule="cosine", batch_size=32), progress=False)
     return backbone.cpu(), dst
 
 
@@ -205,9 +206,10 @@ def _downstream(backbone, task):
 
 def _fit(model, task, epochs, **kw):
     from repro.data import make_dataloaders
-    from repro.training import TrainConfig, train
+    from repro.training import train
+    from repro.config import TrainParams
 
-    cfg = TrainConfig(epochs=epochs, lr=0.1, weight_decay=0.0, schedule="cosine", batch_size=64)
+    cfg = TrainParams(epochs=epochs, lr=0.1, weight_decay=0.0, schedule="cosine", batch_size=64)
     learn = train(make_dataloaders(task, bs=64, size=16, recipe="none", device="cpu", seed=0), model, cfg,
                   progress=False, **kw)
     return learn

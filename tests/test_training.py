@@ -9,7 +9,8 @@ from fastai.callback.core import Callback
 
 from repro.attacks import pgd
 from repro.tickets.mask import Mask
-from repro.training import (AdversarialTraining, NonFiniteLossError, TrainConfig, make_learner, train)
+from repro.training import AdversarialTraining, NonFiniteLossError, make_learner, train
+from repro.config import TrainParams
 
 from conftest import tiny_model, toy_dls, toy_images
 
@@ -32,7 +33,7 @@ def test_mask_enforced_through_sgd_momentum_and_weight_decay():
     model = tiny_model()
     mask = _random_mask(model)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    cfg = TrainConfig(epochs=1, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="constant", batch_size=8)
+    cfg = TrainParams(epochs=1, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="constant", batch_size=8)
     learn = train(dls, model, cfg, mask=mask, progress=False)
     assert learn.train_iter == 50
     params = dict(model.named_parameters())
@@ -60,7 +61,7 @@ def test_masking_weights_after_each_step_equals_masking_gradients_too():
     """MaskEnforcer re-masks weights after each SGD step and leaves gradients alone: with SGD
     (momentum, coupled weight decay) an element's update uses only its own gradient and state, so
     the trained weights are bit-identical to also masking the gradients (what it saves: one pass)."""
-    cfg = TrainConfig(epochs=1, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="constant", batch_size=8)
+    cfg = TrainParams(epochs=1, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="constant", batch_size=8)
     finals = []
     for extra in ((), "grads"):
         model = tiny_model()
@@ -74,7 +75,7 @@ def test_masking_weights_after_each_step_equals_masking_gradients_too():
 
 def test_train_uses_torch_sgd_with_configured_hyperparameters(dls, model):
     """Official code: SGD, momentum 0.9, coupled weight decay (torch.optim.SGD)."""
-    cfg = TrainConfig(epochs=1, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="constant")
+    cfg = TrainParams(epochs=1, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="constant")
     learn = make_learner(dls, model, cfg, progress=False)
     learn.create_opt()
     opt = learn.opt.opt
@@ -115,7 +116,7 @@ def test_adversarial_callback_leaves_no_param_grads_and_restores_mode(bn_mode):
         return pgd(m, x, y, eps=8 / 255, alpha=2 / 255, steps=3)
 
     rec = _Recorder()
-    cfg = TrainConfig(epochs=1, lr=0.01, schedule="constant")
+    cfg = TrainParams(epochs=1, lr=0.01, schedule="constant")
     learn = make_learner(dls, model, cfg, attack=attack, attack_bn_mode=bn_mode, progress=False, extra_cbs=[rec])
     learn.fit(1)
     assert rec.grads_clean and all(rec.grads_clean)
@@ -133,7 +134,7 @@ def test_adversarial_callback_replaces_training_batch_only():
         calls["n"] += 1
         return (x + 0.01).clamp(0, 1)
 
-    learn = make_learner(dls, model, TrainConfig(epochs=1, lr=0.01, schedule="constant"), attack=attack,
+    learn = make_learner(dls, model, TrainParams(epochs=1, lr=0.01, schedule="constant"), attack=attack,
                          progress=False)
     learn.fit(1)
     assert calls["n"] == 2  # 32 training images / 16, no validation batches
@@ -158,7 +159,7 @@ def test_adversarial_training_improves_robust_accuracy_end_to_end():
         attack = None
         if kind == "adversarial":
             attack = lambda m, x, y: pgd(m, x, y, eps=eps, alpha=eps / 2, steps=3)  # noqa: E731
-        train(dls, model, TrainConfig(epochs=4, lr=0.05, schedule="cosine"), attack=attack,
+        train(dls, model, TrainParams(epochs=4, lr=0.05, schedule="cosine"), attack=attack,
               attack_bn_mode="train", progress=False)
         accs[kind] = _pgd_acc(model, x_test, y_test, eps)
         with torch.no_grad():
@@ -171,7 +172,7 @@ def test_adversarial_training_improves_robust_accuracy_end_to_end():
 def test_step_schedule_drops_lr_at_the_milestone_epochs():
     """Official CIFAR recipe: lr x0.1 at given epochs (MultiStepLR), checked per batch."""
     dls = toy_dls(n_train=64, n_valid=16, bs=16)
-    cfg = TrainConfig(epochs=4, lr=0.1, schedule="step", milestones=(2, 3), gamma=0.1)
+    cfg = TrainParams(epochs=4, lr=0.1, schedule="step", milestones=(2, 3), gamma=0.1)
     learn = train(dls, tiny_model(), cfg, progress=False)
     lrs = learn.recorder.hps["lr"]  # one entry per training batch, 4 batches per epoch
     assert len(lrs) == 16
@@ -183,7 +184,7 @@ def test_step_schedule_drops_lr_at_the_milestone_epochs():
 def test_linear_eval_frozen_trains_only_the_classifier(dls, model):
     """Linear evaluation (Robust Tickets Fig. 2), ``linear_bn="frozen"``: backbone frozen, incl. BN statistics."""
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train(dls, model, TrainConfig(epochs=1, lr=0.05, schedule="constant"), linear_eval=True, linear_bn="frozen",
+    train(dls, model, TrainParams(epochs=1, lr=0.05, schedule="constant"), linear_eval=True, linear_bn="frozen",
           progress=False)
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k]) and "num_batches" not in k}
@@ -218,7 +219,7 @@ def test_linear_eval_recalibrates_bn_statistics_of_the_masked_backbone_then_free
         h.remove()
     mask.apply(model)  # as make_learner does: the ticket's weights
     before = {k: v.clone() for k, v in model.named_parameters()}
-    train(dls, model, TrainConfig(epochs=2, lr=0.05, schedule="constant", batch_size=64), mask=mask,
+    train(dls, model, TrainParams(epochs=2, lr=0.05, schedule="constant", batch_size=64), mask=mask,
           linear_eval=True, progress=False)
     mods = dict(model.named_modules())
     assert len(want) >= 3
@@ -232,7 +233,7 @@ def test_linear_eval_recalibrates_bn_statistics_of_the_masked_backbone_then_free
 
 def test_linear_bn_bad_value_is_refused(dls, model):
     with pytest.raises(ValueError, match=r"linear_bn 'warm' is not allowed; allowed: recalibrate, frozen"):
-        make_learner(dls, model, TrainConfig(epochs=1, schedule="constant"), linear_eval=True, linear_bn="warm")
+        make_learner(dls, model, TrainParams(epochs=1, schedule="constant"), linear_eval=True, linear_bn="warm")
 
 
 def test_gaussian_noise_only_on_training_inputs():
@@ -251,7 +252,7 @@ def test_gaussian_noise_only_on_training_inputs():
     x = torch.full((64, 3, 16, 16), 0.5)
     y = torch.arange(64) % 4
     dls = DataLoaders.from_dsets(TensorDataset(x, y), TensorDataset(x, y), bs=64, device="cpu")
-    learn = make_learner(dls, tiny_model(), TrainConfig(epochs=1, lr=0.01, schedule="constant"),
+    learn = make_learner(dls, tiny_model(), TrainParams(epochs=1, lr=0.01, schedule="constant"),
                          noise_sigma=0.25, progress=False, extra_cbs=[Spy()])
     learn.fit(1)
     noise = seen["train"][0] - 0.5
@@ -265,13 +266,13 @@ def test_nan_loss_stops_with_clear_error(dls):
     with torch.no_grad():
         model.fc.weight.fill_(float("nan"))
     with pytest.raises(NonFiniteLossError, match="loss became nan"):
-        train(dls, model, TrainConfig(epochs=1, lr=0.01, schedule="constant"), progress=False)
+        train(dls, model, TrainParams(epochs=1, lr=0.01, schedule="constant"), progress=False)
 
 
 def test_dvclive_logs_into_the_stage_folder(tmp_path, dls, model, monkeypatch):
     """Metrics go to the stage's own folder through DVCLive; no dvc.yaml is written."""
     monkeypatch.chdir(tmp_path)
-    train(dls, model, TrainConfig(epochs=2, lr=0.01, schedule="constant"), live_dir=tmp_path / "run" / "live",
+    train(dls, model, TrainParams(epochs=2, lr=0.01, schedule="constant"), live_dir=tmp_path / "run" / "live",
           progress=False)
     live = tmp_path / "run" / "live"
     assert (live / "metrics.json").is_file()
@@ -283,8 +284,8 @@ def test_dvclive_logs_into_the_stage_folder(tmp_path, dls, model, monkeypatch):
 def test_train_config_rejects_bad_values():
     """Bad hyperparameters fail at construction with the key named."""
     with pytest.raises(ValueError, match="lr"):
-        TrainConfig(lr=-1)
+        TrainParams(lr=-1)
     with pytest.raises(ValueError, match="schedule"):
-        TrainConfig(schedule="linear")
+        TrainParams(schedule="linear")
     with pytest.raises(ValueError, match="milestones"):
-        TrainConfig(epochs=10, milestones=(50,))
+        TrainParams(epochs=10, milestones=(50,))

@@ -65,13 +65,14 @@ def test_held_out_refuses_a_count_that_leaves_no_training_images():
 def _fit(cb, epochs=3):
     from repro.models import build_model
     from repro.stages.transfer import with_held_out
-    from repro.training import TrainConfig, train
+    from repro.training import train
+    from repro.config import TrainParams
 
     task = _task(n=96, n_test=30, k=3)
     dls = make_dataloaders(with_held_out(task, "stratified", 24), bs=16, size=8, recipe="none",
                            val_from_train=24, device="cpu")
     model = build_model("cifar_resnet", 3, depths=(1,), width=4)
-    train(dls, model, TrainConfig(epochs=epochs, lr=0.05, schedule="constant", batch_size=16),
+    train(dls, model, TrainParams(epochs=epochs, lr=0.05, schedule="constant", batch_size=16),
           progress=False, extra_cbs=[cb])
     return dls
 

@@ -399,16 +399,17 @@ def test_repo_lock_lists_every_entry_and_invents_no_hash():
 
 
 def test_unknown_registry_name_lists_the_allowed_ones(tmp_path):
-    from repro.config import ConfigError, Params, from_dict
+    from repro.config import ConfigError
+    from repro.registries import params_from
 
     with pytest.raises(KeyError, match=r"unknown published checkpoint 'resnet50_linf_eps4'; allowed: fastadv_"):
         W.fetch("resnet50_linf_eps4", tmp_path / "m.pt")
     with pytest.raises(ConfigError, match=r"published\.pgd_adversarial: 'nope' is not a published .* allowed: "):
-        from_dict(Params, {"pretrain": {"published": {"pgd_adversarial": "nope"}}})
+        params_from({"pretrain": {"published": {"pgd_adversarial": "nope"}}})
     with pytest.raises(ConfigError, match=r"pretrain\.published: kind 'robust' is not allowed; allowed: standard"):
-        from_dict(Params, {"pretrain": {"published": {"robust": MADRY18}}})
+        params_from({"pretrain": {"published": {"robust": MADRY18}}})
     with pytest.raises(ConfigError, match=r"is pgd_adversarial pretraining, not standard; allowed: torchvision_"):
-        from_dict(Params, {"pretrain": {"published": {"standard": MADRY18}}})
+        params_from({"pretrain": {"published": {"standard": MADRY18}}})
 
 
 def test_paper_tier_uses_registered_resnet50_checkpoints():

@@ -14,6 +14,7 @@ from typing import Literal, Optional, Union
 import yaml
 
 from ..base.errors import ConfigError
+from .names import Names, current, using
 from .typed import check, from_dict
 
 PRETRAIN_KINDS = ("standard", "fast_adversarial", "pgd_adversarial", "random_smoothing")
@@ -22,10 +23,10 @@ METHODS = ("omp", "random", "imp", "a_imp", "a_imp_ds", "lmp", "omp_row", "omp_k
 REGIMES = ("standard", "adversarial", "linear", "mask")
 LMP_BN = ("train", "frozen")  # tickets.lmp.bn: BatchNorm statistics while LMP scores train
 LINEAR_BN = ("recalibrate", "frozen")  # transfer.linear_bn: the frozen backbone's BatchNorm statistics
-TIERS = ("default", "smoke", "small", "paper")
 CHECKPOINTS = ("last", "best_sa", "best_ra")  # the weights a transfer run keeps (best_*: transfer.validation)
 SELECT_REGIMES = TRAIN_REGIMES = ("standard", "adversarial", "linear")  # regimes with checkpoint selection (LMP keeps its last mask)
 RECIPE_NAME = r"[a-z][a-z0-9_]*"  # transfer.recipes names: part of run folder names (repro.plan.RunSpec.name)
+SCHEDULES = ("step", "cosine", "constant")  # TrainParams.schedule (repro.training.schedules)
 PAPERS = ("dw", "rt")  # an experiment belongs to the paper its name starts with (dw_*, rt_*): claims, figures
 
 
@@ -57,6 +58,10 @@ class AttackParams:
 
 @dataclass(frozen=True)
 class TrainParams:
+    """Optimizer and schedule of one training run: ``torch.optim.SGD`` with momentum and coupled L2 weight
+    decay (the official code's), the lr ``schedule`` (``step``: x ``gamma`` at each epoch of ``milestones``;
+    ``cosine`` to 0; ``constant``) over ``epochs``; ``repro.training.train`` fits a fastai Learner with it."""
+
     epochs: int = 1
     lr: float = 0.01
     momentum: float = 0.9
@@ -66,19 +71,17 @@ class TrainParams:
     gamma: float = 0.1
     batch_size: int = 128
 
-    def config(self):
-        from ..training import TrainConfig
-
-        return TrainConfig(epochs=self.epochs, lr=self.lr, momentum=self.momentum,
-                           weight_decay=self.weight_decay, schedule=self.schedule,
-                           milestones=self.milestones, gamma=self.gamma, batch_size=self.batch_size)
-
     def __post_init__(self):
+        check(self.epochs >= 1, "epochs", f"{self.epochs} must be >= 1")
+        check(self.lr > 0, "lr", f"{self.lr} must be > 0")
+        check(0 <= self.momentum < 1, "momentum", f"{self.momentum} is outside [0, 1)")
+        check(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
+        check(self.schedule in SCHEDULES, "schedule", f"{self.schedule!r} is not allowed; allowed: {', '.join(SCHEDULES)}")
+        check(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
         check(self.gamma > 0, "gamma", f"{self.gamma} must be > 0 (lr step-decay factor)")
-        try:
-            self.config()
-        except ValueError as e:
-            raise ValueError(str(e)) from None
+        bad = [m for m in self.milestones if not 0 < m <= self.epochs]
+        check(self.schedule != "step" or not bad, "milestones",
+              f"{bad} are outside (0, {self.epochs}] epochs (lr step decay)")
 
 
 @dataclass(frozen=True)
@@ -194,20 +197,12 @@ class ModelParams:
     block: Literal["basic", "bottleneck"] = "basic"
 
     def __post_init__(self):
-        from ..models import ARCHS
-
-        check(self.arch in ARCHS, "arch", f"{self.arch!r} is not allowed; allowed: {', '.join(ARCHS.names())}")
+        names = current()
+        if names is not None:
+            check(self.arch in names.archs, "arch", f"{self.arch!r} is not allowed; allowed: {', '.join(names.archs)}")
         check(len(self.depths) >= 1 and all(d >= 1 for d in self.depths), "depths",
               f"{list(self.depths)} must be positive block counts")
         check(self.width >= 1, "width", f"{self.width} must be >= 1")
-
-    def build(self, num_classes: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
-        from ..models import build_model
-
-        if self.arch == "cifar_resnet":
-            return build_model(self.arch, num_classes, depths=self.depths, width=self.width, block=self.block,
-                               mean=mean, std=std)
-        return build_model(self.arch, num_classes, mean=mean, std=std)
 
 
 @dataclass(frozen=True)
@@ -225,17 +220,17 @@ class PretrainParams:
         bad = [k for k in self.kinds if k not in PRETRAIN_KINDS]
         check(not bad, "kinds", f"{bad[0] if bad else ''!r} is not allowed; allowed: {', '.join(PRETRAIN_KINDS)}")
         check(self.smoothing_sigma > 0, "smoothing_sigma", f"{self.smoothing_sigma} must be > 0")
-        from ..weights import WEIGHTS
-
+        weights = getattr(current(), "weights", None)
         for kind, name in self.published.items():
             check(kind in PRETRAIN_KINDS, "published",
                   f"kind {kind!r} is not allowed; allowed: {', '.join(PRETRAIN_KINDS)}")
-            check(name in WEIGHTS, f"published.{kind}",
-                  f"{name!r} is not a published checkpoint; allowed: {', '.join(WEIGHTS.names())}")
-            entry = WEIGHTS.get(name)
-            check(entry.kind == kind, f"published.{kind}",
-                  f"{name!r} is {entry.kind} pretraining, not {kind}; allowed: "
-                  f"{', '.join(n for n in WEIGHTS.names() if WEIGHTS.get(n).kind == kind)}")
+            if weights is None:
+                continue
+            check(name in weights, f"published.{kind}",
+                  f"{name!r} is not a published checkpoint; allowed: {', '.join(weights)}")
+            check(weights[name] == kind, f"published.{kind}",
+                  f"{name!r} is {weights[name]} pretraining, not {kind}; allowed: "
+                  f"{', '.join(n for n, k in weights.items() if k == kind)}")
 
 
 @dataclass(frozen=True)
@@ -445,6 +440,7 @@ class StudyParams:
 
 
 #: the tier names ``tiers/<name>.yaml`` (and the committed default) that ``tier`` may record
+#: (tests/test_pipeline.py checks it against the files in tiers/)
 TIERS = ("default", "smoke", "small", "paper", "trial", "vtab", "r18", "a10")
 
 
@@ -497,11 +493,11 @@ class SegmentParams(SegRecipe):
     levels: Optional[tuple[float, ...]] = None  # None: every level an experiment draws the pair's ticket at
 
     def __post_init__(self):
-        from ..data.segmentation import SEG_DATASETS
-
         super().__post_init__()
-        check(self.task in SEG_DATASETS, "task",
-              f"{self.task!r} is not allowed; allowed: {', '.join(SEG_DATASETS.names())}")
+        names = current()
+        if names is not None:
+            check(self.task in names.seg_datasets, "task",
+                  f"{self.task!r} is not allowed; allowed: {', '.join(names.seg_datasets)}")
         check(self.n_train >= 1 and self.n_test >= 1, "n_train", "n_train and n_test must be >= 1")
         for kind, method in self.pairs:
             check(kind in PRETRAIN_KINDS, "pairs", f"kind {kind!r} is not allowed; allowed: {', '.join(PRETRAIN_KINDS)}")
@@ -558,14 +554,13 @@ class Params:
         for s in levels:
             check(0 < s < 1, "sweep.sparsities", f"{s} is outside (0, 1)")
         check(len(set(levels)) == len(levels), "sweep.sparsities", "levels must be unique")
-        from ..data import DATASETS, PUBLIC_DATASETS
-
-        allowed = ", ".join(sorted({*DATASETS.names(), *PUBLIC_DATASETS.names()}))
-        for key, names in (("data.source", [self.data.source]), ("data.downstream", self.data.downstream),
-                           ("data.ood", [self.data.ood]), ("data.ood_per_task", list(self.data.ood_per_task))):
-            for name in names:
-                check(name in DATASETS or name in PUBLIC_DATASETS, key,
-                      f"dataset {name!r} is unknown; allowed: {allowed}")
+        names = current()
+        known = names.datasets if names is not None else None
+        allowed = ", ".join(sorted(known or ()))
+        for key, used in (("data.source", [self.data.source]), ("data.downstream", self.data.downstream),
+                          ("data.ood", [self.data.ood]), ("data.ood_per_task", list(self.data.ood_per_task))):
+            for name in used:
+                check(known is None or name in known, key, f"dataset {name!r} is unknown; allowed: {allowed}")
         if self.evaluation.transfer_attack_task is not None:
             check(self.evaluation.transfer_attack_task in self.data.downstream, "evaluation.transfer_attack_task",
                   f"{self.evaluation.transfer_attack_task!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")
@@ -613,8 +608,7 @@ class Params:
             check(c != "best_ra" or v.robust_images > 0, f"evaluation.select.{r}",
                   "'best_ra' needs transfer.validation.robust_images >= 1 (the validation RA)")
         for t in self.transfer.per_task:  # a tier's recipe for a task this run leaves out is unused, not an error
-            check(t in DATASETS or t in PUBLIC_DATASETS, f"transfer.per_task.{t}",
-                  f"dataset {t!r} is unknown; allowed: {allowed}")
+            check(known is None or t in known, f"transfer.per_task.{t}", f"dataset {t!r} is unknown; allowed: {allowed}")
         lv = self.evaluation.trajectory_level
         check(any(abs(lv - s) < 1e-6 for s in levels), "evaluation.trajectory_level",
               f"{lv} is not a level of sweep.sparsities {list(levels)} (the level whose runs keep trajectories)")
@@ -659,7 +653,10 @@ class Params:
         return self.evaluation.transfer_attack_task or self.data.downstream[0]
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = "params.yaml", names: "Names | None" = None) -> Params:
+    """params.yaml as a validated ``Params``. ``names``: the registries' names (``repro.registries.names()``, passed in
+    by the caller: config imports none of the layers it configures); with them every name a value uses (architecture,
+    datasets, published checkpoints) is checked too, else only the schema."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file {str(path)!r} does not exist")
@@ -667,4 +664,5 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"params file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
-    return from_dict(Params, raw or {})
+    with using(names):
+        return from_dict(Params, raw or {})

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..base.registry import Registry
+from ..config.params import ModelParams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -217,6 +218,14 @@ def _resnet50(num_classes: int = 1000, **kw) -> nn.Module:
 def build_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
     """Build a registered architecture: ``build_model('cifar_resnet', 10, depths=(1,1), width=8)``."""
     return ARCHS.get(arch)(num_classes=num_classes, **kwargs)
+
+
+def model_from_params(mp: ModelParams, num_classes: int, mean: Sequence[float] = (0.5, 0.5, 0.5),
+                      std: Sequence[float] = (0.5, 0.5, 0.5)) -> nn.Module:
+    """The network params.yaml's ``model`` section names (depth, width and block apply to ``cifar_resnet``)."""
+    if mp.arch == "cifar_resnet":
+        return build_model(mp.arch, num_classes, depths=mp.depths, width=mp.width, block=mp.block, mean=mean, std=std)
+    return build_model(mp.arch, num_classes, mean=mean, std=std)
 
 
 def classifier(model: nn.Module) -> nn.Linear:

@@ -26,10 +26,11 @@ import torch
 from ..base import cpus, runtime
 from ..base.errors import EXPECTED_ERRORS, CheckpointError, ConfigError
 from ..base.io import load_torch, save_json
-from ..config import Params, load_params, to_dict
+from ..config import Params, to_dict
 from ..data import ArrayTask
-from ..models import replace_head, set_normalization
+from ..models import replace_head, set_normalization, model_from_params
 from ..plan import RUNS
+from .. import registries
 
 
 
@@ -100,7 +101,7 @@ def run_stage(name: str, body: Callable[[Params], None], params_path: str = "par
     """Validate params, run ``body``, map expected errors to a one-line message and exit code 2."""
     t0 = time.time()
     try:
-        p = load_params(params_path)
+        p = registries.load(params_path)
     except ConfigError as e:
         print(f"[{name}] error: {e}", file=sys.stderr, flush=True)
         return 2
@@ -194,7 +195,7 @@ def load_into(model: torch.nn.Module, sd: dict, path: Path, skip_head: bool = Fa
 
 
 def source_model(p: Params, num_classes: int, mean, std) -> torch.nn.Module:
-    return p.model.build(num_classes, mean=mean, std=std)
+    return model_from_params(p.model, num_classes, mean=mean, std=std)
 
 
 def pretrained_source_model(p: Params, kind: str) -> tuple[ArrayTask, torch.nn.Module]:
@@ -218,7 +219,7 @@ def downstream_model(p: Params, kind: str, task: ArrayTask) -> torch.nn.Module:
     path = pretrained_path(kind)
     sd = load_state(path)
     src_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else task.num_classes
-    model = p.model.build(src_classes)
+    model = model_from_params(p.model, src_classes)
     load_into(model, sd, path)
     replace_head(model, task.num_classes)
     set_normalization(model, task.mean, task.std)

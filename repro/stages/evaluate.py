@@ -40,6 +40,7 @@ from ..data import ArrayTask, array_loader, test_loader
 from ..plan import RUNS, RunSpec, aa_graded, adv_acc_run, level_name
 from ..tickets.mask import Mask
 from .common import level_main, load_into, load_state, load_task, log, n_workers, parallel_map, read_json, write_json
+from ..models import model_from_params
 
 
 def reference_path(task: str) -> Path:
@@ -57,7 +58,7 @@ CHECKPOINT_FILES = {"last": "model.pt", "best_sa": "best_sa.pt", "best_ra": "bes
 
 
 def load_run_model(p: Params, run_dir: Path, task: ArrayTask, checkpoint: str = "last") -> torch.nn.Module:
-    model = p.model.build(task.num_classes, mean=task.mean, std=task.std)
+    model = model_from_params(p.model, task.num_classes, mean=task.mean, std=task.std)
     f = run_dir / CHECKPOINT_FILES[checkpoint]
     load_into(model, load_state(f), f)
     return model

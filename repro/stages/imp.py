@@ -37,7 +37,7 @@ def imp_retrainer(p: Params, task, adversarial: bool, seed: int):
         state["round"] += 1
         dls = make_dataloaders(task, bs=ip.retrain.batch_size, size=p.data.image_size, seed=seed + state["round"],
                                device=dev, num_workers=p.data.num_workers, recipe=p.data.recipe)
-        train(dls, model, ip.retrain.config(), mask=mask, attack=attack, attack_bn_mode=p.transfer.bn_mode,
+        train(dls, model, ip.retrain, mask=mask, attack=attack, attack_bn_mode=p.transfer.bn_mode,
               progress=False, compile=p.runtime.compile)
         model.cpu()
 

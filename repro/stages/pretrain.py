@@ -23,6 +23,7 @@ from ..training import train
 from .common import (atomic_dir, config_hash, device, epoch_checkpoint, load_into, load_state, load_task, log,
                      run_stage, source_model, stage_item, task_path, write_json)
 from ..plan import RUNS
+from ..models import model_from_params
 
 
 def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None):
@@ -35,7 +36,7 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None):
                            num_workers=p.data.num_workers, recipe=p.data.recipe)
     # per-epoch checkpoint outside the outputs (a killed stage resumes; run_stage deletes it on success)
     ckpt = epoch_checkpoint(f"pretrain@{kind}", kind, p, carry_dir=out_dir, inputs=[task_path(p.data.source)])
-    learn = train(dls, model, tp.config(), live_dir=out_dir / "live", progress=progress, extra_cbs=[ckpt],
+    learn = train(dls, model, tp, live_dir=out_dir / "live", progress=progress, extra_cbs=[ckpt],
                   compile=p.runtime.compile, **learner_kwargs(kind, p.pretrain))
     model = learn.model.cpu()
     loader = test_loader(task, bs=p.evaluation.batch_size, size=p.data.image_size, device="cpu",
@@ -53,7 +54,7 @@ def published(p: Params, kind: str, name: str, final) -> None:
         raise ValueError(f"pretrain.published.{kind}: {name!r} is a {entry.arch}, but model.arch is {p.model.arch!r}")
     with atomic_dir(final) as out:
         got = fetch(name, out / "model.pt", cache_dir=weights_dir(p.data.root))
-        model = p.model.build(1000, mean=entry.mean, std=entry.std)  # the published 1000-class network
+        model = model_from_params(p.model, 1000, mean=entry.mean, std=entry.std)  # the published 1000-class network
         load_into(model, load_state(out / "model.pt"), out / "model.pt")
         write_json(out / "metrics.json", {
             "kind": kind, "source": "published", "name": name, "sha256": got.sha256, "url": entry.url,

@@ -15,6 +15,7 @@ from ..data import make_dataloaders
 from ..base.io import save_torch
 from ..plan import RUNS
 from ..training import train
+from ..models import model_from_params
 from .common import (atomic_dir, device, drop_checkpoint, epoch_checkpoint, load_task, log, run_stage, task_path,
                      write_json)
 
@@ -25,13 +26,13 @@ def body(p: Params) -> None:
     name = p.transfer_attack_task
     task = load_task(name)
     runtime.seed_everything(p.seed + REFERENCE_SEED_OFFSET)
-    model = p.model.build(task.num_classes, mean=task.mean, std=task.std)
+    model = model_from_params(p.model, task.num_classes, mean=task.mean, std=task.std)
     cfg = p.evaluation.reference
     dls = make_dataloaders(task, bs=cfg.batch_size, size=p.data.image_size, seed=p.seed + REFERENCE_SEED_OFFSET,
                            device=device(p), num_workers=p.data.num_workers, recipe=p.data.recipe)
     with atomic_dir(RUNS / "reference" / name) as out:
         ckpt = epoch_checkpoint("reference", name, p, carry_dir=out, inputs=[task_path(name)])
-        learn = train(dls, model, cfg.config(), attack=attack_from_config("pgd", **p.transfer.attack.kwargs()),
+        learn = train(dls, model, cfg, attack=attack_from_config("pgd", **p.transfer.attack.kwargs()),
                       attack_bn_mode=p.transfer.bn_mode, live_dir=out / "live", progress=False, extra_cbs=[ckpt],
                       compile=p.runtime.compile)
         save_torch(learn.model.cpu().state_dict(), out / "model.pt")

@@ -21,7 +21,7 @@ from ..base import runtime
 from ..config import Params
 from ..data.segmentation import SegTask
 from ..base.io import save_json
-from ..models import set_normalization
+from ..models import set_normalization, model_from_params
 from ..plan import DENSE, RUNS, level_name, seg_runs, ticket_path
 from ..tickets.mask import Mask
 from .common import device, load_into, load_state, log, n_workers, parallel_map, pretrained_path, run_stage, task_path
@@ -49,7 +49,7 @@ def backbone(p: Params, kind: str, task: SegTask) -> torch.nn.Module:
     """The pretrained network of ``kind`` with the segmentation task's input normalization."""
     path = pretrained_path(kind)
     sd = load_state(path)
-    model = p.model.build(sd["fc.weight"].shape[0] if "fc.weight" in sd else 2)
+    model = model_from_params(p.model, sd["fc.weight"].shape[0] if "fc.weight" in sd else 2)
     load_into(model, sd, path)
     return set_normalization(model, task.mean, task.std)
 

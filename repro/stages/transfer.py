@@ -161,7 +161,7 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
                                 inputs=[task_path(spec.task), pretrained_path(spec.kind)],
                                 extra=f"{sparsity}|{out_final}|"
                                 + ("" if mask is None else tensor_digest(dict(mask.items()))))
-        learn = train(dls, model, regime_cfg.config(), csv_log=out / "history.csv", progress=False,
+        learn = train(dls, model, regime_cfg, csv_log=out / "history.csv", progress=False,
                       extra_cbs=[*extra, ckpt], compile=p.runtime.compile, **kwargs)
         model = learn.model.cpu()
         if spec.regime == "mask":

@@ -1,8 +1,8 @@
 """Training: one fastai Learner, extended by the paper's callbacks."""
 from .callbacks import (AdversarialTraining, BnRecalibration, EpochCheckpoint, GaussianNoise, HeldOutValidation, LearnableMask,
                         MaskEnforcer, NonFiniteLossError, RaiseOnNaN)
-from .learner import TrainConfig, make_learner, sgd, train
+from .learner import make_learner, sgd, train
 from .schedules import cosine, make_schedule, step_decay
 
 __all__ = ["AdversarialTraining", "BnRecalibration", "EpochCheckpoint", "GaussianNoise", "HeldOutValidation", "LearnableMask", "MaskEnforcer", "NonFiniteLossError",
-           "RaiseOnNaN", "TrainConfig", "make_learner", "sgd", "train", "cosine", "make_schedule", "step_decay"]
+           "RaiseOnNaN", "make_learner", "sgd", "train", "cosine", "make_schedule", "step_decay"]

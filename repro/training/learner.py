@@ -1,6 +1,6 @@
 """The one training entry point: a fastai ``Learner`` plus the paper's callbacks.
 
-``TrainConfig`` holds the optimizer/schedule of one run (the official code
+``repro.config.TrainParams`` holds the optimizer/schedule of one run (the official code
 uses plain SGD with momentum and coupled L2 weight decay, i.e.
 ``torch.optim.SGD``, wrapped for fastai). ``make_learner`` assembles the
 learner; ``train`` builds and fits it.
@@ -10,14 +10,12 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Iterable
 
 import torch
 from fastai.callback.core import Callback
-from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import BnFreeze
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
@@ -26,44 +24,11 @@ from fastai.optimizer import OptimWrapper
 from torch import nn
 
 from ..base import runtime
-from ..config.params import LINEAR_BN
+from ..config.params import LINEAR_BN, TrainParams
 from ..models import freeze_backbone
 from ..tickets.mask import Mask
 from .callbacks import AdversarialTraining, AttackFn, BnRecalibration, GaussianNoise, MaskEnforcer, RaiseOnNaN
-from .schedules import SCHEDULES, make_schedule
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimizer and schedule of one run (defaults: official CIFAR adversarial transfer)."""
-
-    epochs: int = 100
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "step"            # step | cosine | constant
-    milestones: tuple[int, ...] = (50, 75)
-    gamma: float = 0.1
-    batch_size: int = 128
-
-    def __post_init__(self):
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule {self.schedule!r} is not allowed; allowed: {', '.join(SCHEDULES)}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.schedule == "step":
-            make_schedule("step", self.lr, self.epochs, self.milestones, self.gamma)  # validates milestones
-
-    def scheduler(self) -> ParamScheduler:
-        return ParamScheduler({"lr": make_schedule(self.schedule, self.lr, self.epochs, self.milestones, self.gamma)})
+from .schedules import scheduler
 
 
 class AutoCompile(Callback):
@@ -101,7 +66,7 @@ class AutoCompile(Callback):
                 self.compiled = True
 
 
-def sgd(cfg: TrainConfig):
+def sgd(cfg: TrainParams):
     """``torch.optim.SGD`` (coupled L2 weight decay, as the official code) for fastai."""
     return partial(OptimWrapper, opt=torch.optim.SGD, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
@@ -109,7 +74,7 @@ def sgd(cfg: TrainConfig):
 def make_learner(
     dls: DataLoaders,
     model: nn.Module,
-    cfg: TrainConfig,
+    cfg: TrainParams,
     *,
     mask: Mask | None = None,
     attack: AttackFn | None = None,
@@ -181,10 +146,10 @@ def make_learner(
     return learn
 
 
-def train(dls: DataLoaders, model: nn.Module, cfg: TrainConfig, **kwargs) -> Learner:
+def train(dls: DataLoaders, model: nn.Module, cfg: TrainParams, **kwargs) -> Learner:
     """Build the learner and fit ``cfg.epochs`` epochs with the configured LR schedule."""
     learn = make_learner(dls, model, cfg, **kwargs)
-    cbs = [cfg.scheduler()]
+    cbs = [scheduler(cfg)]
     from .. import distributed  # under torchrun: data-parallel over the processes (repro/distributed.py)
 
     if distributed.active():

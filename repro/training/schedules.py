@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-SCHEDULES = ("step", "cosine", "constant")
+from ..config.params import SCHEDULES, TrainParams
 
 
 def step_decay(lr: float, milestones: Sequence[int], n_epoch: int, gamma: float = 0.1) -> Callable[[float], float]:
@@ -48,3 +48,10 @@ def make_schedule(kind: str, lr: float, n_epoch: int, milestones: Sequence[int] 
     if kind == "constant":
         return constant(lr)
     raise ValueError(f"unknown lr schedule {kind!r}; allowed: {', '.join(SCHEDULES)}")
+
+
+def scheduler(cfg: TrainParams):
+    """fastai's ``ParamScheduler`` of the run's lr schedule."""
+    from fastai.callback.schedule import ParamScheduler
+
+    return ParamScheduler({"lr": make_schedule(cfg.schedule, cfg.lr, cfg.epochs, cfg.milestones, cfg.gamma)})
