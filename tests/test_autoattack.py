@@ -19,6 +19,7 @@ from repro.attacks import _apgd_objective, apgd, autoattack, pgd
 from repro.models import build_model
 from repro.sanity import attack_sanity
 from repro.verdicts import aggregate, double_win
+from repro.registries import params_from
 
 EPS = 8 / 255
 
@@ -241,11 +242,10 @@ def test_ra_aa_covers_every_run_whose_ra_a_claim_reads():
 
     import yaml
 
-    from repro.config import Params, from_dict
     from repro.plan import RunSpec, aa_graded
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    p = from_dict(Params, raw)
+    p = params_from(raw)
 
     def spec(kind, method, task, regime):
         return RunSpec(kind, method, task, regime, 1.0, 0)
@@ -260,6 +260,6 @@ def test_ra_aa_covers_every_run_whose_ra_a_claim_reads():
     assert not aa_graded(p, spec("fast_adversarial", "imp", "synth_near", "standard"))  # DW only: its claims read SA
     assert not aa_graded(p, spec("pgd_adversarial", "omp", "synth_far", "linear"))
     raw["evaluation"]["adv_acc_experiments"] = ["rt_aimp"]
-    assert not aa_graded(from_dict(Params, raw), spec("standard", "omp", "synth_near", "standard"))
+    assert not aa_graded(params_from(raw), spec("standard", "omp", "synth_near", "standard"))
     raw["evaluation"]["aa_members"] = []
-    assert not aa_graded(from_dict(Params, raw), spec("pgd_adversarial", "imp", "synth_near", "adversarial"))
+    assert not aa_graded(params_from(raw), spec("pgd_adversarial", "imp", "synth_near", "adversarial"))

@@ -454,12 +454,13 @@ def test_stage_reads_the_segment_stage_runs(tmp_path, monkeypatch):
     """RT Fig. 7: metrics/segment.json's runs become regime `segmentation` rows at their sparsity."""
     import shutil
 
+    from repro.pipeline.results import segment_rows
     from repro.stages import claims as stage
     from repro.verdicts import METRICS
 
     runs = [{"kind": k, "method": "omp", "sparsity": lv, "task": "synth_seg", "miou": v, "pixel_acc": 0.9}
             for lv in (0.488, 0.7379, 0.8926) for k, v in ((AT, 0.60), (STD, 0.40))]
-    rows = stage.segment_rows({"task": "synth_seg", "runs": runs}, seed=0)
+    rows = segment_rows({"task": "synth_seg", "runs": runs}, seed=0)
     assert rows[0] == {"kind": AT, "method": "omp", "task": "synth_seg", "regime": "segmentation", "fraction": 1.0,
                        "level": 0.488, "seed": 0, "miou": 0.60, "pixel_acc": 0.9}
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
@@ -477,7 +478,7 @@ def test_stage_reads_the_segment_stage_runs(tmp_path, monkeypatch):
 
 def test_segmentation_claim_once_miou_is_averaged(monkeypatch):
     from repro import verdicts
-    from repro.stages.claims import segment_rows
+    from repro.pipeline.results import segment_rows
 
     runs = [{"kind": k, "method": "omp", "sparsity": lv, "task": "synth_seg", "miou": v}
             for lv in (0.488, 0.7379, 0.8926) for k, v in ((AT, 0.60), (STD, 0.40))]

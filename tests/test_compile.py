@@ -25,11 +25,12 @@ from conftest import tiny_model, toy_images
 from repro.base import runtime
 from repro.attacks import attack_from_config, no_param_grad
 from repro.config import ConfigError, from_dict
-from repro.config.params import Params, RuntimeParams, load_params
+from repro.config.params import RuntimeParams, load_params
 from repro.tickets import draw_ticket
 from repro.training import make_learner, train
 from repro.config import TrainParams
 from repro.training.learner import AutoCompile
+from repro.registries import params_from
 
 STEPS, BS = 3, 16
 
@@ -167,7 +168,7 @@ def test_auto_never_compiles_on_this_cpu():
 
 def test_bad_compile_value_is_a_one_line_error():
     with pytest.raises(ConfigError, match=r"^params: runtime\.compile: 'x' is not allowed; allowed: auto, on, off$"):
-        from_dict(Params, {"runtime": {"compile": "x"}})
+        params_from({"runtime": {"compile": "x"}})
     assert from_dict(RuntimeParams, {"compile": True}).compile == "on"  # YAML 1.1 reads a bare `on` as true
     assert from_dict(RuntimeParams, {"compile": False}).compile == "off"
     model = tiny_model(depths=(1,), width=4)

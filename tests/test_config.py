@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.config import ConfigError, Params, from_dict, load_params
+from repro.config import ConfigError, Params, load_params
+from repro.registries import params_from
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,11 +83,11 @@ def test_one_epoch_adversarial_transfer_is_rejected_before_any_work():
     raw["transfer"]["adversarial"]["epochs"] = 1
     raw["transfer"]["adversarial"]["milestones"] = []
     with pytest.raises(ConfigError, match="transfer.adversarial.epochs: 1 must be >= 2"):
-        from_dict(Params, raw)
+        params_from(raw)
     raw["transfer"]["adversarial"]["epochs"] = 2  # the same for a per-task or a named recipe's adversarial entry
     one = {"epochs": 1, "lr": 0.01, "batch_size": 8}
     for key, table in (("per_task", {"synth_near": {"adversarial": one}}), ("recipes", {"rt": {"adversarial": one}})):
         bad = {**raw, "transfer": {**raw["transfer"], key: table}}
         name = next(iter(table))
         with pytest.raises(ConfigError, match=rf"transfer\.{key}\.{name}\.adversarial\.epochs: 1 must be >= 2"):
-            from_dict(Params, bad)
+            params_from(bad)

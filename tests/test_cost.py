@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from repro import cost
-from repro.config import Params, from_dict, to_dict
+from repro.config import Params, to_dict
 from repro.models import model_from_params
 from repro.plan import RunSpec, runs_for_level
 from repro.tiers import combine
+from repro.registries import params_from
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ def tiny_params() -> Params:
                                    "regimes": ["standard", "adversarial"], "tasks": ["synth_near"]}}
     raw["evaluation"]["transfer_attack_task"] = "synth_near"
     raw["evaluation"]["trajectory_level"] = raw["sweep"]["sparsities"][0]
-    return from_dict(Params, raw)
+    return params_from(raw)
 
 
 def real_flops(p: Params, classes: int) -> cost.StepFlops:
@@ -107,7 +108,7 @@ def test_fractions_and_linear_evaluation():
 def test_public_sizes_and_caps():
     raw = combine(["small"], ROOT / "params.yaml")
     raw["data"]["max_train"] = 100
-    p = from_dict(Params, raw)
+    p = params_from(raw)
     assert cost.task_size(p, "cifar100") == cost.TaskSize(100 * 100, 10_000, 100)
     assert cost.task_size(p, "svhn").n_train == 1000
     with pytest.raises(ValueError, match="no known size for dataset 'nope'"):
@@ -125,7 +126,7 @@ def test_cpu_hours_from_the_bench_rates(tmp_path):
     t = r.total
     assert r.cpu.hours(t) == pytest.approx((t.train / 4e9 + t.attack / 2e9 + t.eval / 8e9) / 3600)
     assert cost.gpu_hours(t, 100) == pytest.approx(t.flops / 1e14 / 3600)
-    assert cost.bench_rate(from_dict(Params, combine(["small"], ROOT / "params.yaml")), tmp_path) is None
+    assert cost.bench_rate(params_from(combine(["small"], ROOT / "params.yaml")), tmp_path) is None
     with pytest.raises(ValueError, match="gpu-tflops"):
         cost.report(p, "tiny", gpu_tflops=0, results=tmp_path)
 
@@ -153,7 +154,7 @@ def test_segment_stage_is_priced_from_its_runs_and_iterations():
 
     raw = to_dict(tiny_params())
     raw["segment"]["pairs"] = [["standard", "omp"], ["pgd_adversarial", "omp"]]
-    p = from_dict(Params, raw)
+    p = params_from(raw)
     s = p.segment
     assert (s.task, s.n_train, s.batch_size, s.iterations, s.n_test) == ("synth_seg", 40, 8, 10, 20)  # smoke tier
     c = cost.stage_costs(p)["segment"]
@@ -172,4 +173,4 @@ def test_segment_stage_is_priced_from_its_runs_and_iterations():
     assert c.train == pytest.approx(4 * 80 * train) and c.attack == 0
     assert c.eval == pytest.approx(4 * 3 * 20 * forward)
     raw["segment"].update(task="voc2012", max_train=None, max_test=100)
-    assert cost.seg_size(from_dict(Params, raw)) == cost.TaskSize(1_464, 100, 21)
+    assert cost.seg_size(params_from(raw)) == cost.TaskSize(1_464, 100, 21)

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from repro.base import cpus
-from repro.stages import common
+from repro.base import cpus as pool
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TASKSET = shutil.which("taskset") is not None and hasattr(os, "sched_getaffinity")
@@ -153,10 +153,10 @@ def test_parallel_map_workers_get_budget_over_workers_threads(tmp_path, monkeypa
     """Forked workers of a stage: workers x threads <= budget (here a faked 4-CPU budget)."""
     monkeypatch.setattr(cpus, "budget", lambda root=None: (4, {"host": 64, "affinity": 4, "quota": None}))
     monkeypatch.delenv("REPRO_THREADS", raising=False)
-    assert list(common.parallel_map(_threads, [0, 1, 2, 3], 2)) == [2, 2, 2, 2]
-    assert list(common.parallel_map(_threads, [0, 1, 2, 3], 4)) == [1, 1, 1, 1]
+    assert list(pool.parallel_map(_threads, [0, 1, 2, 3], 2)) == [2, 2, 2, 2]
+    assert list(pool.parallel_map(_threads, [0, 1, 2, 3], 4)) == [1, 1, 1, 1]
     monkeypatch.setenv("REPRO_THREADS", "1")
-    assert list(common.parallel_map(_threads, [0, 1], 2)) == [1, 1]
+    assert list(pool.parallel_map(_threads, [0, 1], 2)) == [1, 1]
 
 
 def test_openmp_threads_sleep_at_barriers_unless_the_user_says_otherwise():

@@ -1,4 +1,4 @@
-"""Data-parallel training (repro/distributed.py) with torchrun on the CPU (gloo).
+"""Data-parallel training (repro/training/ddp.py) with torchrun on the CPU (gloo).
 
 Two processes with half the global batch each must end with the weights of one process that
 trains on the whole global batch: same shuffled order, each rank takes its half of every global
@@ -80,7 +80,7 @@ def _train(bs: int, seen: list | None = None) -> dict:
 
 
 def _worker(out: str) -> None:
-    from repro import distributed
+    from repro.training import ddp as distributed
 
     torch.set_num_threads(1)
     with distributed.process_group():
@@ -101,7 +101,7 @@ def _one_thread():
 
 def test_batch_shard_splits_every_global_batch():
     """Rank slices of each global batch put together are that batch; uneven tail reweighted."""
-    from repro.distributed import BatchShard
+    from repro.training.ddp import BatchShard
 
     single = [b[1].tolist() for b in _dls(GLOBAL_BS).train]
     per_rank = []
@@ -152,13 +152,13 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path):
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed")
 def test_torchrun_runs_a_pipeline_stage(tmp_path):
-    """`torchrun -m repro.distributed pretrain standard`: rank 0 writes the stage output, once."""
+    """`torchrun -m repro.launch.torchrun pretrain standard`: rank 0 writes the stage output, once."""
     from workspace import copy_project, env, run
 
     ws = copy_project(tmp_path / "ws")
     run(ws, sys.executable, "-m", "repro.tiers", "use", "smoke")
     run(ws, sys.executable, "-m", "repro.stages.data", environ=env(OMP_NUM_THREADS="1"))
-    r = run(ws, TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "repro.distributed", "pretrain", "standard",
+    r = run(ws, TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "repro.launch.torchrun", "pretrain", "standard",
             environ=env(OMP_NUM_THREADS="1"), timeout=300)
     out = ws / "runs" / "pretrain"
     assert sorted(p.name for p in out.iterdir()) == ["standard"], r.stdout  # no leftover temporary folders

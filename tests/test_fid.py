@@ -10,6 +10,7 @@ import torch
 from repro import weights as W
 from repro.data import frechet_distance
 from repro.fid import INCEPTION_WEIGHTS, PoolFeatures, build_inception, fid, inception_feature_fn, load_inception
+from repro.registries import params_from
 
 
 def _exact_samples(mu: np.ndarray, cov: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -104,12 +105,12 @@ def test_domain_gap_measure_is_a_validated_param_and_fid_in_the_paper_tier():
 
     import yaml
 
-    from repro.config import ConfigError, Params, from_dict
+    from repro.config import ConfigError
 
-    assert from_dict(Params, {}).evaluation.domain_gap == "stats"
-    assert from_dict(Params, {"evaluation": {"domain_gap": "fid"}}).evaluation.domain_gap == "fid"
+    assert params_from({}).evaluation.domain_gap == "stats"
+    assert params_from({"evaluation": {"domain_gap": "fid"}}).evaluation.domain_gap == "fid"
     with pytest.raises(ConfigError, match=r"evaluation\.domain_gap"):
-        from_dict(Params, {"evaluation": {"domain_gap": "inception"}})
+        params_from({"evaluation": {"domain_gap": "inception"}})
     root = Path(__file__).resolve().parents[1]
     assert yaml.safe_load((root / "tiers" / "paper.yaml").read_text())["evaluation"]["domain_gap"] == "fid"
     assert yaml.safe_load((root / "params.yaml").read_text())["evaluation"]["domain_gap"] == "stats"

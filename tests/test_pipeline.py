@@ -184,7 +184,7 @@ def test_tiers_stack_in_order_and_the_trial_overlay_keeps_the_tier(tmp_path, mon
     """`make repro TIER="small trial" FRACTION=0.01`: the small tier's data, model and schedules on the
     trial grid (one level, three IMP rounds, one seed), recorded as tier small+trial and valid."""
     from repro import tiers
-    from repro.config import Params, from_dict
+    from repro.registries import params_from
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(ROOT / "tiers", tmp_path / "tiers")
@@ -195,7 +195,7 @@ def test_tiers_stack_in_order_and_the_trial_overlay_keeps_the_tier(tmp_path, mon
     assert merged["sweep"]["sparsities"] == [0.2] and merged["transfer"]["seeds"] == [0]
     assert merged["tickets"]["imp"]["max_rounds"] == 3 and merged["tickets"]["imp"]["retrain"]["lr"] == 5.0e-4
     assert merged["transfer"]["adversarial"]["epochs"] == 2
-    p = from_dict(Params, yaml.safe_load((tmp_path / "params.yaml").read_text()))
+    p = params_from(yaml.safe_load((tmp_path / "params.yaml").read_text()))
     assert p.tier == "small+trial" and p.evaluation.trajectory_level == 0.2
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.config import ConfigError, from_dict
-from repro.config.params import Params
+from repro.config import ConfigError
 from repro.tiers import merge
+from repro.registries import params_from
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_TIERS = ("small", "paper")
@@ -55,7 +55,7 @@ def test_every_training_block_of_a_real_tier_is_set_explicitly(tier):
 @pytest.mark.parametrize("tier", REAL_TIERS)
 def test_real_tiers_run_the_papers_a_imp_step_and_the_official_first_n_subsets(tier):
     cfg = merged(tier)
-    p = from_dict(Params, cfg)
+    p = params_from(cfg)
     a = p.tickets.imp.attack
     assert (a.name, a.steps) == ("pgd", 3)
     assert a.eps == pytest.approx(8 / 255) and a.alpha == pytest.approx(2 / 255)  # DW Sec. A1
@@ -63,26 +63,26 @@ def test_real_tiers_run_the_papers_a_imp_step_and_the_official_first_n_subsets(t
 
 
 def test_a_imp_defaults_to_the_papers_step_and_the_official_step_is_one_parameter_away(tmp_path):
-    p = from_dict(Params, _default())
+    p = params_from(_default())
     assert p.tickets.imp.attack.alpha == pytest.approx(2 / 255)
-    official = from_dict(Params, merge(_default(), {"tickets": {"imp": {"attack": {"alpha": "16/765"}}}}))
+    official = params_from(merge(_default(), {"tickets": {"imp": {"attack": {"alpha": "16/765"}}}}))
     assert official.tickets.imp.attack.alpha == pytest.approx(16 / (3 * 255))
 
 
 def test_an_ood_set_equal_to_an_evaluated_task_is_refused():
     cfg = merge(_default(), {"data": {"ood": "synth_near"}})
     with pytest.raises(ConfigError, match=r"data\.ood.*'synth_near' is also the evaluated task"):
-        from_dict(Params, cfg)
+        params_from(cfg)
     cfg = merge(_default(), {"data": {"ood_per_task": {"synth_mid": "synth_mid"}}})
     with pytest.raises(ConfigError, match=r"ood_per_task\.synth_mid"):
-        from_dict(Params, cfg)
-    p = from_dict(Params, merge(_default(), {"data": {"ood_per_task": {"synth_mid": "synth_near"}}}))
+        params_from(cfg)
+    p = params_from(merge(_default(), {"data": {"ood_per_task": {"synth_mid": "synth_near"}}}))
     assert (p.data.ood_for("synth_mid"), p.data.ood_for("synth_near")) == ("synth_near", "synth_ood")
 
 
 @pytest.mark.parametrize("tier", REAL_TIERS)
 def test_no_real_tier_measures_a_task_against_itself_as_ood(tier):
-    p = from_dict(Params, merged(tier))
+    p = params_from(merged(tier))
     assert all(p.data.ood_for(t) != t for t in p.data.downstream)
     assert p.data.ood_for("svhn") == "cifar10" and p.data.ood_for("cifar10") == "svhn"
 
@@ -90,7 +90,7 @@ def test_no_real_tier_measures_a_task_against_itself_as_ood(tier):
 def test_evaluate_uses_each_tasks_own_ood_set(tmp_path):
     import reliability_ws as W
     from repro.config import load_params
-    from repro.stages import evaluate, transfer
+    from repro.pipeline import evaluate, transfer
     from repro.plan import RunSpec
 
     ws = W.clone(tmp_path / "ws")
@@ -110,7 +110,7 @@ IMP_GRID = [round(1 - 0.8 ** k, 4) for k in range(1, 20)]  # 20.00 % .. 98.56 % 
 
 @pytest.mark.parametrize("tier", REAL_TIERS)
 def test_real_tiers_run_every_imp_level_and_the_rt_levels(tier):
-    p = from_dict(Params, merged(tier))
+    p = params_from(merged(tier))
     levels = set(p.sweep.sparsities)
     assert set(IMP_GRID) <= levels  # incl. 36.00, 59.04, 83.22, 93.13, 95.60, 97.19, 98.20 %
     assert p.tickets.imp.max_rounds >= 19
@@ -125,7 +125,7 @@ def test_real_tiers_run_every_imp_level_and_the_rt_levels(tier):
 def test_each_experiment_runs_only_at_its_own_levels():
     from repro.plan import runs_for_level
 
-    p = from_dict(Params, merged("small"))
+    p = params_from(merged("small"))
     # 30 %: an RT level only (OMP / structured / LMP tickets; no DW run, e.g. no adversarial transfer)
     at_rt_only = {(r.method, r.regime) for r in runs_for_level(p, 0.3)}
     assert at_rt_only and all(m.startswith("omp") or m == "lmp" for m, _ in at_rt_only)
@@ -141,15 +141,15 @@ def test_each_experiment_runs_only_at_its_own_levels():
 def test_experiment_levels_off_the_sweep_are_refused():
     cfg = merge(_default(), {"experiments": {"dw_data": {"levels": [0.95]}}})
     with pytest.raises(ConfigError, match=r"experiments\.dw_data\.levels.*0\.95"):
-        from_dict(Params, cfg)
+        params_from(cfg)
     with pytest.raises(ConfigError, match="kernel_map_level"):
-        from_dict(Params, merge(_default(), {"evaluation": {"kernel_map_level": 0.95}}))
+        params_from(merge(_default(), {"evaluation": {"kernel_map_level": 0.95}}))
 
 
 @pytest.mark.parametrize("tier", REAL_TIERS)
 def test_the_trial_overlay_runs_every_experiment_at_its_one_level(tier):
     cfg = merge(merged(tier), yaml.safe_load((ROOT / "tiers" / "trial.yaml").read_text()))
-    p = from_dict(Params, cfg)
+    p = params_from(cfg)
     assert p.sweep.sparsities == (0.2,) and all(e.levels is None for e in p.experiments.values())
 
 
@@ -161,7 +161,8 @@ def test_loss_landscape_sees_the_tiers_test_transform(tmp_path, monkeypatch):
     from repro import landscape
     from repro.config import load_params
     from repro.plan import RunSpec
-    from repro.stages import analysis, transfer
+    from repro.pipeline import transfer
+    from repro.pipeline import analysis
 
     ws = W.clone(tmp_path / "ws")
     W.write_params(ws, merge(W.smoke_params(), {"data": {"image_size": 16, "recipe": "imagenet224"}}))
@@ -183,8 +184,8 @@ def test_imp_on_the_source_keeps_a_published_checkpoints_normalization(tmp_path,
     import reliability_ws as W
     from repro.config import load_params
     from repro.models.resnet import IMAGENET_MEAN, IMAGENET_STD
-    from repro.stages import imp
-    from repro.stages.common import load_task
+    from repro.pipeline import imp
+    from repro.pipeline.inputs import load_task
 
     ws = W.clone(tmp_path / "ws")
     seen = {}
@@ -272,7 +273,7 @@ def test_protocol_lists_every_table_and_figure_of_both_papers():
 def test_every_protocol_row_holds_in_the_merged_paper_tier():
     import re
 
-    p = from_dict(Params, merged("paper"))
+    p = params_from(merged("paper"))
     checked = 0
     for row in protocol_rows():
         label = row.get("item") or row.get("setting")
@@ -300,7 +301,7 @@ def test_every_protocol_row_holds_in_the_merged_paper_tier():
 # ------------------------------------------------------------------ point 4: per-task recipes (DW SVHN)
 @pytest.mark.parametrize("tier", REAL_TIERS)
 def test_dw_svhn_adversarial_transfer_runs_its_own_recipe(tier):
-    p = from_dict(Params, merged(tier))
+    p = params_from(merged(tier))
     svhn, cifar = p.transfer.recipe("adversarial", "svhn"), p.transfer.recipe("adversarial", "cifar10")
     assert (svhn.epochs, svhn.lr, svhn.schedule, svhn.batch_size, svhn.weight_decay) == (80, 0.01, "cosine", 128, 5e-4)
     assert (cifar.epochs, cifar.lr, cifar.schedule, cifar.milestones) == (100, 0.1, "step", (50, 75))
@@ -309,16 +310,16 @@ def test_dw_svhn_adversarial_transfer_runs_its_own_recipe(tier):
 
 def test_per_task_recipes_name_downstream_tasks_and_regimes():
     with pytest.raises(ConfigError, match=r"transfer\.per_task\.svnh: dataset 'svnh' is unknown"):
-        from_dict(Params, merge(_default(), {"transfer": {"per_task": {"svnh": {"adversarial": {"epochs": 2}}}}}))
+        params_from(merge(_default(), {"transfer": {"per_task": {"svnh": {"adversarial": {"epochs": 2}}}}}))
     with pytest.raises(ConfigError, match=r"data\.ood_per_task: dataset 'svnh' is unknown"):
-        from_dict(Params, merge(_default(), {"data": {"ood_per_task": {"svnh": "synth_far"}}}))
+        params_from(merge(_default(), {"data": {"ood_per_task": {"svnh": "synth_far"}}}))
     # a tier's entry for a known task this run leaves out (e.g. the paper tier's SVHN recipe and OoD set
     # with data.downstream: [cifar10]) is unused, not an error
-    p = from_dict(Params, merge(_default(), {"transfer": {"per_task": {"svhn": {"adversarial": {"epochs": 2}}}},
+    p = params_from(merge(_default(), {"transfer": {"per_task": {"svhn": {"adversarial": {"epochs": 2}}}},
                                              "data": {"ood_per_task": {"svhn": "cifar10"}}}))
     assert p.data.ood_for("synth_near") == p.data.ood
     with pytest.raises(ConfigError, match=r"per_task\.synth_near\.mask"):
-        from_dict(Params, merge(_default(), {"transfer": {"per_task": {"synth_near": {"mask": {"epochs": 2}}}}}))
+        params_from(merge(_default(), {"transfer": {"per_task": {"synth_near": {"mask": {"epochs": 2}}}}}))
 
 
 def test_a_transfer_run_trains_with_its_tasks_recipe(tmp_path):
@@ -327,7 +328,7 @@ def test_a_transfer_run_trains_with_its_tasks_recipe(tmp_path):
     import reliability_ws as W
     from repro.config import load_params
     from repro.plan import RunSpec
-    from repro.stages import transfer
+    from repro.pipeline import transfer
 
     ws = W.clone(tmp_path / "ws")
     own = {"epochs": 2, "lr": 0.02, "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant", "batch_size": 20}
@@ -354,7 +355,7 @@ def test_the_r18_overlay_runs_rts_resnet18_panels_from_the_published_resnet18s()
 
     cfg = merge(merged("paper"), yaml.safe_load((ROOT / "tiers" / "r18.yaml").read_text()))
     cfg["tier"] = "paper+r18"
-    p = from_dict(Params, cfg)
+    p = params_from(cfg)
     assert p.model.arch == "resnet18"
     for kind in p.pretrain.kinds:  # every kind that runs starts from a published ResNet-18 of that kind
         entry = WEIGHTS.get(p.pretrain.published[kind])

@@ -12,9 +12,10 @@ import scipy.io
 import yaml
 from PIL import Image
 
-from repro.config import ConfigError, DataParams, Params, from_dict
+from repro.config import ConfigError, DataParams, from_dict
 from repro.data import DATASETS, PUBLIC_DATASETS, ArrayTask, DataError, first_per_class, fit_square, load_public
 from repro.data.public import TORCHVISION_SETS, safe_unpickle
+from repro.registries import params_from
 
 from published_formats import (py2_pickle, write_birdsnap, write_cifar10, write_cub200, write_tiny_imagenet,
                                write_visda17)
@@ -423,7 +424,7 @@ def test_params_accept_public_names_and_list_every_allowed_name():
 ])
 def test_cap_params_are_validated_by_key(data, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
-        from_dict(Params, {"data": data})
+        params_from({"data": data})
 
 
 def test_caps_per_task_override_the_global_cap():
@@ -616,7 +617,7 @@ def test_vtab_overlay_runs_rt_fig9_on_the_paper_tier():
     """RT Fig. 9 / Table II: OMP tickets of the published ResNet-18s, linear evaluation on the 12 VTAB tasks, FID."""
     from repro.tiers import combine
 
-    p = from_dict(Params, combine(["paper", "vtab"]))
+    p = params_from(combine(["paper", "vtab"]))
     vtab = ["cifar10", "aircraft", "cifar100", "pets", "flowers", "cars", "food", "dtd", "birdsnap", "sun397",
             "caltech101", "caltech256"]
     assert all(t in PUBLIC_DATASETS for t in vtab) and set(vtab) <= set(p.data.downstream)
@@ -634,7 +635,7 @@ def test_a10_overlay_runs_dw_figA10_classification_on_cub_and_visda():
     """DW Fig. A10: the three pretrainings' IMP tickets on CUB-200 and VisDA17, and VOC segmentation."""
     from repro.tiers import combine
 
-    p = from_dict(Params, combine(["paper", "a10"]))
+    p = params_from(combine(["paper", "a10"]))
     e = p.experiments["dw_pretraining"]
     assert e.tasks == ("cub200", "visda17") and e.regimes == ("standard",)
     assert {k for k, m in e.pairs if m == "imp"} == {"standard", "fast_adversarial", "pgd_adversarial"}

@@ -18,11 +18,12 @@ import pytest
 import yaml
 
 from repro.claims import evaluate_all
-from repro.config import ConfigError, from_dict, load_params
+from repro.config import ConfigError, load_params
 from repro.config.params import Params
 from repro.plan import RUNS, RunSpec, experiment_runs, level_name, runs_for_level
 from repro.tiers import merge
 from repro.verdicts import aggregate, paper_view
+from repro.registries import params_from
 
 ROOT = Path(__file__).resolve().parents[1]
 RT_EXPERIMENTS = ("rt_omp", "rt_structured", "rt_aimp")  # fine-tuned / linearly evaluated (rt_lmp learns masks)
@@ -38,7 +39,7 @@ def tiers(*names: str) -> Params:
     cfg = _default()
     for n in names:
         cfg = merge(cfg, yaml.safe_load((ROOT / "tiers" / f"{n}.yaml").read_text()))
-    return from_dict(Params, cfg)
+    return params_from(cfg)
 
 
 def all_runs(p: Params) -> list[RunSpec]:
@@ -85,7 +86,7 @@ def test_the_default_recipe_keeps_todays_names():
     runs = all_runs(p)
     assert runs and all(r.recipe == "" and TODAY.fullmatch(r.name) for r in runs)
     # a recipe that lists no entry for a regime leaves that regime's runs (and names) alone
-    q = from_dict(Params, with_rt())
+    q = params_from(with_rt())
     lin = [r for r in all_runs(q) if r.regime == "linear"]
     assert lin and all(r.recipe == "" and TODAY.fullmatch(r.name) for r in lin)
 
@@ -162,7 +163,7 @@ def test_the_embedded_default_names_no_recipe():
 ])
 def test_bad_recipe_values_fail_with_one_line_naming_them(edit, message):
     with pytest.raises(ConfigError) as ei:
-        from_dict(Params, edit(with_rt()))
+        params_from(edit(with_rt()))
     msg = str(ei.value)
     assert "\n" not in msg and re.search(message, msg), msg
 

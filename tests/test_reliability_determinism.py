@@ -14,7 +14,7 @@ from repro.plan import RunSpec
 
 
 def _pretrain(p, out: Path):
-    from repro.stages.pretrain import pretrain
+    from repro.pipeline.pretrain import pretrain
 
     from repro.base import runtime
 
@@ -40,8 +40,8 @@ def test_pretraining_same_seed_same_bits_other_seed_differs(tmp_path):
 
 def _transfer_and_evaluate(ws: Path, seed: int, eval_seed: int = 0) -> tuple[dict, dict]:
     from repro.config import load_params
-    from repro.stages import evaluate, transfer
-    from repro.stages.common import load_task
+    from repro.pipeline import evaluate, transfer
+    from repro.pipeline.inputs import load_task
 
     spec = RunSpec(W.KIND, "omp", "synth_near", "adversarial", 1.0, seed)
     with W.inside(ws):

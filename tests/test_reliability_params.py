@@ -24,7 +24,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from repro.config import METHODS, ConfigError, Params, from_dict, to_dict
+from repro.config import METHODS, ConfigError, Params, to_dict
 from repro.config.typed import parse_number
 from repro.registries import params_from
 
@@ -350,9 +350,9 @@ def valid_config(draw):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=valid_config())
 def test_valid_configs_load_and_round_trip(cfg):
-    p = from_dict(Params, cfg)
+    p = params_from(cfg)
     assert isinstance(p, Params)
-    assert from_dict(Params, to_dict(p)) == p  # what loads, dumps and loads again unchanged
+    assert params_from(to_dict(p)) == p  # what loads, dumps and loads again unchanged
     assert p.data.downstream == tuple(cfg["data"]["downstream"])
 
 

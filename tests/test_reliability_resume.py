@@ -104,7 +104,7 @@ def test_transfer_run_interrupted_after_an_epoch_resumes_bit_identically(tmp_pat
     """PGD fine-tuning with per-epoch weight snapshots (the trajectory) and CSV log, and LMP mask
     learning (scores as parametrizations): crash after epoch 1, rerun, compare with a clean run."""
     from repro.config import load_params
-    from repro.stages import transfer
+    from repro.pipeline import transfer
     from repro.training import callbacks
 
     spec = RunSpec(W.KIND, method, "synth_near", regime, 1.0, 0)
@@ -163,7 +163,7 @@ def test_unreadable_or_foreign_checkpoint_is_ignored(tmp_path, monkeypatch, caps
     """A checkpoint is a cache: a corrupted one (warning) or one of another configuration is ignored,
     the run starts over and ends as a clean run does."""
     from repro.config import load_params
-    from repro.stages import transfer
+    from repro.pipeline import transfer
     from repro.training import callbacks
 
     spec = RunSpec(W.KIND, "omp", "synth_near", "adversarial", 1.0, 0)
@@ -203,25 +203,26 @@ def test_unreadable_or_foreign_checkpoint_is_ignored(tmp_path, monkeypatch, caps
 
 def test_checkpoint_key_covers_params_inputs_and_code(tmp_path):
     from repro.config import load_params
-    from repro.stages import common
+    from repro.pipeline.inputs import task_path
+    from repro.training.resume import checkpoint_key
 
     ws = W.clone(tmp_path / "ws")
     with W.inside(ws):
         p = load_params()
-        inputs = [common.task_path("synth_near")]
-        k = common.checkpoint_key("s", "run", p, inputs)
-        assert common.checkpoint_key("s", "run", p, inputs) == k
-        assert common.checkpoint_key("s", "other", p, inputs) != k
+        inputs = [task_path("synth_near")]
+        k = checkpoint_key("s", "run", p, inputs)
+        assert checkpoint_key("s", "run", p, inputs) == k
+        assert checkpoint_key("s", "other", p, inputs) != k
         import dataclasses
 
         p2 = dataclasses.replace(p, seed=p.seed + 1)
-        assert common.checkpoint_key("s", "run", p2, inputs) != k
+        assert checkpoint_key("s", "run", p2, inputs) != k
         os.utime(inputs[0], ns=(1, 1))  # an input rewritten since: its mtime changed
-        assert common.checkpoint_key("s", "run", p, inputs) != k
+        assert checkpoint_key("s", "run", p, inputs) != k
 
 
 def test_killed_atomic_writes_leave_only_hidden_tmp_files_that_the_rerun_removes(tmp_path):
-    from repro.stages.common import atomic_dir
+    from repro.base.io import atomic_dir
 
     final = tmp_path / "runs" / "x" / "run"
     stale = final.parent / ".run.abc123.tmp"  # what a SIGKILL inside atomic_dir leaves

@@ -1,4 +1,4 @@
-"""The submitit driver (repro/scaleout.py): stages as jobs in dependency order, in parallel.
+"""The submitit driver (repro/launch/scaleout.py): stages as jobs in dependency order, in parallel.
 
 The integration tests run stages of the `smoke` tier through submitit's LocalExecutor (real
 separate processes, as on a SLURM node): `data`, then the four `pretrain@<kind>` at once, in one
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.scaleout import make_plan, upstream
+from repro.launch.scaleout import make_plan, upstream
 from workspace import commit_all, copy_project, dvc, env, init_repo, run
 
 GRAPH = {
@@ -75,7 +75,7 @@ class _FakeExecutor:
 
 
 def test_drive_submits_in_dependency_order_and_skips_below_a_failure():
-    from repro.scaleout import drive
+    from repro.launch.scaleout import drive
 
     ex = _FakeExecutor(fail={"pretrain@a"})
     res = drive(Path("."), make_plan(GRAPH), ex, "shared", None, max_parallel=2, poll_s=0, out=lambda m: None)
@@ -88,7 +88,7 @@ def test_drive_submits_in_dependency_order_and_skips_below_a_failure():
 
 def test_plan_from_the_real_dvc_yaml(tmp_path):
     """The stage graph DVC builds from dvc.yaml (foreach expanded) for the smoke tier."""
-    from repro.scaleout import stage_graph
+    from repro.launch.scaleout import stage_graph
 
     ws = init_repo(copy_project(tmp_path / "ws"), tier="smoke")
     g = stage_graph(ws)
@@ -98,7 +98,7 @@ def test_plan_from_the_real_dvc_yaml(tmp_path):
 
 
 def _scaleout(ws, *args):
-    return run(ws, sys.executable, "-m", "repro.scaleout", *args, environ=env(OMP_NUM_THREADS="1"), timeout=600)
+    return run(ws, sys.executable, "-m", "repro.launch.scaleout", *args, environ=env(OMP_NUM_THREADS="1"), timeout=600)
 
 
 def _report(ws) -> dict:

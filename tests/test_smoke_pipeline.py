@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import statistics
 from pathlib import Path
 
@@ -39,9 +38,9 @@ def lab(smoke_lab):
 
 @pytest.fixture(scope="module")
 def params(lab):
-    from repro.config import Params, from_dict
+    from repro.registries import params_from
 
-    return from_dict(Params, yaml.safe_load((lab / "params.yaml").read_text()))
+    return params_from(yaml.safe_load((lab / "params.yaml").read_text()))
 
 
 def _mask(path: Path) -> dict[str, torch.Tensor]:
@@ -169,7 +168,7 @@ def test_mask_iou_recomputed(lab, params):
 
 def test_landscapes_and_trajectories(lab, params):
     from repro.data import ArrayTask
-    from repro.stages.evaluate import load_run_model
+    from repro.pipeline.evaluate import load_run_model
 
     index = list(csv.DictReader((lab / "analysis" / "landscape" / "index.csv").open()))
     assert index

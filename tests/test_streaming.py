@@ -162,7 +162,8 @@ def test_paper_tier_data_stage_writes_imagenet_as_a_file_list(tmp_path, monkeypa
 
     from published_formats import write_cifar10
     from repro.stages import data as data_stage
-    from repro.stages.common import load_task, run_stage
+    from repro.pipeline.inputs import load_task
+    from repro.stages.common import run_stage
 
     root = tmp_path / "datasets"
     make_imagenet(root)

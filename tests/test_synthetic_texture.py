@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from repro.config import from_dict
-from repro.config.params import Params, TextureParams
+from repro.config.params import TextureParams
 from repro.data.synthetic import _texture_basis, make_task
+from repro.registries import params_from
 
 AMP = 3 / 255
 
@@ -89,4 +89,4 @@ def test_bad_texture_values_are_refused_with_their_key():
     with pytest.raises(ValueError, match=r"tile: 1 must be an int >= 2"):
         TextureParams(tile=1)
     with pytest.raises(Exception, match=r"data\.synthetic\.texture\.basis"):
-        from_dict(Params, {"data": {"synthetic": {"texture": {"basis": 0}}}})
+        params_from({"data": {"synthetic": {"texture": {"basis": 0}}}})

@@ -33,7 +33,7 @@ def _task(n=60, n_test=30, k=3, size=8):
 
 @pytest.mark.parametrize("how", ["last", "stratified"])
 def test_held_out_images_are_disjoint_from_training_and_the_test_split_is_untouched(how):
-    from repro.stages.transfer import held_out, with_held_out
+    from repro.data.splits import held_out, with_held_out
 
     task = _task()
     train_idx, val_idx = held_out(task.y_train, how, 12)
@@ -56,7 +56,7 @@ def test_held_out_images_are_disjoint_from_training_and_the_test_split_is_untouc
 
 def test_held_out_refuses_a_count_that_leaves_no_training_images():
     from repro.data import DataError
-    from repro.stages.transfer import held_out
+    from repro.data.splits import held_out
 
     with pytest.raises(DataError, match="transfer.validation.n = 60"):
         held_out(np.zeros(60, int), "last", 60)
@@ -64,7 +64,7 @@ def test_held_out_refuses_a_count_that_leaves_no_training_images():
 
 def _fit(cb, epochs=3):
     from repro.models import build_model
-    from repro.stages.transfer import with_held_out
+    from repro.data.splits import with_held_out
     from repro.training import train
     from repro.config import TrainParams
 
@@ -109,7 +109,7 @@ def _params(ws: Path):
 
 
 def test_transfer_keeps_best_checkpoints_and_evaluate_reports_each_with_its_source(tmp_path):
-    from repro.stages import evaluate, transfer
+    from repro.pipeline import evaluate, transfer
 
     ws = W.clone(tmp_path / "ws")
     _params(ws)
@@ -125,7 +125,7 @@ def test_transfer_keeps_best_checkpoints_and_evaluate_reports_each_with_its_sour
         val = json.loads((run / "validation.json").read_text())
         assert len(val["epochs"]) == p.transfer.adversarial.epochs
         assert val["best_ra_epoch"] == max(range(len(val["epochs"])), key=lambda e: (val["epochs"][e]["val_ra"], -e))
-        from repro.stages.common import load_task
+        from repro.pipeline.inputs import load_task
 
         m = evaluate.evaluate_run(p, run, {}, load_task(p.data.ood), {})
     assert m["checkpoint"] == "best_ra"
@@ -167,7 +167,7 @@ def test_a_fraction_of_a_tier_holds_out_that_fraction_of_the_validation_images(t
 
 def test_a_killed_run_with_validation_resumes_bit_identically(tmp_path, monkeypatch):
     """The validation log and the best weights so far travel in the per-epoch checkpoint."""
-    from repro.stages import transfer
+    from repro.pipeline import transfer
     from repro.training import callbacks
 
     spec = RunSpec(W.KIND, "omp", "synth_near", "adversarial", 1.0, 0)

@@ -109,7 +109,7 @@ def reference_logits(net, x):
 
 def repro_logits(sd, x):
     """``repro.models`` ResNet-18 (Normalize inside), loaded the way the pipeline loads pretrained weights."""
-    from repro.stages.common import load_into
+    from repro.pipeline.inputs import load_into
 
     model = build_model("resnet18", 1000).eval()
     load_into(model, sd, Path("converted"))
@@ -424,7 +424,7 @@ def test_paper_tier_uses_registered_resnet50_checkpoints():
 # ---------------------------------------------------------------------------------- the stage
 def test_pretrain_stage_with_a_published_checkpoint(cache, tmp_path, monkeypatch, capsys, net, x):
     from repro.stages import pretrain
-    from repro.stages.common import load_state
+    from repro.pipeline.inputs import load_state
 
     c, lock = cache
     run = tmp_path / "work"

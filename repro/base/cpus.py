@@ -25,6 +25,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: auto workers never exceed this (one process per run; more only adds memory)
@@ -181,6 +182,39 @@ def main(argv=None) -> int:
     print(json.dumps(asdict(s)))
     return 0
 
+
+# ------------------------------------------------------------------------- the pool
+def workers_for(workers: int, device: str) -> int:
+    """Processes for the independent runs of a stage: ``workers`` (capped at the CPU budget), or (0 = auto) one
+    per CPU the job may use on the CPU (tiny networks do not scale over threads), 1 on CUDA (``split``); what a
+    launcher sets (``runctx.workers``: torchrun's 1) wins. ``device``: params' ``device`` (auto, cpu, cuda[:N])."""
+    from . import runctx
+    from .runtime import device as resolve
+
+    forced = runctx.current().workers
+    return forced if forced is not None else split(workers, resolve(device).type).workers
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def parallel_map(fn: Callable, items: list, workers: int) -> Iterator:
+    """``fn(item)`` for every item, in order; in ``workers`` forked processes when > 1.
+
+    Each run seeds itself from its own spec, so results do not depend on the worker
+    that ran it or on the number of workers.
+    """
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    import multiprocessing as mp
+
+    threads = split(workers).threads  # workers x threads within the CPU budget
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+        yield from pool.imap(fn, items)
 
 if __name__ == "__main__":
     sys.exit(main())

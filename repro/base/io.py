@@ -7,14 +7,17 @@ looks complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
+from . import runctx
 from .errors import CheckpointError
 
 
@@ -65,3 +68,45 @@ def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise CheckpointError(
             f"checkpoint {str(path)!r} cannot be loaded as a weights-only tensor file: {first}"
         ) from None
+
+
+# ---------------------------------------------------------------------- run folders
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Write a run into a temporary sibling folder; rename it onto ``path`` when complete. Where a launcher
+    set ``runctx.scratch`` (a non-main rank of a data-parallel stage), into a private folder there, deleted."""
+    scratch = runctx.current().scratch
+    if scratch is not None:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{Path(path).name}.", dir=scratch))
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # temporary folders left by a killed earlier attempt of this run
+    for stale in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_json(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} is missing; run the stage that makes it first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {e}") from None
+
+
+# ------------------------------------------------------------- per-epoch checkpoints
+#: per-epoch checkpoints of unfinished runs, outside every DVC output (gitignored, dvcignored)
+CKPT_ROOT = Path(".cache") / "repro" / "ckpt"

@@ -16,22 +16,15 @@ import json
 import sys
 from pathlib import Path
 
+from ..base.io import save_json
 from ..claims import evaluate_all, metric_view, scorecard_line
 from ..config import Params
 from ..config.params import PAPERS
-from ..base.io import save_json
+from ..pipeline.results import METRICS_DIR, collect, segment_rows
 from .common import log, run_stage
-from .summary import METRICS_DIR, collect
 
 DOMAIN_GAP = Path("analysis") / "domain_gap.json"
 SEGMENT = Path("metrics") / "segment.json"
-
-
-def segment_rows(doc: dict, seed: int) -> list[dict]:
-    """The segment stage's runs as claim rows: regime ``segmentation``, full data, the sparsity as the level."""
-    return [{"kind": r["kind"], "method": r["method"], "task": r["task"], "regime": "segmentation", "fraction": 1.0,
-             "level": float(r["sparsity"]), "seed": seed, "miou": r["miou"], "pixel_acc": r.get("pixel_acc")}
-            for r in doc.get("runs", [])]
 
 
 def body(p: Params) -> None:

@@ -18,15 +18,16 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from ..base.cpus import parallel_map
+from ..base.io import atomic_dir, read_json, save_json
 from ..config import Params
-from ..base.io import save_json
+from ..pipeline.evaluate import evaluate_run, load_reference
+from ..pipeline.tickets import draw
+from ..pipeline.transfer import run_one
 from ..plan import RUNS, RunSpec
 from ..sanity import summarize as summarize_sanity
 from ..verdicts import aggregate, criteria
-from .common import atomic_dir, log, n_workers, parallel_map, read_json, run_stage
-from .evaluate import evaluate_run, load_reference
-from .tickets import draw
-from . import transfer as transfer_stage
+from .common import log, n_workers, run_stage
 
 STUDY_DIR = RUNS / "study"
 
@@ -35,21 +36,9 @@ _STATE: dict = {}  # tasks, OoD set, reference model and masks, shared with fork
 
 
 def _transfer_and_evaluate(p: Params, root: Path, spec: RunSpec) -> dict:
-    run_dir = transfer_stage.run_one(p, spec, p.sparsity, _STATE["tasks"], mask=_STATE["masks"][spec.kind],
-                                     out_final=root / "runs" / spec.name, stage="study")
+    run_dir = run_one(p, spec, p.sparsity, _STATE["tasks"], mask=_STATE["masks"][spec.kind],
+                      out_final=root / "runs" / spec.name, stage="study")
     return evaluate_run(p, run_dir, _STATE["tasks"], _STATE["ood"], _STATE["reference"])
-
-
-def body(p: Params) -> None:
-    s = p.sparsity
-    if s == 0:
-        raise ValueError("sparsity 0 is the dense model; the study needs a ticket (0 < sparsity < 1)")
-    # built in a temporary sibling folder and renamed onto runs/study when complete: a crash never
-    # leaves a half-written study (the previous one stays until the new one is whole)
-    with atomic_dir(STUDY_DIR) as root:
-        out = _study(p, s, root)
-    save_json(out, "metrics/study.json")
-    log("study", "wrote metrics/study.json")
 
 
 def _study(p: Params, s: float, root: Path) -> dict:
@@ -105,6 +94,18 @@ def _study(p: Params, s: float, root: Path) -> dict:
         log("study", f"attack sanity FAILED for {san['flagged']} of {san['checked']} runs: "
                      + "; ".join(f"{f['run']}: {', '.join(f['failed'])}" for f in san["flagged_runs"]))
     return out
+
+
+def body(p: Params) -> None:
+    s = p.sparsity
+    if s == 0:
+        raise ValueError("sparsity 0 is the dense model; the study needs a ticket (0 < sparsity < 1)")
+    # built in a temporary sibling folder and renamed onto runs/study when complete: a crash never
+    # leaves a half-written study (the previous one stays until the new one is whole)
+    with atomic_dir(STUDY_DIR) as root:
+        out = _study(p, s, root)
+    save_json(out, "metrics/study.json")
+    log("study", "wrote metrics/study.json")
 
 
 def main(argv=None) -> int:

@@ -20,64 +20,33 @@ series RT's; summary.json's dense baselines of a named recipe sit under ``<regim
 """
 from __future__ import annotations
 
-import csv
-import json
 import sys
-from pathlib import Path
 
+from ..base.io import save_json
 from ..config import Params
 from ..config.params import PAPERS
-from ..base.io import atomic_path, save_json
-from ..plan import RUNS
+from ..pipeline.results import (
+    METRICS_DIR,
+    PLOT_EXTRA,
+    PLOTS_DIR,
+    nest_verdicts,
+    collect,
+    plot_series,
+    write_csv,
+)
 from ..plausibility import run_label
 from ..sanity import summarize as summarize_sanity
-from ..verdicts import METRICS, RECIPE, adv_acc_metrics, aggregate, double_win, group_key, paper_view, recipe_of
+from ..verdicts import (
+    METRICS,
+    RECIPE,
+    adv_acc_metrics,
+    aggregate,
+    double_win,
+    group_key,
+    paper_view,
+    recipe_of,
+)
 from .common import log, run_stage
-
-METRICS_DIR = Path("metrics")
-PLOTS_DIR = Path("plots")
-
-
-def collect(root: Path = RUNS / "eval") -> list[dict]:
-    rows = []
-    for f in sorted(root.rglob("metrics.json")):
-        rows.append(json.loads(f.read_text()))
-    if not rows:
-        raise FileNotFoundError(f"no evaluated runs under {str(root)!r}; run the evaluate stages first")
-    return rows
-
-
-def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    with atomic_path(path) as tmp:
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-
-
-#: dvc plots series: (regime, metric) -> (the ticket method plotted, the paper whose view of the runs it reads)
-PLOT_SERIES = {("standard", "sa"): ("imp", "dw"), ("adversarial", "sa"): ("imp", "dw"),
-               ("adversarial", "ra"): ("imp", "dw"), ("linear", "sa"): ("omp", "rt")}
-#: further columns of a series' CSV: RA (AutoAttack-grade, ``ra_aa``) is plotted next to RA (PGD-20, ``ra``)
-PLOT_EXTRA = {"ra": ("ra_aa",)}
-
-
-def plot_series(agg: list[dict], kinds, task: str, tags: dict[str, dict[str, str]] | None = None) -> dict[str, list[dict]]:
-    """``<regime>_<metric>/<kind>`` -> rows (sparsity, metric, metric_std), dense baseline at sparsity 0.
-    ``tags``: paper -> ``Params.recipe_tags(paper)`` (None: the regimes' own recipes)."""
-    out = {}
-    for (regime, metric), (method, paper) in PLOT_SERIES.items():
-        view = paper_view(agg, (tags or {}).get(paper, {}))
-        for kind in kinds:
-            rows = [r for r in view if r["kind"] == kind and r["task"] == task and r["regime"] == regime
-                    and r["fraction"] == 1.0 and r["method"] in (method, "dense") and f"{metric}_mean" in r]
-            extra = PLOT_EXTRA.get(metric, ())  # e.g. RA (AutoAttack) beside RA (PGD-20)
-            out[f"{regime}_{metric}/{kind}"] = [
-                {"sparsity": r["level"], metric: r[f"{metric}_mean"], f"{metric}_std": r[f"{metric}_std"],
-                 **{f"{x}{s}": r.get(f"{x}_mean" if s == "" else f"{x}_std", "") for x in extra for s in ("", "_std")}}
-                for r in sorted(rows, key=lambda r: r["level"])]
-    return out
 
 
 def body(p: Params) -> None:
@@ -99,7 +68,7 @@ def body(p: Params) -> None:
         write_csv(PLOTS_DIR / f"{name}.csv", series, ["sparsity", metric, f"{metric}_std"]
                   + [f"{x}{s}" for x in PLOT_EXTRA.get(metric, ()) for s in ("", "_std")])
     verdicts = double_win(paper_view(agg, tags["dw"]), verdict_ra=p.evaluation.verdict_ra)  # DW's rule on DW's runs
-    save_json(_nest(verdicts), METRICS_DIR / "double_win.json")
+    save_json(nest_verdicts(verdicts), METRICS_DIR / "double_win.json")
     save_json({f"verdicts_{v['kind']}-{v['method']}-{v['task']}": v for v in verdicts},
               PLOTS_DIR / "double_win_levels.json")
     dense = {}
@@ -128,14 +97,6 @@ def body(p: Params) -> None:
         log("summary", f"attack sanity: {san['flagged']} of {san['checked']} robust evaluations FAILED a check "
                        f"(gradient masking?), see metrics/sanity.json: "
                        + ", ".join(f"{c} x{v}" for c, v in san["failures_per_check"].items() if v))
-
-
-def _nest(verdicts: list[dict]) -> dict:
-    out: dict = {}
-    for v in verdicts:
-        out.setdefault(f"{v['kind']}-{v['method']}", {})[v["task"]] = {  # under verdict_ra, then under each RA
-            k: v[k] for k in ("extreme_sparsity", "extreme_sparsity_pgd20", "extreme_sparsity_aa") if k in v}
-    return out
 
 
 def main(argv=None) -> int:

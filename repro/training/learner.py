@@ -27,6 +27,7 @@ from ..base import runtime
 from ..config.params import LINEAR_BN, TrainParams
 from ..models import freeze_backbone
 from ..tickets.mask import Mask
+from . import ddp
 from .callbacks import AdversarialTraining, AttackFn, BnRecalibration, GaussianNoise, MaskEnforcer, RaiseOnNaN
 from .schedules import scheduler
 
@@ -150,10 +151,8 @@ def train(dls: DataLoaders, model: nn.Module, cfg: TrainParams, **kwargs) -> Lea
     """Build the learner and fit ``cfg.epochs`` epochs with the configured LR schedule."""
     learn = make_learner(dls, model, cfg, **kwargs)
     cbs = [scheduler(cfg)]
-    from .. import distributed  # under torchrun: data-parallel over the processes (repro/distributed.py)
-
-    if distributed.active():
-        cbs.append(distributed.DistributedTrainer())
+    if ddp.active():  # under torchrun (repro.launch.torchrun): data-parallel over the processes
+        cbs.append(ddp.DistributedTrainer())
     try:
         learn.fit(cfg.epochs, lr=cfg.lr, cbs=cbs)
     finally:

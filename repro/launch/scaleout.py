@@ -1,10 +1,10 @@
 """The grid on many machines: DVC stages submitted as jobs through submitit (SLURM or local processes).
 
-    python -m repro.scaleout --dry                                # the plan: which stages, in which order
-    python -m repro.scaleout                                      # run it as local processes
-    python -m repro.scaleout --cluster slurm --partition gpu --gpus-per-node 1 --cpus-per-task 8 \\
+    python -m repro.launch.scaleout --dry                                # the plan: which stages, in which order
+    python -m repro.launch.scaleout                                      # run it as local processes
+    python -m repro.launch.scaleout --cluster slurm --partition gpu --gpus-per-node 1 --cpus-per-task 8 \\
         --timeout-min 720                                         # as SLURM jobs (untested here: no cluster)
-    python -m repro.scaleout pretrain imp --mode isolated         # targets + their upstream; jobs in clones
+    python -m repro.launch.scaleout pretrain imp --mode isolated         # targets + their upstream; jobs in clones
 
 The head (this process) reads the stage graph from DVC (``foreach`` expanded, edges from
 ``deps``/``outs``), keeps the targets (default: every stage) and their upstream, drops the stages
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from pathlib import Path
 
-from .base import cpus
+from ..base import cpus
 
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc")
@@ -252,7 +252,7 @@ def collect(root: Path, targets: list[str], mode: str, remote: str | None, out=p
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m repro.scaleout", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m repro.launch.scaleout", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("targets", nargs="*", help="stages (name or name@item; a foreach name means every item); "
                                                "default: all")

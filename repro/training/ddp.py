@@ -21,25 +21,12 @@ data-parallel with ``torch.nn.parallel.DistributedDataParallel``:
 * augmentation streams are per rank, so with augmentation the run is a valid data-parallel run
   but not bit-identical to one process.
 
-A whole training stage runs data-parallel with::
-
-    torchrun --nproc_per_node 8 -m repro.distributed pretrain pgd_adversarial
-    torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
-        -m repro.distributed reference
-
-Every rank runs the stage (one run at a time: ``workers`` is forced to 1); rank 0 writes the
-outputs, the other ranks write into a scratch folder that is deleted. Supported stages: those
-whose outputs are all written through ``atomic_dir`` (``STAGES``). Per-epoch checkpoints (resume
-after an interruption) are off under torchrun for now.
+A whole training stage runs data-parallel through the launcher ``repro.launch.torchrun``.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,11 +34,9 @@ import torch.distributed as dist
 from fastai.callback.core import Callback
 from torch import nn
 
-from .base import cpus
 
 ENV_BACKEND = "REPRO_DDP_BACKEND"
 ENV_SYNC_BN = "REPRO_SYNC_BN"  # "0" keeps per-rank BatchNorm statistics on CUDA too
-STAGES = ("pretrain", "reference", "imp", "transfer")
 
 
 # ----------------------------------------------------------------------- process group
@@ -255,70 +240,3 @@ class DistributedTrainer(Callback):
         sync_buffers(self.raw)
         revert_sync_bn(self.undo_bn)
         del self.ddp
-
-
-# ------------------------------------------------------------------------ stage CLI
-class _NoCheckpoint(Callback):
-    """Stands in for the stages' EpochCheckpoint under torchrun (``drop_checkpoint`` removes nothing)."""
-
-    directory = Path("/nonexistent/repro-no-checkpoint")
-
-
-def _scratch_atomic_dir(scratch: Path):
-    """Non-main ranks: outputs go to a private scratch folder, not the workspace."""
-    counter = iter(range(10**9))
-
-    @contextlib.contextmanager
-    def atomic_dir(path: Path):
-        tmp = scratch / f"{next(counter)}-{Path(path).name}"
-        tmp.mkdir(parents=True)
-        try:
-            yield tmp
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return atomic_dir
-
-
-def main(argv=None) -> int:
-    import argparse
-    import importlib
-
-    ap = argparse.ArgumentParser(prog="torchrun [...] -m repro.distributed",
-                                 description="Run one training stage data-parallel (see the module doc).")
-    ap.add_argument("stage", choices=STAGES)
-    ap.add_argument("args", nargs=argparse.REMAINDER, help="the stage's own arguments (e.g. the pretraining kind)")
-    a = ap.parse_args(argv)
-    if not launched():
-        print("repro.distributed: not started by torchrun with more than one process; training in this process",
-              file=sys.stderr, flush=True)
-    with process_group():
-        # Threads per process: the CPUs this job may use (affinity, cgroup quota) shared by the
-        # processes of this node.
-        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        os.environ.setdefault("REPRO_THREADS", str(max(1, cpus.budget()[0] // per_node)))
-        from .stages import common
-
-        common.n_workers = lambda p: 1  # one run at a time; each run uses every process
-        # Per-epoch checkpoints (resume after an interruption) are single-process only for now: every
-        # rank would write the same file, and a resume must happen on all ranks or none.
-        common.epoch_checkpoint = lambda *a, **k: _NoCheckpoint()
-        scratch = None
-        if not is_main():
-            scratch = Path(tempfile.mkdtemp(prefix=f"repro-rank{rank()}-"))
-            common.atomic_dir = _scratch_atomic_dir(scratch)
-            common.log = lambda *a, **k: None
-        try:
-            module = importlib.import_module(f"repro.stages.{a.stage}")  # binds the names patched above
-            rc = module.main(a.args)
-            if active():  # every rank reports; rank 0 exits with the worst
-                rcs = [None] * world_size()
-                dist.all_gather_object(rcs, rc)
-                rc = max(int(r or 0) for r in rcs)
-        finally:
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
-    return rc
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Which images a run trains and validates on: ``subset_indices`` (data-limited transfer, 100/10/1 %:
+stratified or the official "first N"), ``validation_split`` (the official "last n_val training images"),
+``held_out`` / ``with_held_out`` (checkpoint selection's held-out images, last or stratified)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from ..base.errors import DataError
+from .arrays import ArrayTask
+
+SUBSET_METHODS = ("stratified", "first")
+
+
+def _check_fraction(fraction) -> float:
+    try:
+        f = float(fraction)
+    except (TypeError, ValueError):
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}") from None
+    if isinstance(fraction, bool) or not math.isfinite(f) or not 0 < f <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    return f
+
+
+def subset_indices(y: np.ndarray, fraction: float, how: str = "stratified", seed: int = 0) -> np.ndarray:
+    """Sorted indices of a ``fraction`` of the samples with labels ``y`` (data-limited transfer).
+
+    ``"stratified"`` (default): per class, ``max(1, round(fraction * n_c))`` samples
+    drawn at random (``seed``), so class proportions are kept and every present
+    class keeps at least one sample (for tiny fractions the total may therefore
+    exceed ``round(fraction * N)``). ``"first"``: the official code's first
+    ``max(1, round(fraction * N))`` samples, in dataset order.
+    """
+    f = _check_fraction(fraction)
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"labels must be a non-empty 1-D array, got shape {list(y.shape)}")
+    n = y.shape[0]
+    if how == "first":
+        return np.arange(max(1, int(round(f * n))), dtype=np.int64)
+    if how != "stratified":
+        raise ValueError(f"subset method {how!r} is not allowed; allowed: {', '.join(SUBSET_METHODS)}")
+    if f == 1.0:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed) % 2**32, 0x5B5E7]))
+    picked = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = min(idx.size, max(1, int(round(f * idx.size))))
+        picked.append(rng.permutation(idx)[:k])
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def validation_split(n: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
+    """The official code's validation set: the last ``n_val`` of ``n`` training images.
+
+    Returns ``(train_indices, val_indices)``.
+    """
+    if isinstance(n_val, bool) or not isinstance(n_val, (int, np.integer)) or not 0 <= n_val < n:
+        raise ValueError(f"n_val must be an int in [0, {n - 1}] for {n} training images, got {n_val!r}")
+    return np.arange(n - n_val, dtype=np.int64), np.arange(n - n_val, n, dtype=np.int64)
+
+
+def check_held_out(n: int, total: int, task: str | None = None) -> None:
+    """``transfer.validation.n`` held-out images must leave training images: ``n`` in [1, ``total`` - 1].
+    One check for the data stage (early, naming the task) and the transfer stages (at split time)."""
+    if not 0 < n < total:
+        where = f"task {task!r} has {total} training images (after data.fraction)" if task else \
+            f"there are {total} training images"
+        raise DataError(f"transfer.validation.n = {n} held-out images, but {where}; allowed: n in [1, {total - 1}] "
+                        "(lower transfer.validation.n, or use more data)")
+
+
+def held_out(y: np.ndarray, how: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, held-out validation indices) of a training split with labels ``y``.
+
+    ``last``: the official code's last ``n`` images. ``stratified``: ``n`` images in the classes'
+    proportions (largest remainders), drawn with a fixed seed, so every run and seed of a task holds
+    out the same images. Both index arrays are sorted and disjoint, and together cover the split.
+    """
+    y = np.asarray(y)
+    total = int(y.shape[0])
+    check_held_out(n, total)
+    if how == "last":
+        return validation_split(total, n)
+    if how != "stratified":
+        raise DataError(f"transfer.validation.how {how!r} is not allowed; allowed: last, stratified")
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts * n / total
+    take = np.floor(quota).astype(np.int64)
+    take[np.argsort(-(quota - take), kind="stable")[: n - int(take.sum())]] += 1
+    rng = np.random.default_rng(np.random.SeedSequence([0x5EA1, n]))
+    val = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take)]))
+    return np.setdiff1d(np.arange(total, dtype=np.int64), val), val.astype(np.int64)
+
+
+def with_held_out(task: ArrayTask, how: str, n: int) -> ArrayTask:
+    """``task`` with its held-out images moved to the end of the training split (the rest keep their
+    file order, so the official "first N" fractions still take the first images): ``make_dataloaders(...,
+    val_from_train=n)`` then trains on the rest and validates on them. The test split is the same object."""
+    train_idx, val_idx = held_out(task.y_train, how, n)
+    if how == "last":
+        return task
+    if task.streamed:
+        raise DataError(f"task {task.name!r} is streamed from files; transfer.validation.how 'stratified' needs "
+                        "an in-memory task (use 'last')")
+    order = np.concatenate([train_idx, val_idx])
+    return dataclasses.replace(task, x_train=task.x_train[order], y_train=task.y_train[order], stats=task.stats)

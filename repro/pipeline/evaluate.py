@@ -1,0 +1,136 @@
+"""The metrics of one transfer run (stage ``evaluate@<level>``, ``study``): SA, NLL, ECE, OoD AUROC, RA under
+PGD-20 and the AutoAttack-grade ensemble, the Adv-Acc sweep, the transfer attack, the attack sanity checks, the
+plausibility guard and the mask check (the evaluate stage's docstring lists them)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import metrics, plausibility
+from ..base import runtime
+from ..base.io import read_json
+from ..config import Params
+from ..data import ArrayTask, array_loader, test_loader
+from ..models import model_from_params
+from ..plan import RUNS, RunSpec, aa_graded, adv_acc_run
+from ..tickets.mask import Mask
+from .inputs import load_into, load_state, load_task
+
+#: the weight file of each checkpoint a transfer run keeps (best_*: repro.stages.transfer, transfer.validation)
+CHECKPOINT_FILES = {"last": "model.pt", "best_sa": "best_sa.pt", "best_ra": "best_ra.pt"}
+
+
+def reference_path(task: str) -> Path:
+    return RUNS / "reference" / task / "model.pt"
+
+
+def robust_subset(task: ArrayTask, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if n <= 0 or n >= task.x_test.shape[0]:
+        return task.x_test, task.y_test
+    return task.x_test[:n], task.y_test[:n]
+
+
+def load_run_model(p: Params, run_dir: Path, task: ArrayTask, checkpoint: str = "last") -> torch.nn.Module:
+    model = model_from_params(p.model, task.num_classes, mean=task.mean, std=task.std)
+    f = run_dir / CHECKPOINT_FILES[checkpoint]
+    load_into(model, load_state(f), f)
+    return model
+
+
+def load_reference(p: Params, tasks: dict) -> dict:
+    """{task: robust reference model} for the transfer attack (empty when the stage has not run)."""
+    t = p.transfer_attack_task
+    if not reference_path(t).is_file():
+        return {}
+    if t not in tasks:
+        tasks[t] = load_task(t)
+    return {t: runtime.inference_model(load_run_model(p, reference_path(t).parent, tasks[t]))}
+
+
+def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, reference: dict) -> dict:
+    """Metrics of one run; ``ood``: the OoD task, or a cache {name: task} filled with ``data.ood_for(task)``."""
+    spec = read_json(run_dir / "spec.json")
+    if spec["task"] not in tasks:
+        tasks[spec["task"]] = load_task(spec["task"])
+    if isinstance(ood, dict):  # the run's own OoD set (data.ood_per_task), loaded once per process
+        name = p.data.ood_for(spec["task"])
+        ood = ood[name] if name in ood else ood.setdefault(name, load_task(name))
+    task = tasks[spec["task"]]
+    chosen, kept = p.evaluation.selected(spec["regime"]), spec.get("checkpoints", ["last"])
+    if chosen not in kept:
+        raise FileNotFoundError(f"{str(run_dir)!r} kept checkpoints {kept}, not {chosen!r} (evaluation.select."
+                                f"{spec['regime']}); re-run its transfer stage with transfer.validation on")
+    model = load_run_model(p, run_dir, task, chosen)
+    fast = runtime.inference_model(model)  # Conv-BN folded once for every evaluation below
+    e = p.evaluation
+    size, bs = p.data.image_size, e.batch_size
+    clean = metrics.evaluate(fast, test_loader(task, bs, size, device="cpu", recipe=p.data.recipe),
+                             progress=False, n_bins=e.ece_bins, return_logits=True)
+    ood_logits, _ = metrics.collect_logits(fast, array_loader(ood.x_test, None, bs, size, recipe=p.data.recipe,
+                                                               device="cpu"), progress=False)
+    xr, yr = robust_subset(task, e.n_robust)
+    rloader = array_loader(xr, yr, bs, size, recipe=p.data.recipe, device="cpu")
+    a = e.attack
+    ra, adv_logits, labels = metrics.robust_accuracy(fast, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
+                                                     random_start=a.random_start, restarts=a.restarts, progress=False,
+                                                     seed=p.seed, return_logits=True)
+    pgd_ok = adv_logits.argmax(1) == labels
+    out = {
+        "sa": clean["accuracy"], "nll": clean["nll"], "ece": clean["ece"], "ra": ra,
+        "ood_auroc": metrics.ood_auroc(clean["logits"], ood_logits),
+        "n_test": clean["n"], "n_robust": int(yr.shape[0]),
+        "measured_sparsity": spec["measured_sparsity"],
+        **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
+        **({"recipe": spec["recipe"]} if spec.get("recipe") else {}),  # a named recipe (transfer.recipes)
+        "checkpoint": chosen, f"sa@{chosen}": clean["accuracy"], f"ra@{chosen}": ra,
+    }
+    # plausibility guard: did the run learn at all (loss fell, SA above chance)?
+    out.update(plausibility.check_learned(plausibility.read_train_losses(run_dir / "history.csv"), out["sa"],
+                                          task.y_test, task.num_classes))
+    strong = None
+    run = RunSpec.of(spec)
+    if aa_graded(p, run):
+        ra_aa, aa_ok, trace = metrics.robust_accuracy_aa(
+            fast, rloader, eps=a.eps, steps=e.aa_steps, members=e.aa_members, n_target_classes=e.aa_target_classes,
+            robust=pgd_ok, progress=False, seed=p.seed, return_details=True)
+        clean_ok = clean["logits"][:len(labels)].argmax(1) == labels
+        out["ra_aa"] = ra_aa
+        out["aa"] = {"attack": " -> ".join(("pgd20",) + tuple(e.aa_members)), "steps": e.aa_steps,
+                     "target_classes": e.aa_target_classes, "n": int(len(labels)),
+                     "robust_after": {"clean": int(clean_ok.sum()), "pgd20": int(pgd_ok.sum()),
+                                      **{m: trace.get(m, 0) for m in e.aa_members}}}
+        strong = (pgd_ok, aa_ok)
+    if e.adv_acc_eps and adv_acc_run(p, run):
+        todo = e.adv_acc_attacked()  # the RA attack itself is not run twice: its budget reuses `ra`
+        accs = dict(zip(todo, metrics.adv_acc_sweep(fast, rloader, todo, steps=a.steps, progress=False, seed=p.seed)))
+        out["adv_acc"] = {f"{eps * 255:g}/255": accs.get(eps, ra) for eps in e.adv_acc_eps}
+        out["adv_acc_attack"] = f"PGD-{a.steps}, step eps/4, random start (RT 'Adv-Acc'; the paper states no attack)"
+    for other in (c for c in kept if c != chosen):  # test SA/RA of the other kept checkpoints
+        m = runtime.inference_model(load_run_model(p, run_dir, task, other))
+        out[f"sa@{other}"] = metrics.accuracy(*metrics.collect_logits(
+            m, test_loader(task, bs, size, device="cpu", recipe=p.data.recipe), progress=False))
+        out[f"ra@{other}"] = metrics.robust_accuracy(m, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
+                                                     random_start=a.random_start, restarts=a.restarts,
+                                                     progress=False, seed=p.seed)
+    if e.sanity_images > 0:  # attack sanity on the first images attacked for RA, recorded next to it
+        from .. import sanity
+
+        k = min(e.sanity_images, int(yr.shape[0]))
+        xs, ys = next(iter(array_loader(xr[:k], yr[:k], k, size, recipe=p.data.recipe, device="cpu")))
+        out["sanity"] = sanity.attack_sanity(
+            fast, xs, ys, clean["logits"][:k], adv_logits[:k], eps=a.eps, alpha=a.alpha, steps=a.steps,
+            random_start=a.random_start, restarts=a.restarts, sanity_alpha=e.sanity_alpha,
+            strong_steps=e.sanity_strong_steps, seed=p.seed, strong=strong)
+        out["sanity_ok"] = out["sanity"]["ok"]
+    mask_file = run_dir / "mask.pt"
+    if mask_file.is_file():
+        mask = Mask.load(mask_file)
+        params = dict(model.named_parameters())
+        out["mask_violations"] = int(sum(int(torch.count_nonzero(params[k].detach()[~m])) for k, m in mask.items()))
+    if spec["regime"] == "adversarial" and spec["task"] in reference:
+        out["transfer_attack_acc"] = metrics.transfer_attack_accuracy(
+            fast, reference[spec["task"]], rloader, progress=False, seed=p.seed,
+            eps=a.eps, alpha=a.alpha, steps=a.steps, random_start=a.random_start)
+    return out

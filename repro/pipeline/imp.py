@@ -1,0 +1,65 @@
+"""IMP and A-IMP runs (stage ``imp``; DW Sec. 3, RT's A-IMP): every round of one (kind, retraining, task) run,
+and the retraining between rounds (fastai training with the mask enforced)."""
+from __future__ import annotations
+
+from ..attacks import attack_from_config
+from ..base import runtime
+from ..base.io import atomic_dir, save_json
+from ..base.runctx import log
+from ..config import Params
+from ..data import make_dataloaders
+from ..models import set_normalization
+from ..plan import imp_dir
+from ..tickets import PruneContext, run_imp
+from ..tickets.mask import Mask
+from ..training import train
+from .inputs import ticket_base
+
+
+def imp_retrainer(p: Params, task, adversarial: bool, seed: int):
+    """The ``retrain(model, mask)`` of IMP: fastai training with the mask enforced."""
+    ip = p.tickets.imp
+    dev = runtime.device(p.device)
+    attack = attack_from_config("pgd", **ip.attack.kwargs()) if adversarial else None
+    state = {"round": 0}
+
+    def retrain(model, mask: Mask) -> None:
+        state["round"] += 1
+        dls = make_dataloaders(task, bs=ip.retrain.batch_size, size=p.data.image_size, seed=seed + state["round"],
+                               device=dev, num_workers=p.data.num_workers, recipe=p.data.recipe)
+        train(dls, model, ip.retrain, mask=mask, attack=attack, attack_bn_mode=p.transfer.bn_mode,
+              progress=False, compile=p.runtime.compile)
+        model.cpu()
+
+    return retrain
+
+
+def source_normalization(p: Params, kind: str, task) -> tuple[tuple, tuple]:
+    """Input (mean, std) of the source network of ``kind``: a published checkpoint's publisher's, else the
+    source task's (the statistics in-house pretraining used)."""
+    name = p.pretrain.published.get(kind)
+    if name is None:
+        return task.mean, task.std
+    from ..weights import WEIGHTS
+
+    entry = WEIGHTS.get(name)
+    return entry.mean, entry.std
+
+
+def run_one(p: Params, kind: str, retrain: str, task_name: str | None) -> None:
+    ip = p.tickets.imp
+    stage = f"imp {kind}-{retrain}" + (f"-ds-{task_name}" if task_name else "-us")
+    task, model = ticket_base(p, kind, task_name)
+    if task_name is None:  # IMP / A-IMP on the source task
+        set_normalization(model, *source_normalization(p, kind, task))
+    target = 1 - (1 - ip.rate) ** ip.max_rounds
+    final = imp_dir(kind, retrain, task_name)
+    with atomic_dir(final) as out:
+        def on_round(k: int, mask: Mask) -> None:
+            mask.save(out / f"level_{k}" / "mask.pt")
+            log(stage, f"round {k}: sparsity {mask.sparsity:.4f}")
+
+        ctx = PruneContext(seed=p.seed, rate=ip.rate, on_round=on_round,
+                           retrain=imp_retrainer(p, task, retrain == "adversarial", p.seed))
+        masks = run_imp(model, target, ctx)
+        save_json({str(k): m.sparsity for k, m in enumerate(masks, start=1)}, out / "levels.json")
