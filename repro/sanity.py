@@ -47,7 +47,8 @@ import torch
 from torch import nn
 
 from .base import runtime
-from .attacks import _linf_attack, autoattack, bn_mode, fgsm, full_precision, no_param_grad, pgd
+from .attacks import autoattack, bn_mode, fgsm, full_precision, no_param_grad, pgd
+from .attacks.linf import linf_attack
 from .plausibility import run_label
 
 CHECKS = {
@@ -103,13 +104,13 @@ def _pgd_budgets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budgets: li
                  generator: torch.Generator) -> torch.Tensor:
     """L-inf PGD (uniform random start, signed steps of 2.5 eps / steps, projection, clamp to [0, 1]) at
     several budgets in one batch: the images repeated once per budget, each copy with its own eps
-    (``attacks._linf_attack`` with per-image eps and alpha). One batch because a step on these small
+    (``attacks.linf_attack`` with per-image eps and alpha). One batch because a step on these small
     subsets costs the same for 16 or 32 images."""
     k = len(budgets)
     xs, ys = x.repeat(k, *([1] * (x.dim() - 1))), y.repeat(k)
     e = torch.tensor(budgets, dtype=x.dtype, device=x.device).repeat_interleave(len(x)).view(-1, *([1] * (x.dim() - 1)))
     with no_param_grad(model), torch.enable_grad():
-        return _linf_attack(model, xs, ys, e, 2.5 * e / steps, steps, random_start=True, loss="ce", amp=False,
+        return linf_attack(model, xs, ys, e, 2.5 * e / steps, steps, random_start=True, loss="ce", amp=False,
                             generator=generator)
 
 
