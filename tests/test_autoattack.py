@@ -16,7 +16,7 @@ from helpers import _one_thread, make_synthetic  # noqa: F401  (module-wide one 
 from repro import metrics
 from repro.base import runtime
 from repro.attacks import apgd, autoattack, pgd
-from repro.attacks.autoattack import _apgd_objective
+from repro.attacks.ensemble import _apgd_objective
 from repro.models import build_model
 from repro.sanity import attack_sanity
 from repro.verdicts import aggregate, double_win
@@ -160,7 +160,7 @@ def test_autoattack_rejects_unknown_members(robust, images):
 
 def test_apgd_t_targets_the_top_classes_and_stops_on_broken_points(robust, images, monkeypatch):
     """APGD-T runs towards the classes ranked 2nd, 3rd, ... by the clean logits, each run only on unbroken points."""
-    import repro.attacks.autoattack as A  # the module whose apgd apgd_t calls
+    import repro.attacks.ensemble as A  # the module whose apgd apgd_t calls
 
     x, y = images[0][:32], images[1][:32]
     calls = []
