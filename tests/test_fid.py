@@ -81,7 +81,7 @@ def test_load_inception_fetches_checks_and_loads_the_file(tmp_path, monkeypatch,
     full = W.sha256_file(cache / e.filename)  # pin this file's own hash (in code and in a test lock)
     monkeypatch.setitem(W.WEIGHTS._items, e.name, dataclasses.replace(e, sha256=full))
     (tmp_path / "lock.yaml").write_text(f'sha256:\n  {e.name}: "{full}"\n')
-    monkeypatch.setattr(W, "LOCK_FILE", tmp_path / "lock.yaml")
+    monkeypatch.setattr(W.lock, "LOCK_FILE", tmp_path / "lock.yaml")
     model = load_inception(tmp_path, dest=tmp_path / "b.pt")
     x = np.random.default_rng(2).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
     assert np.array_equal(inception_feature_fn(model, size=75)(x), inception_feature_fn(inception, size=75)(x))
