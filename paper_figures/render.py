@@ -45,7 +45,7 @@ INPUTS = {
 ANALYSIS_FILES = ["landscape/index.csv", "kernel_maps.npz", "mask_similarity.csv", "zero_kernels.csv"]
 PARAMS_FILE = "params.yaml"
 SUMMARY_FILE = "metrics/summary.json"
-CLAIMS_FILE = "metrics/claims_detail.json"   # the claims stage (repro/claims.py): scorecard, each item's verdicts
+CLAIMS_FILE = "metrics/claims_detail.json"   # the claims stage (repro/claims/): scorecard, each item's verdicts
 PAPER_VALUES = HERE / "paper_values.yaml"
 
 #: notebook -> the INPUTS it takes as parameters (besides out_dir, tier, lib_dir), in the order they run
@@ -413,14 +413,14 @@ def _outcome(o: str) -> str:
 
 def scorecard_html(claims: dict) -> str:
     """The report's opening: the counts of metrics/claims.json ("at tier T: N reproduced, ..."), the claims
-    whose outcome depends on the RA variant, and one row per claim (repro/claims.py)."""
+    whose outcome depends on the RA variant, and one row per claim (repro/claims/)."""
     e = html.escape
     line = (f"at tier {claims.get('tier', '?')}: {claims['reproduced']} reproduced, {claims['inconclusive']} "
             f"inconclusive, {claims['contradicted']} contradicted, {claims['not_run']} not run")
     ra = {"pgd20": "PGD-20", "aa": "AutoAttack-grade"}
     h = ['<section class="scorecard" id="scorecard">', f"<h2>Do the papers' claims hold? {e(line)}</h2>",
          f'<p class="meta">{claims["total"]} headline claims of both papers, each decided on this run\'s metrics by '
-         f"the rule in its row (<code>metrics/claims_detail.json</code>, <code>repro/claims.py</code>); RA-based claims "
+         f"the rule in its row (<code>metrics/claims_detail.json</code>, <code>repro/claims/</code>); RA-based claims "
          f"counted under {e(ra.get(claims.get('verdict_ra'), str(claims.get('verdict_ra'))))} RA. Runs that did not "
          f"learn are never evidence ({e(str(claims.get('excluded_not_learned', 0)))} excluded).</p>"]
     other = [v for v in claims.get("by_variant", {}) if v != claims.get("verdict_ra")]

@@ -1,4 +1,4 @@
-"""The claims registry (repro/claims.py): each decision rule on hand-made per-run metrics whose answer is
+"""The claims registry (repro/claims/): each decision rule on hand-made per-run metrics whose answer is
 known (one test per outcome), the RA variants, runs that did not learn, and the report's scorecard
 (paper_figures/render.py) against metrics/claims.json."""
 from __future__ import annotations

@@ -56,7 +56,7 @@ def test_every_torch_load_is_weights_only(trees):
                 assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, \
                     f"{rel}:{call.lineno}: torch.load without weights_only=True"
                 found.append(rel)
-    assert "repro/base/io.py" in found and "repro/weights.py" in found
+    assert "repro/base/io.py" in found and "repro/weights/safeload.py" in found
 
 
 def test_pickle_only_through_restricted_unpicklers(trees):
