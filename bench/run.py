@@ -388,7 +388,7 @@ def params_model_rate(repeats: int = 2, params: Path = ROOT / "params.yaml") -> 
     rate than the benched models (per-batch overheads dominate)."""
     from repro.config import to_dict
     from repro.registries import load as load_params
-    from repro.cost import count_flops
+    from repro.plan.cost import count_flops
 
     p = load_params(params)
     size, tp = p.data.image_size, p.transfer

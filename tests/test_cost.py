@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro import cost
+from repro.plan import cost, hours
 from repro.config import Params, to_dict
 from repro.models import model_from_params
 from repro.plan import RunSpec, runs_for_level
@@ -122,13 +122,13 @@ def test_cpu_hours_from_the_bench_rates(tmp_path):
                     "image_size": p.data.image_size, "workers": 2, "standard": {"gflops_per_thread": 2.0},
                     "adversarial": {"gflops_per_thread": 1.0}, "evaluation": {"gflops_per_thread": 4.0}}}
     (tmp_path / "m.json").write_text(json.dumps(res))
-    r = cost.report(p, "tiny", gpu_tflops=100, results=tmp_path)
+    r = hours.report(p, "tiny", gpu_tflops=100, results=tmp_path)
     t = r.total
     assert r.cpu.hours(t) == pytest.approx((t.train / 4e9 + t.attack / 2e9 + t.eval / 8e9) / 3600)
-    assert cost.gpu_hours(t, 100) == pytest.approx(t.flops / 1e14 / 3600)
-    assert cost.bench_rate(params_from(combine(["small"], ROOT / "params.yaml")), tmp_path) is None
+    assert hours.gpu_hours(t, 100) == pytest.approx(t.flops / 1e14 / 3600)
+    assert hours.bench_rate(params_from(combine(["small"], ROOT / "params.yaml")), tmp_path) is None
     with pytest.raises(ValueError, match="gpu-tflops"):
-        cost.report(p, "tiny", gpu_tflops=0, results=tmp_path)
+        hours.report(p, "tiny", gpu_tflops=0, results=tmp_path)
 
 
 def test_cli_reads_a_tier_without_touching_params_yaml():
@@ -140,7 +140,7 @@ def test_cli_reads_a_tier_without_touching_params_yaml():
     assert out["tier"] == "smoke" and out["runs"] == sum(s["runs"] for s in out["stages"].values())
     assert (ROOT / "params.yaml").read_bytes() == before
     with pytest.raises(SystemExit, match="unknown tier 'huge'"):
-        cost.main(["--tier", "huge", "--params", str(ROOT / "params.yaml")])
+        hours.main(["--tier", "huge", "--params", str(ROOT / "params.yaml")])
     assert (ROOT / "params.yaml").read_bytes() == before
 
 

@@ -219,7 +219,7 @@ def test_figures_read_their_papers_groups(tmp_path):
 
 
 def test_cost_planner_prices_each_run_with_its_recipe():
-    from repro.cost import task_size, transfer_cost
+    from repro.plan.cost import task_size, transfer_cost
 
     p = tiers("paper")
     sizes = {"cifar10": task_size(p, "cifar10")}

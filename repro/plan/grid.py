@@ -1,7 +1,7 @@
 """The experiment grid: which transfer runs each sparsity level needs.
 
 ``python -m repro.plan cost [--tier paper]`` prints what the grid costs (runs, FLOPs, GPU- and
-CPU-hours per stage and experiment; ``repro/cost.py``).
+CPU-hours per stage and experiment; ``repro.plan.cost`` and ``repro.plan.hours``).
 
 Each entry of ``params.experiments`` is one figure's grid; the union of all
 grids, deduplicated, is the work of a level. A run is named by its content:
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Experiment, Params
+from ..config import Experiment, Params
 
 RUNS = Path("runs")
 DENSE = "dense"
@@ -179,22 +179,3 @@ def imp_dir(kind: str, retrain: str, task: str | None) -> Path:
 def ticket_path(sparsity: float, kind: str, method: str, task: str | None) -> Path:
     sub = f"{kind}-{method}" + (f"-{task}" if task else "")
     return RUNS / "tickets" / level_name(sparsity) / sub / "mask.pt"
-
-
-def main(argv=None) -> int:
-    import sys
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] != "cost":
-        print("usage: python -m repro.plan cost [--tier TIER ...] [--fraction F] [--gpu-tflops T] [--json]; "
-              f"got {' '.join(argv) or 'no command'!r}; allowed commands: cost", file=sys.stderr)
-        return 2
-    from .cost import main as cost_main
-
-    return cost_main(argv[1:])
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
