@@ -10,7 +10,7 @@ from PIL import Image
 
 from repro.data import DataError, fit_square
 from repro.data.segmentation import IGNORE, SegTask, fit_square_mask, load_seg_task
-from repro.data.synthetic import make_seg_task
+from repro.data.segmentation import make_seg_task
 from repro.models import build_model, prunable_names
 from repro.segmentation import (SegConfig, SegmentationNet, confusion, evaluate_segmentation, miou, pixel_accuracy,
                                 train_segmentation)

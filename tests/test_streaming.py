@@ -21,7 +21,7 @@ from repro.data import ArrayTask, DataError, fit_square, load_public, make_datal
 from repro.data import files as files_mod
 from repro.data.files import ImageFiles
 from repro.data.public import keep_fraction
-from repro.data.synthetic import domain_gap_score
+from repro.data.gap import domain_gap_score
 
 WNIDS = ("n09999999", "n01440764")  # listed unsorted: the class order is the sorted wnids
 

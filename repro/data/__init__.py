@@ -15,23 +15,9 @@ from .loaders import ArrayDataset, array_loader, make_dataloaders, test_loader
 from .splits import SUBSET_METHODS, check_held_out, held_out, subset_indices, validation_split, with_held_out
 from .transforms import RECIPES, Recipe, test_transform, train_transform
 from .public import PUBLIC_DATASETS, TORCHVISION_SETS, first_per_class, fit_square, load_public, safe_unpickle
-from .synthetic import (
-    DATASETS,
-    DOWNSTREAM_GAPS,
-    FAR_FAMILY,
-    OOD_KINDS,
-    SOURCE_FAMILY,
-    Family,
-    Nuisance,
-    default_features,
-    domain_gap_score,
-    family_at,
-    frechet_distance,
-    load_dataset,
-    make_ood_task,
-    make_task,
-    model_feature_fn,
-)
+from .gap import default_features, domain_gap_score, frechet_distance, model_feature_fn
+from .synthetic import (DATASETS, DOWNSTREAM_GAPS, FAR_FAMILY, OOD_KINDS, SOURCE_FAMILY, Family, Nuisance, family_at,
+                        load_dataset, make_ood_task, make_task)
 
 __all__ = [
     "RECIPES", "SUBSET_METHODS", "ArrayDataset", "ArrayTask", "DataError", "Recipe", "array_loader",
