@@ -22,7 +22,7 @@ from repro.base.io import CheckpointError, load_torch
 ROOT = W.ROOT
 SOURCES = sorted([*ROOT.glob("repro/**/*.py"), *ROOT.glob("paper_figures/*.py")])
 #: functions allowed to unpickle, each through an Unpickler whose find_class is an allowlist
-RESTRICTED_UNPICKLERS = {"repro/data/public.py"}
+RESTRICTED_UNPICKLERS = {"repro/data/public/common.py"}
 
 
 def _calls(tree: ast.AST):

@@ -147,7 +147,7 @@ class DataParams:
     fraction_how: Literal["stratified", "first"] = "stratified"
     num_workers: int = 0  # loader worker processes (streamed ImageNet decodes JPEGs in them)
     synthetic: SyntheticParams = field(default_factory=SyntheticParams)
-    # public datasets (repro/data/public.py), read from `root`:
+    # public datasets (repro/data/public/), read from `root`:
     download: bool = False  # fetch missing files with torchvision (needs internet)
     max_train: Optional[int] = None  # keep the first N training images per class (file order); None = all
     max_test: Optional[int] = None  # the same for the test split

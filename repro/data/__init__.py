@@ -7,7 +7,7 @@
 ``PUBLIC_DATASETS`` / ``load_public`` read the real datasets (CIFAR-10/100, SVHN,
 Tiny-ImageNet, capped ImageNet, the Robust Tickets Fig. 9 sets with Birdsnap, CUB-200-2011 and
 VisDA-2017 of Double-Win Fig. A10) from their
-published on-disk formats under ``data.root`` (``repro/data/public.py``).
+published on-disk formats under ``data.root`` (``repro/data/public/``).
 """
 from ..base.errors import DataError
 from .arrays import ArrayTask, channel_stats

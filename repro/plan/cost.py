@@ -58,7 +58,7 @@ PUBLIC_SIZES = {
     # Double-Win Fig. A10
     "cub200": (5_994, 5_794, 200),
     "visda17": (152_397, 55_388, 12),        # train: the synthetic split; test: the real validation split
-    # Robust Tickets Fig. 9 (splits as repro/data/public.py's TORCHVISION_SETS read them)
+    # Robust Tickets Fig. 9 (splits as repro/data/public/'s TORCHVISION_SETS read them)
     "aircraft": (6_667, 3_333, 100),         # trainval / test
     "pets": (3_680, 3_669, 37),              # trainval / test
     "flowers": (2_040, 6_149, 102),          # train + val / test
