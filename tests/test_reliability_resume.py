@@ -105,7 +105,7 @@ def test_transfer_run_interrupted_after_an_epoch_resumes_bit_identically(tmp_pat
     learning (scores as parametrizations): crash after epoch 1, rerun, compare with a clean run."""
     from repro.config import load_params
     from repro.pipeline import transfer
-    from repro.training import callbacks
+    from repro.training import resume
 
     spec = RunSpec(W.KIND, method, "synth_near", regime, 1.0, 0)
     rel = Path("runs/transfer/s0.488") / spec.name
@@ -116,7 +116,7 @@ def test_transfer_run_interrupted_after_an_epoch_resumes_bit_identically(tmp_pat
     assert "history.csv" in want and (regime != "adversarial" or "trajectory.pt" in want)
 
     saved = []
-    original = callbacks.EpochCheckpoint.after_epoch
+    original = resume.EpochCheckpoint.after_epoch
 
 
     def crash_after_first_checkpoint(self):
@@ -125,7 +125,7 @@ def test_transfer_run_interrupted_after_an_epoch_resumes_bit_identically(tmp_pat
             saved.append(self.path)
             raise _Crash("killed")
 
-    monkeypatch.setattr(callbacks.EpochCheckpoint, "after_epoch", crash_after_first_checkpoint)
+    monkeypatch.setattr(resume.EpochCheckpoint, "after_epoch", crash_after_first_checkpoint)
     with W.inside(run), pytest.raises(_Crash):
         transfer.run_one(load_params(), spec, 0.488, {})
     assert saved and (run / saved[0]).is_file()
@@ -136,7 +136,7 @@ def test_transfer_run_interrupted_after_an_epoch_resumes_bit_identically(tmp_pat
     # after it are trained. A rerun from scratch would also end bit-identical (it is deterministic),
     # so the epochs it trains are counted.
     loaded, trained = [], []
-    before_fit = callbacks.EpochCheckpoint.before_fit
+    before_fit = resume.EpochCheckpoint.before_fit
 
     def spy_before_fit(self):
         before_fit(self)
@@ -146,8 +146,8 @@ def test_transfer_run_interrupted_after_an_epoch_resumes_bit_identically(tmp_pat
         trained.append(self.epoch)
         original(self)
 
-    monkeypatch.setattr(callbacks.EpochCheckpoint, "before_fit", spy_before_fit)
-    monkeypatch.setattr(callbacks.EpochCheckpoint, "after_epoch", count_epochs)
+    monkeypatch.setattr(resume.EpochCheckpoint, "before_fit", spy_before_fit)
+    monkeypatch.setattr(resume.EpochCheckpoint, "after_epoch", count_epochs)
     with W.inside(run):
         p = load_params()
         transfer.run_one(p, spec, 0.488, {})
@@ -164,7 +164,7 @@ def test_unreadable_or_foreign_checkpoint_is_ignored(tmp_path, monkeypatch, caps
     the run starts over and ends as a clean run does."""
     from repro.config import load_params
     from repro.pipeline import transfer
-    from repro.training import callbacks
+    from repro.training import resume
 
     spec = RunSpec(W.KIND, "omp", "synth_near", "adversarial", 1.0, 0)
     rel = Path("runs/transfer/s0.488") / spec.name
@@ -172,7 +172,7 @@ def test_unreadable_or_foreign_checkpoint_is_ignored(tmp_path, monkeypatch, caps
     with W.inside(ref):
         transfer.run_one(load_params(), spec, 0.488, {})
     want = W.tree(ref / rel)
-    original = callbacks.EpochCheckpoint.after_epoch
+    original = resume.EpochCheckpoint.after_epoch
     saved = []
 
     def crash(self):
@@ -182,7 +182,7 @@ def test_unreadable_or_foreign_checkpoint_is_ignored(tmp_path, monkeypatch, caps
 
     for case in ("garbage", "foreign"):
         ws = W.clone(tmp_path / case)
-        monkeypatch.setattr(callbacks.EpochCheckpoint, "after_epoch", crash)
+        monkeypatch.setattr(resume.EpochCheckpoint, "after_epoch", crash)
         with W.inside(ws), pytest.raises(_Crash):
             transfer.run_one(load_params(), spec, 0.488, {})
         path = ws / saved[-1]
@@ -191,7 +191,7 @@ def test_unreadable_or_foreign_checkpoint_is_ignored(tmp_path, monkeypatch, caps
         else:
             state = torch.load(path, weights_only=True)
             save_torch({**state, "key": "another configuration"}, path)
-        monkeypatch.setattr(callbacks.EpochCheckpoint, "after_epoch", original)
+        monkeypatch.setattr(resume.EpochCheckpoint, "after_epoch", original)
         capsys.readouterr()
         with W.inside(ws):
             transfer.run_one(load_params(), spec, 0.488, {})

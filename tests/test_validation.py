@@ -168,7 +168,7 @@ def test_a_fraction_of_a_tier_holds_out_that_fraction_of_the_validation_images(t
 def test_a_killed_run_with_validation_resumes_bit_identically(tmp_path, monkeypatch):
     """The validation log and the best weights so far travel in the per-epoch checkpoint."""
     from repro.pipeline import transfer
-    from repro.training import callbacks
+    from repro.training import resume
 
     spec = RunSpec(W.KIND, "omp", "synth_near", "adversarial", 1.0, 0)
     rel = Path("runs/transfer/s0.488") / spec.name
@@ -180,7 +180,7 @@ def test_a_killed_run_with_validation_resumes_bit_identically(tmp_path, monkeypa
     want = W.tree(ref / rel)
     assert {"best_sa.pt", "best_ra.pt", "validation.json"} <= set(want)
 
-    original = callbacks.EpochCheckpoint.after_epoch
+    original = resume.EpochCheckpoint.after_epoch
 
     class Killed(Exception):
         pass
@@ -190,10 +190,10 @@ def test_a_killed_run_with_validation_resumes_bit_identically(tmp_path, monkeypa
         if self.path.is_file():
             raise Killed("killed")
 
-    monkeypatch.setattr(callbacks.EpochCheckpoint, "after_epoch", crash_after_first_checkpoint)
+    monkeypatch.setattr(resume.EpochCheckpoint, "after_epoch", crash_after_first_checkpoint)
     with W.inside(run), pytest.raises(Killed):
         transfer.run_one(load_params(), spec, 0.488, {})
-    monkeypatch.setattr(callbacks.EpochCheckpoint, "after_epoch", original)
+    monkeypatch.setattr(resume.EpochCheckpoint, "after_epoch", original)
     with W.inside(run):
         transfer.run_one(load_params(), spec, 0.488, {})
     assert W.tree(run / rel) == want
