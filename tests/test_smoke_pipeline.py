@@ -349,3 +349,17 @@ def test_figure_tables_equal_the_metrics(lab, params):
     for r in ext:
         want = nested[f"{r['kind']}-{r['method']}"][r["task"]]["extreme_sparsity"]
         assert float(r["extreme_sparsity_pct"]) == pytest.approx(100 * want, abs=0.006), r
+
+
+def test_dvc_plots_show_the_training_curves(lab, params):
+    """`dvc plots show` has DVCLive's per-epoch training curves of every pretraining kind (dvc.yaml's plots), beside
+    the summary's sweep plots; each curve holds one point per pretraining epoch."""
+    from workspace import dvc
+
+    shown = json.loads(dvc(lab, "plots", "show", "--json", check=False).stdout)["data"]
+    for kind in params.pretrain.kinds:
+        key = f"runs/pretrain/{kind}/live/plots/metrics/accuracy.tsv"
+        assert key in shown, sorted(shown)
+        values = shown[key][0]["content"]["data"]["values"]
+        assert len(values) == params.pretrain.train.epochs, values
+    assert any(k.startswith("SA after standard transfer") for k in shown)
