@@ -15,7 +15,6 @@ data fractions may legitimately fail the test: the summary names them.
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -34,18 +33,13 @@ def chance_accuracy(y_test: np.ndarray, num_classes: int) -> float:
 
 
 def binomial_threshold(n: int, p0: float, alpha: float = ALPHA) -> int:
-    """Smallest ``k`` with ``P(X >= k) <= alpha`` for ``X ~ Binomial(n, p0)`` (exact, log space)."""
+    """Smallest ``k`` with ``P(X >= k) <= alpha`` for ``X ~ Binomial(n, p0)`` (scipy's exact inverse survival
+    function: ``isf`` is the smallest ``x`` with ``P(X > x) <= alpha``)."""
+    from scipy.stats import binom
+
     if n < 1 or not 0 < p0 < 1:
         raise ValueError(f"need n >= 1 and 0 < p0 < 1, got n={n}, p0={p0}")
-    log_p, log_q = math.log(p0), math.log1p(-p0)
-    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p + (n - k) * log_q
-            for k in range(n + 1)]
-    tail = 0.0
-    for k in range(n, -1, -1):  # accumulate the upper tail until it exceeds alpha
-        tail += math.exp(logs[k])
-        if tail > alpha:
-            return k + 1
-    return 0
+    return int(binom.isf(alpha, n, p0)) + 1
 
 
 def read_train_losses(history_csv: Path) -> list[float]:

@@ -40,7 +40,6 @@ runs in float32 (autocast off). Cost: see docs/RELIABILITY.md.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -66,11 +65,10 @@ _SEED_NOISE, _SEED_PGD, _SEED_STRONG = 101, 202, 303
 def sign_test_p(b: int, c: int) -> float:
     """One-sided exact sign test (McNemar's exact test): ``P(Bin(b + c, 1/2) >= b)``, the chance of at least
     ``b`` of the ``b + c`` discordant images going one way if both attacks were equally strong."""
+    from scipy.stats import binomtest
+
     b, c = int(b), int(c)
-    n = b + c
-    if b == 0:
-        return 1.0
-    return math.fsum(math.comb(n, k) for k in range(b, n + 1)) / 2.0 ** n
+    return 1.0 if b == 0 else float(binomtest(b, b + c, 0.5, alternative="greater").pvalue)
 
 
 def min_flagged(alpha: float, c: int = 0) -> int:

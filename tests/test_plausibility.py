@@ -20,6 +20,15 @@ def test_binomial_threshold_equals_scipys_exact_tail(n, p0):
     assert k == 0 or stats.binom.sf(k - 2, n, p0) > plausibility.ALPHA
 
 
+def test_binomial_threshold_by_value():
+    """Computed by hand from the exact tail: 44 of 300 at chance 1/10 (the default's 10-class test sets, as the
+    plausibility log lines say); 7 of 10 at 1/4 (P(X >= 6) = 0.0197 > 1 %, P(X >= 7) = 0.0035); an exact tie
+    counts as significant: one trial at p0 = alpha needs 1 success (P(X >= 1) = alpha)."""
+    assert plausibility.binomial_threshold(300, 0.1) == 44
+    assert plausibility.binomial_threshold(10, 0.25) == 7
+    assert plausibility.binomial_threshold(1, 0.01, alpha=0.01) == 1
+
+
 def test_chance_is_the_majority_class_when_it_beats_uniform():
     y = np.array([0] * 70 + [1] * 20 + [2] * 10)
     assert plausibility.chance_accuracy(y, 3) == pytest.approx(0.7)
