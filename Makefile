@@ -52,7 +52,7 @@ repro: venv
 
 # Speed against baselines run in the same session (bench/README.md); writes bench/results/<machine>.json.
 bench: venv
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/run.py
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m bench.run
 
 # Re-resolve the lock file from pyproject.toml (needs the package index).
 lock:

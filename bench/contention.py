@@ -25,8 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 #: name -> (torch threads, extra environment); run each in its own process
 SETTINGS = {
     "2 threads": (2, {}),  # OpenMP's default wait policy (threads spin a while at barriers)
@@ -40,7 +38,6 @@ def _step_times(threads: int, steps: int, warmup: int = 3) -> list[float]:
     32 px, channels_last), as the package trains it."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
     from repro.base import runtime
     from repro.models import build_model
 
