@@ -14,7 +14,6 @@ from repro.claims import (CLAIMS, OUTCOMES, RA_VARIANTS, Evidence, counts, evalu
                           spearman)
 
 REPO = Path(__file__).resolve().parents[1]
-PAPERS = Path("/work/shared/papers")
 AT, STD, FAT = "pgd_adversarial", "standard", "fast_adversarial"
 
 
@@ -249,10 +248,11 @@ def test_spearman_by_value():
 # --------------------------------------------------------------------------- the registry and the documents
 
 def test_every_claim_quotes_its_paper():
-    if not PAPERS.is_dir():
-        pytest.skip("the papers' texts are not on this machine")
-    texts = {"DW": (PAPERS / "double-win-lottery-tickets.txt").read_text(),
-             "RT": (PAPERS / "robust-tickets-transfer-better.txt").read_text()}
+    from workspace import shared_folder
+
+    papers = shared_folder("papers")
+    texts = {"DW": (papers / "double-win-lottery-tickets.txt").read_text(),
+             "RT": (papers / "robust-tickets-transfer-better.txt").read_text()}
 
     def norm(s):
         for a, b in (("\\%", "%"), ("\\sim", "∼"), ("\\geq", "≥"), ("\\underline", "")):

@@ -31,6 +31,21 @@ def tool(name: str) -> str | None:
     return str(path) if path.is_file() and os.access(path, os.X_OK) else None
 
 
+def shared_folder(rel: str) -> Path:
+    """A folder of the project's shared material (``shared/<rel>``: the papers' texts, reference notes), found as
+    ``shared/`` beside the checkout or beside one of its parent folders. When it is missing the test is skipped,
+    or fails under CI=true (CI must run every test)."""
+    import pytest
+
+    for parent in ROOT.parents:
+        if (parent / "shared" / rel).is_dir():
+            return parent / "shared" / rel
+    msg = f"shared/{rel} is not beside this checkout ({ROOT}) or any folder above it"
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail(msg + "; CI=true: a missing input fails the run", pytrace=False)
+    pytest.skip(msg)
+
+
 def need_tool(name: str) -> str:
     """The tool's path; when it is missing, skip the test, or fail it under CI=true (CI must run every test)."""
     import pytest

@@ -82,15 +82,11 @@ def guard_cpu_convolutions(model: torch.nn.Module) -> torch.nn.Module:
 #: compiles a CUDA run whose eager remainder, timed on its first batches, lasts ``COMPILE_MIN_SECONDS``.
 COMPILE_MODES = ("auto", "on", "off")
 
-#: The eager run time from which ``auto`` compiles. A compile of cost C that speeds steps up s-fold saves
-#: time once the eager run lasts C * s / (s - 1). Cold compiles measured on this CPU (torch 2.14.1, inductor,
-#: empty cache, the first batch's time minus a steady one, plus the eval-mode graph of fastai's validation):
-#: CIFAR ResNet-18 ~150 s on 1 thread (standard and PGD-10 training alike; 164 s for PGD-10 on 2 loaded
-#: threads in `make bench` section `compile`), the default's tiny ResNet-8 w8 55 s (standard) and 92 s
-#: (PGD-5). Per-step speed-up s here: below 1 for the tiny network (9.3 vs 8.4 ms standard, 62 vs 42 ms
-#: PGD-5 per batch of 32, 1 thread), so ``auto`` never compiles on the CPU; for ResNet-18 see bench/results.
-#: s on a GPU is not measured here (no GPU), so the threshold is set from C alone: 20 x ResNet-18's ~150 s,
-#: at which a run pays back the compile for any speed-up s >= 1.053 (C * s / (s - 1) = 20 C).
+#: The eager run time from which ``auto`` compiles. A compile of cost C that speeds steps up s-fold saves time
+#: once the eager run lasts C * s / (s - 1); at 20 C (C: a CIFAR ResNet-18's cold compile, ~150 s on one CPU
+#: thread, docs/PERFORMANCE.md) a run pays it back for any speed-up s >= 1.053. The speed-up on a GPU is not
+#: known here, hence a threshold from C alone; on the CPU ``auto`` never compiles (the tiny default network
+#: runs slower compiled).
 COMPILE_MIN_SECONDS = 3000.0
 #: training batches ``auto`` times (after one warm-up batch) to estimate the eager run time
 COMPILE_PROBE_BATCHES = 3

@@ -67,7 +67,7 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class TextureParams:
-    """A second class signal of the synthetic tasks, *non-robust* by construction (issue 19).
+    """A second class signal of the synthetic tasks, *non-robust* by construction.
 
     The literature's account of why robust features transfer (Ilyas et al. 2019; Salman et al.
     2020) needs two predictive signals of different robustness in the source task. The class

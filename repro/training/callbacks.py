@@ -128,7 +128,7 @@ class LearnableMask(Callback):
     statistics a kaiming-initialised (random) top-k mask shifts every layer's pre-BN
     activations away from the statistics they are normalised with; after a few layers the
     ReLUs output zeros for every image, the logits are constant and neither the scores nor the
-    classifier get a useful gradient (measured: SA exactly 1/K, loss at ln K).
+    classifier get a useful gradient (SA at 1/K, loss at ln K).
     ``train_scores=False`` keeps the initial random mask (the same regime without mask
     learning: the baseline a learned mask must beat).
     """
@@ -186,10 +186,9 @@ class BnRecalibration(Callback):
     with no gradients, BatchNorm in train mode with a cumulative average (``momentum=None``),
     after the ticket's mask is applied (``MaskEnforcer``, order 5). No weight or affine parameter
     changes. Why: the dense pretrained statistics no longer describe a pruned backbone's
-    activations (or a far domain's); measured on the embedded default, ``synth_far``, the
-    θ_AT OMP ticket at 89.26 %: the penultimate features' standard deviation over images is 0.02
-    with the dense statistics (the head cannot learn: SA 0.09) and 0.33 after recalibration.
-    The frozen-BN training that follows (fastai ``BnFreeze``) keeps these statistics.
+    activations (or a far domain's), so the penultimate features collapse and the head cannot learn
+    (the numbers are in docs/RESULTS.md, under linear evaluation). The frozen-BN
+    training that follows (fastai ``BnFreeze``) keeps these statistics.
     """
 
     order = 6  # after MaskEnforcer applied the mask; before EpochCheckpoint (99) restores a resumed run
