@@ -7,6 +7,7 @@ from typing import Literal, Optional, Union
 
 from .constants import (PRETRAIN_KINDS)
 from .names import current
+from .sections import check_sgd
 from .typed import check
 
 
@@ -61,10 +62,7 @@ class SegRecipe:
 
     def __post_init__(self):
         check(self.iterations >= 1, "iterations", f"{self.iterations} must be >= 1")
-        check(self.lr > 0, "lr", f"{self.lr} must be > 0")
-        check(0 <= self.momentum < 1, "momentum", f"{self.momentum} is outside [0, 1)")
-        check(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
-        check(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
+        check_sgd(self)
         check(0 < self.gamma <= 1, "gamma", f"{self.gamma} is outside (0, 1]")
         bad = [m for m in self.milestones if not 0 < m <= self.iterations]
         check(not bad, "milestones", f"{bad} are outside (0, {self.iterations}] iterations")

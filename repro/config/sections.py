@@ -37,6 +37,14 @@ class AttackParams:
         return dict(eps=self.eps)
 
 
+def check_sgd(r) -> None:
+    """The SGD fields every training recipe has (``lr``, ``momentum``, ``weight_decay``, ``batch_size``)."""
+    check(r.lr > 0, "lr", f"{r.lr} must be > 0")
+    check(0 <= r.momentum < 1, "momentum", f"{r.momentum} is outside [0, 1)")
+    check(r.weight_decay >= 0, "weight_decay", f"{r.weight_decay} must be >= 0")
+    check(r.batch_size >= 1, "batch_size", f"{r.batch_size} must be >= 1")
+
+
 @dataclass(frozen=True)
 class TrainParams:
     """Optimizer and schedule of one training run: ``torch.optim.SGD`` with momentum and coupled L2 weight
@@ -54,11 +62,8 @@ class TrainParams:
 
     def __post_init__(self):
         check(self.epochs >= 1, "epochs", f"{self.epochs} must be >= 1")
-        check(self.lr > 0, "lr", f"{self.lr} must be > 0")
-        check(0 <= self.momentum < 1, "momentum", f"{self.momentum} is outside [0, 1)")
-        check(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
+        check_sgd(self)
         check(self.schedule in SCHEDULES, "schedule", f"{self.schedule!r} is not allowed; allowed: {', '.join(SCHEDULES)}")
-        check(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
         check(self.gamma > 0, "gamma", f"{self.gamma} must be > 0 (lr step-decay factor)")
         bad = [m for m in self.milestones if not 0 < m <= self.epochs]
         check(self.schedule != "step" or not bad, "milestones",
