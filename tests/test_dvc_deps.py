@@ -71,6 +71,17 @@ def test_code_deps_are_what_the_stage_imports(stage):
                                        f"its code deps are {want}")
 
 
+def test_every_declared_param_is_in_params_yaml():
+    """DVC refuses a stage whose declared param is absent from params.yaml (a schema default is not enough)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, st in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+        for key in st.get("do", st).get("params", []):
+            node = params
+            for part in str(key).split("."):
+                assert isinstance(node, dict) and part in node, f"dvc.yaml stage {name!r} declares {key!r}, absent from params.yaml"
+                node = node[part]
+
+
 def test_every_code_dep_exists():
     for stage, (_, listed) in stages().items():
         for d in listed:
