@@ -104,7 +104,7 @@ class EpochCheckpoint(Callback):
     params and inputs) is loaded, its files restored under ``carry_dir``, and training continues
     with the next epoch; a checkpoint that cannot be read or belongs to another key is ignored
     (it is a cache; the run starts over). Deleting the folder once the run's outputs are written
-    is the caller's job (``repro.stages.common.run_checkpoint``).
+    is the caller's job (``drop_checkpoint`` below).
     """
 
     order = 99  # after every callback that sets state up in before_fit or records in after_epoch
