@@ -33,6 +33,8 @@ if str(HERE) not in sys.path:  # loaded by file path (the tests): its modules si
     sys.path.append(str(HERE))
 
 from figcatalogue import CatalogueError, load  # noqa: E402
+
+from repro.base import timing  # noqa: E402
 from fignotebooks import (NOTEBOOKS, RenderError, check_inputs, check_outputs, coalesce_streams,  # noqa: E402
                           read_tier, run_notebook, scrub)
 from figreport import item_claims_html, sanity_html, scorecard_html, write_manifest, write_report  # noqa: E402
@@ -62,25 +64,27 @@ def main(argv=None) -> int:
     not_run: dict[str, str] = {}  # item id -> why it was not drawn (its inputs hold no rows for it)
     t0 = time.time()
     try:
-        check_inputs(root, notebooks)
-        tier = read_tier(root)
-        out.mkdir(parents=True, exist_ok=True)
-        # One notebook at a time: papermill runs each kernel in ``cwd=root`` by changing the process's
-        # working directory, so notebooks in parallel threads raced for it (a kernel started in the
-        # repository, missed its inputs and wrote figures there; seen in CI).
-        errors = []
-        for nb in notebooks:
-            try:
-                seconds, skipped = run_notebook(nb, root, out, tier, ITEMS)
-                not_run.update(skipped)
-                print(f"[figures] {nb}.ipynb: {seconds:.1f} s", flush=True)
-            except RenderError as err:
-                errors.append(str(err))
-        if errors:
-            raise RenderError(errors[0])
-        check_outputs(out, ITEMS, not_run, notebooks)
-        write_manifest(out, ITEMS, not_run, tier)
-        write_report(out, root, tier, ITEMS, PAPERS, not_run)
+        with timing.stage_record("figures", root=root / timing.TIMING_ROOT):
+            check_inputs(root, notebooks)
+            tier = read_tier(root)
+            out.mkdir(parents=True, exist_ok=True)
+            # One notebook at a time: papermill runs each kernel in ``cwd=root`` by changing the process's
+            # working directory, so notebooks in parallel threads raced for it (a kernel started in the
+            # repository, missed its inputs and wrote figures there; seen in CI).
+            errors = []
+            for nb in notebooks:
+                try:
+                    seconds, skipped = run_notebook(nb, root, out, tier, ITEMS)
+                    timing.add_run({"run": f"{nb}.ipynb", "wall_s": round(seconds, 3), "cpu_s": None, "images": 0})
+                    not_run.update(skipped)
+                    print(f"[figures] {nb}.ipynb: {seconds:.1f} s", flush=True)
+                except RenderError as err:
+                    errors.append(str(err))
+            if errors:
+                raise RenderError(errors[0])
+            check_outputs(out, ITEMS, not_run, notebooks)
+            write_manifest(out, ITEMS, not_run, tier)
+            write_report(out, root, tier, ITEMS, PAPERS, not_run)
     except RenderError as err:
         print(f"[figures] error: {err}", file=sys.stderr, flush=True)
         return 2

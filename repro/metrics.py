@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import runtime
+from .base import runtime, timing
 from .attacks import autoattack, bn_mode, full_precision, pgd
 
 __all__ = [
@@ -137,6 +137,7 @@ def collect_logits(
                 logits = model(x)
             all_logits.append(logits.float().cpu())
             all_labels.append(y.cpu())
+            timing.count_images(len(y))
     if not all_logits:
         raise ValueError("collect_logits: the loader yielded no batches")
     return torch.cat(all_logits), torch.cat(all_labels)

@@ -209,7 +209,7 @@ def train_segmentation(task: SegTask, backbone: nn.Module, cfg: SegConfig, *, ma
     from fastai.optimizer import OptimWrapper
 
     from .base import runtime
-    from .training.callbacks import MaskEnforcer, RaiseOnNaN
+    from .training.callbacks import CountImages, MaskEnforcer, RaiseOnNaN
 
     dev = torch.device(device) if device is not None else runtime.device()
     torch.manual_seed(seed)
@@ -226,7 +226,7 @@ def train_segmentation(task: SegTask, backbone: nn.Module, cfg: SegConfig, *, ma
     finally:
         random.setstate(state)
     dls = DataLoaders(train_dl, valid_dl, device=dev)
-    cbs = [RaiseOnNaN(), _iteration_schedule(cfg)]
+    cbs = [RaiseOnNaN(), CountImages(), _iteration_schedule(cfg)]
     if mask is not None:
         mask.apply(model)
         cbs.append(MaskEnforcer(mask))

@@ -25,7 +25,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: auto workers never exceed this (one process per run; more only adds memory)
@@ -201,20 +201,37 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def parallel_map(fn: Callable, items: list, workers: int) -> Iterator:
+def parallel_map(fn: Callable, items: list, workers: int, cost: Callable[[Any], float] | None = None) -> Iterator:
     """``fn(item)`` for every item, in order; in ``workers`` forked processes when > 1.
 
-    Each run seeds itself from its own spec, so results do not depend on the worker
-    that ran it or on the number of workers.
+    Each run seeds itself from its own spec, so results do not depend on the worker that ran it, on the
+    number of workers or on the order runs start in. ``cost(item)``: an estimate of a run's work; the runs then
+    start longest first (so no worker idles at the end behind one long run started last); results still come
+    in the items' order. Every run's wall and CPU time and images go to the stage's timing record
+    (``repro.base.timing``).
     """
+    from functools import partial
+
+    from . import timing
+
+    call = partial(timing.timed_call, fn)
     if workers <= 1 or len(items) <= 1:
-        yield from map(fn, items)
+        for item in items:
+            out, rec = call(item)
+            timing.add_run(rec)
+            yield out
         return
     import multiprocessing as mp
 
     threads = split(workers).threads  # workers x threads within the CPU budget
+    order = sorted(range(len(items)), key=lambda i: -cost(items[i])) if cost else range(len(items))
     with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
-        yield from pool.imap(fn, items)
+        pending = {i: pool.apply_async(call, (items[i],)) for i in order}  # workers take them in this order
+        for i in range(len(items)):
+            out, rec = pending.pop(i).get()
+            timing.add_run(rec)
+            yield out
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -233,6 +233,28 @@ def training(images: int, epochs: int, step: float, attack_steps: int, f: StepFl
     return Cost(1, images * epochs * step, images * epochs * attack_steps * f.attack)
 
 
+def task_sizes(p: Params) -> dict[str, TaskSize]:
+    return {t: task_size(p, t) for t in {p.data.source, p.data.ood, *p.data.downstream}}
+
+
+def imp_cost(p: Params, run: tuple, sizes: dict) -> Cost:
+    """One IMP run (kind, retraining, task or None = the source): ``max_rounds`` retrainings."""
+    kind, retrain, task = run
+    ip = p.tickets.imp
+    t = sizes[task] if task else sizes[p.data.source]
+    f = flops_for(p, t.classes)
+    c = training(t.n_train, ip.retrain.epochs, f.train, ip.attack.steps if retrain == "adversarial" else 0, f)
+    return Cost(1, c.train * ip.max_rounds, c.attack * ip.max_rounds)
+
+
+def run_flops(p: Params, what: str):
+    """``item -> estimated FLOPs`` of one run of a stage (``what``: transfer, evaluate, imp): the planner's count,
+    which ``repro.base.cpus.parallel_map`` uses to start the longest runs first."""
+    sizes = task_sizes(p)
+    cost = {"transfer": transfer_cost, "evaluate": evaluate_cost, "imp": imp_cost}[what]
+    return lambda item: cost(p, item, sizes).flops
+
+
 def transfer_cost(p: Params, spec, sizes: dict) -> Cost:
     t = sizes[spec.task]
     f = flops_for(p, t.classes)
@@ -267,7 +289,7 @@ def evaluate_cost(p: Params, spec, sizes: dict) -> Cost:
 
 def stage_costs(p: Params) -> dict[str, Cost]:
     """{DVC stage: Cost} for the whole pipeline of ``p``."""
-    sizes = {t: task_size(p, t) for t in {p.data.source, p.data.ood, *p.data.downstream}}
+    sizes = task_sizes(p)
     src = sizes[p.data.source]
     out: dict[str, Cost] = {"data": Cost(runs=len(sizes))}
     # pretraining of every kind not served by a published checkpoint
@@ -277,13 +299,9 @@ def stage_costs(p: Params) -> dict[str, Cost]:
         f = flops_for(p, src.classes)
         out[f"pretrain@{kind}"] = (Cost(1) if kind in (pt.published or {})
                                    else training(src.n_train, pt.train.epochs, f.train, steps[kind], f))
-    ip = p.tickets.imp
     imp = Cost()
-    for kind, retrain, task in imp_runs(p):
-        t = sizes[task] if task else src
-        f = flops_for(p, t.classes)
-        c = training(t.n_train, ip.retrain.epochs, f.train, ip.attack.steps if retrain == "adversarial" else 0, f)
-        imp.add(Cost(1, c.train * ip.max_rounds, c.attack * ip.max_rounds))  # one run, max_rounds retrainings
+    for run in imp_runs(p):
+        imp.add(imp_cost(p, run, sizes))
     out["imp"] = imp
     ref = sizes[p.transfer_attack_task]
     f = flops_for(p, ref.classes)
@@ -333,7 +351,7 @@ def study_runs(p: Params) -> list:
 def experiment_costs(p: Params) -> dict[str, Cost]:
     """{experiment: Cost of the transfer and evaluation runs of its grid over every level}; a run shared by
     several experiments counts in each (the stage table counts it once)."""
-    sizes = {t: task_size(p, t) for t in {p.data.source, p.data.ood, *p.data.downstream}}
+    sizes = task_sizes(p)
     out = {}
     for name, e in p.experiments.items():
         c = Cost()

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from .. import registries
-from ..base import cpus, runtime
+from ..base import cpus, runtime, timing
 from ..base.errors import EXPECTED_ERRORS, ConfigError
 from ..base.io import CKPT_ROOT
 from ..base.runctx import log
@@ -98,7 +98,8 @@ def run_stage(name: str, body: Callable[[Params], None], params_path: str = "par
         split = cpus.split(n_workers(p), device(p).type)
         torch.set_num_threads(split.threads_alone)
         log(name, split.line())
-        body(p)
+        with timing.stage_record(name, workers=split.workers, threads=split.threads):
+            body(p)
     except EXPECTED_ERRORS as e:
         msg = one_line(e)
         print(f"[{name}] error: {msg}", file=sys.stderr, flush=True)

@@ -31,10 +31,11 @@ from functools import partial
 from pathlib import Path
 
 from ..base.cpus import parallel_map
-from ..base.io import save_json
+from ..base.io import read_json, save_json
 from ..config import Params
 from ..pipeline.evaluate import evaluate_run, load_reference
-from ..plan import RUNS, level_name
+from ..plan import RUNS, RunSpec, level_name
+from ..plan.cost import run_flops
 from .common import level_main, log, n_workers
 
 _STATE: dict = {}  # tasks, OoD set and reference model, loaded once and shared with forked workers
@@ -58,7 +59,9 @@ def body_for(sparsity: float):
         _STATE.update(tasks={}, ood={})
         _STATE["reference"] = load_reference(p, _STATE["tasks"])
         work = partial(_evaluate_one, p, src, RUNS / "eval" / lv)
-        for i, (rel, m) in enumerate(parallel_map(work, run_dirs, n_workers(p)), 1):
+        flops = run_flops(p, "evaluate")
+        cost = lambda d: flops(RunSpec.of(read_json(d / "spec.json")))  # noqa: E731
+        for i, (rel, m) in enumerate(parallel_map(work, run_dirs, n_workers(p), cost=cost), 1):
             flag = "" if m.get("sanity_ok", True) else f" attack sanity FAILED: {', '.join(m['sanity']['failed'])}"
             aa = f" RA(AA) {m['ra_aa']:.3f}" if "ra_aa" in m else ""
             flag += "" if m["learned"] else f" DID NOT LEARN: {m['learned_why']}"

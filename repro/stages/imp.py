@@ -19,6 +19,7 @@ from ..base.cpus import parallel_map
 from ..config import Params
 from ..pipeline.imp import run_one
 from ..plan import RUNS, imp_runs
+from ..plan.cost import run_flops
 from .common import n_workers, run_stage
 
 
@@ -26,7 +27,7 @@ def body(p: Params) -> None:
     todo = imp_runs(p)
     if not todo:
         (RUNS / "imp").mkdir(parents=True, exist_ok=True)
-    for _ in parallel_map(partial(_run, p), todo, n_workers(p)):
+    for _ in parallel_map(partial(_run, p), todo, n_workers(p), cost=run_flops(p, "imp")):
         pass
 
 

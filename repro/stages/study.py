@@ -25,6 +25,7 @@ from ..pipeline.evaluate import evaluate_run, load_reference
 from ..pipeline.tickets import draw
 from ..pipeline.transfer import run_one
 from ..plan import RUNS, RunSpec
+from ..plan.cost import run_flops
 from ..sanity import summarize as summarize_sanity
 from ..verdicts import aggregate, criteria
 from .common import log, n_workers, run_stage
@@ -54,7 +55,9 @@ def _study(p: Params, s: float, root: Path) -> dict:
     specs = [RunSpec(kind, p.study.method, task, regime, 1.0, seed) for kind in p.pretrain.kinds
              for task in tasks_used for regime in ("standard", "adversarial") for seed in p.transfer.seeds]
     rows = []
-    for i, row in enumerate(parallel_map(partial(_transfer_and_evaluate, p, root), specs, n_workers(p)), 1):
+    tf, ef = run_flops(p, "transfer"), run_flops(p, "evaluate")
+    runs = parallel_map(partial(_transfer_and_evaluate, p, root), specs, n_workers(p), cost=lambda s: tf(s) + ef(s))
+    for i, row in enumerate(runs, 1):
         rows.append(row)
         flag = "" if row.get("sanity_ok", True) else f" attack sanity FAILED: {', '.join(row['sanity']['failed'])}"
         aa = f" RA(AA) {row['ra_aa']:.3f}" if "ra_aa" in row else ""

@@ -23,6 +23,7 @@ from ..base.cpus import parallel_map
 from ..config import Params
 from ..pipeline.transfer import run_one
 from ..plan import RUNS, RunSpec, level_name, runs_for_level
+from ..plan.cost import run_flops
 from .common import level_main, log, n_workers
 
 _TASKS: dict = {}  # per-process cache of loaded tasks
@@ -40,7 +41,7 @@ def body_for(sparsity: float):
         (RUNS / "transfer" / level_name(sparsity)).mkdir(parents=True, exist_ok=True)
         log(stage, f"{len(runs)} runs")
         work = partial(_run, p, sparsity)
-        for i, name in enumerate(parallel_map(work, runs, n_workers(p)), 1):
+        for i, name in enumerate(parallel_map(work, runs, n_workers(p), cost=run_flops(p, "transfer")), 1):
             log(stage, f"[{i}/{len(runs)}] {name}")
     return body
 

@@ -22,6 +22,7 @@ from fastai.callback.fp16 import MixedPrecision
 
 from ..attacks import bn_mode as _bn_mode
 from ..config.params import LMP_BN
+from ..base import timing
 from ..base.errors import NonFiniteLossError
 from ..tickets.mask import Mask
 
@@ -224,7 +225,17 @@ class RaiseOnNaN(Callback):
                 f"iteration {self.iter}; lower the learning rate or check the inputs")
 
 
-__all__ = ["AdversarialTraining", "GaussianNoise", "MaskEnforcer", "LearnableMask", "RaiseOnNaN",
+class CountImages(Callback):
+    """Count the images of every batch (training and validation) for the stage's timing record
+    (``repro.base.timing``); changes nothing in training."""
+
+    order = 101
+
+    def after_batch(self):
+        timing.count_images(len(self.yb[0]) if self.yb else 0)
+
+
+__all__ = ["AdversarialTraining", "CountImages", "GaussianNoise", "MaskEnforcer", "LearnableMask", "RaiseOnNaN",
            "NonFiniteLossError", "CancelFitException", "BN_MODES"]
 
 

@@ -28,7 +28,8 @@ from ..config.params import LINEAR_BN, TrainParams
 from ..models import freeze_backbone
 from ..tickets.mask import Mask
 from . import ddp
-from .callbacks import AdversarialTraining, AttackFn, BnRecalibration, GaussianNoise, MaskEnforcer, RaiseOnNaN
+from .callbacks import (AdversarialTraining, AttackFn, BnRecalibration, CountImages, GaussianNoise, MaskEnforcer,
+                        RaiseOnNaN)
 from .schedules import scheduler
 
 
@@ -107,7 +108,7 @@ def make_learner(
     model = runtime.prepare_model(model, dev)
     if compile == "on":
         runtime.compile_model(model)
-    cbs: list[Callback] = [RaiseOnNaN()]
+    cbs: list[Callback] = [RaiseOnNaN(), CountImages()]
     if compile == "auto" and runtime.should_compile("auto", dev, math.inf):  # a long enough run would compile here
         cbs.append(AutoCompile(dev))
     if mask is not None:
