@@ -47,6 +47,7 @@ __all__ = [
     "robust_accuracy",
     "robust_accuracy_aa",
     "transfer_attack_accuracy",
+    "transfer_examples",
 ]
 
 AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -295,6 +296,7 @@ def transfer_attack_accuracy(
     device=None,
     progress: bool = True,
     seed: Optional[int] = None,
+    examples: Optional[list] = None,
     **pgd_kw,
 ) -> float:
     """Accuracy of ``target_model`` on PGD examples crafted on ``source_model`` (transfer attack).
@@ -302,9 +304,23 @@ def transfer_attack_accuracy(
     Defaults to PGD-20, eps 8/255, alpha 2/255, random start; ``pgd_kw``
     overrides them (any :func:`repro.attacks.pgd` option). Both models run in
     eval mode. With the source equal to the target and the same seed this is
-    exactly the white-box :func:`robust_accuracy`.
+    exactly the white-box :func:`robust_accuracy`. ``examples``: the ones :func:`transfer_examples` crafted
+    (with these settings) for an earlier target; then nothing is crafted again.
     """
     dev = _model_device(target_model, device)
+    if examples is None:
+        examples = transfer_examples(source_model, loader, device=dev, progress=progress, seed=seed, **pgd_kw)
+    logits, labels = collect_logits(target_model, examples, device=dev, progress=progress, amp=False)
+    return accuracy(logits, labels)
+
+
+def transfer_examples(source_model: nn.Module, loader: Iterable, device=None, progress: bool = True,
+                      seed: Optional[int] = None, **pgd_kw) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The transfer attack's examples: PGD crafted on ``source_model`` (eval mode, float32) batch by batch, with a
+    generator seeded once (``seed``), as ``(x_adv on the CPU, y)`` batches. They depend on the source, the images,
+    the seed and the attack only, so one crafting serves every target model attacked with them
+    (:func:`transfer_attack_accuracy`'s ``examples``)."""
+    dev = _model_device(source_model, device)
     kw = dict(eps=8 / 255, alpha=2 / 255, steps=20, random_start=True)
     kw.update(pgd_kw)
     if kw.get("amp"):
@@ -312,13 +328,13 @@ def transfer_attack_accuracy(
     kw["amp"] = False
     craft = _pgd_attack(seed, **kw)
     source = runtime.inference_model(source_model)
-
-    def attack(_target: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with bn_mode(source, "eval"):
-            return craft(source, x, y)
-
-    logits, labels = collect_logits(target_model, loader, attack=attack, device=dev, progress=progress)
-    return accuracy(logits, labels)
+    out = []
+    with bn_mode(source, "eval"), full_precision(dev):
+        for batch in _batches(loader, progress, "craft"):
+            x, y = _xy(batch, dev)
+            out.append((craft(source, x, y).detach().cpu(), y.cpu()))
+            timing.count_images(len(y))
+    return out
 
 
 def robust_accuracy_aa(

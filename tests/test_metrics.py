@@ -279,3 +279,20 @@ def test_collect_logits_with_progress_bar_and_attack(models, capsys):
     assert torch.allclose(logits, manual, atol=1e-5)
     with pytest.raises(ValueError, match="no batches"):
         collect_logits(target, [], progress=False)
+
+
+def test_transfer_examples_crafted_once_serve_every_target_exactly(models):
+    """The evaluate stage crafts the transfer attack's examples on the reference model once and classifies them
+    with every adversarially fine-tuned run: the accuracy equals crafting them again for each target, to the bit."""
+    from repro.metrics import transfer_examples
+
+    target, source, loader, _, _ = models
+    crafted = transfer_examples(source, loader, seed=5, progress=False)
+    other = copy.deepcopy(target)
+    with torch.no_grad():
+        for prm in other.parameters():
+            prm.mul_(0.9)
+    for t in (target, other):
+        fresh = transfer_attack_accuracy(t, source, loader, seed=5, progress=False)
+        assert transfer_attack_accuracy(t, source, loader, progress=False, examples=crafted) == fresh
+    assert sum(len(y) for _, y in crafted) == sum(len(b[1]) for b in loader)

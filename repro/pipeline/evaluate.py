@@ -32,6 +32,12 @@ def robust_subset(task: ArrayTask, n: int) -> tuple[np.ndarray, np.ndarray]:
     return task.x_test[:n], task.y_test[:n]
 
 
+def robust_loader(p: Params, task: ArrayTask):
+    """The test images every RA of a run attacks (the first ``evaluation.n_robust``), in evaluation batches."""
+    xr, yr = robust_subset(task, p.evaluation.n_robust)
+    return array_loader(xr, yr, p.evaluation.batch_size, p.data.image_size, recipe=p.data.recipe, device="cpu")
+
+
 def load_run_model(p: Params, run_dir: Path, task: ArrayTask, checkpoint: str = "last") -> torch.nn.Module:
     model = model_from_params(p.model, task.num_classes, mean=task.mean, std=task.std)
     f = run_dir / CHECKPOINT_FILES[checkpoint]
@@ -46,7 +52,9 @@ def load_reference(p: Params, tasks: dict) -> dict:
         return {}
     if t not in tasks:
         tasks[t] = load_task(t)
-    return {t: runtime.inference_model(load_run_model(p, reference_path(t).parent, tasks[t]))}
+    model = runtime.inference_model(load_run_model(p, reference_path(t).parent, tasks[t]))
+    reference_examples(p, tasks[t], model)  # crafted here, before the stage forks its workers, which inherit them
+    return {t: model}
 
 
 def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, reference: dict) -> dict:
@@ -71,7 +79,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
     ood_logits, _ = metrics.collect_logits(fast, array_loader(ood.x_test, None, bs, size, recipe=p.data.recipe,
                                                                device="cpu"), progress=False)
     xr, yr = robust_subset(task, e.n_robust)
-    rloader = array_loader(xr, yr, bs, size, recipe=p.data.recipe, device="cpu")
+    rloader = robust_loader(p, task)
     a = e.attack
     ra, adv_logits, labels = metrics.robust_accuracy(fast, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
                                                      random_start=a.random_start, restarts=a.restarts, progress=False,
@@ -132,5 +140,28 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
     if spec["regime"] == "adversarial" and spec["task"] in reference:
         out["transfer_attack_acc"] = metrics.transfer_attack_accuracy(
             fast, reference[spec["task"]], rloader, progress=False, seed=p.seed,
-            eps=a.eps, alpha=a.alpha, steps=a.steps, random_start=a.random_start)
+            eps=a.eps, alpha=a.alpha, steps=a.steps, random_start=a.random_start,
+            examples=reference_examples(p, task, reference[spec["task"]]))
     return out
+
+
+#: (task, settings) -> the transfer attack's examples crafted on the reference model, in this process
+_CRAFTED: dict = {}
+#: at most this many bytes of crafted examples are kept (a 224-px test set at full size is crafted per run)
+CRAFTED_MAX_BYTES = 1 << 30
+
+
+def reference_examples(p: Params, task: ArrayTask, reference: torch.nn.Module) -> list | None:
+    """The transfer attack's examples on ``task`` (PGD with ``evaluation.attack`` on the reference model, seeded
+    with ``seed``): crafted once per process and reused by every adversarially fine-tuned run on the task, whose
+    examples they are (they do not depend on the run). None (craft per run) when they would not fit
+    ``CRAFTED_MAX_BYTES``."""
+    a = p.evaluation.attack
+    key = (task.name, p.seed, a, p.evaluation.n_robust, p.evaluation.batch_size, p.data.image_size, p.data.recipe)
+    if key not in _CRAFTED:
+        n = len(robust_subset(task, p.evaluation.n_robust)[1])
+        size = n * 3 * p.data.image_size ** 2 * 4
+        _CRAFTED[key] = None if size > CRAFTED_MAX_BYTES else metrics.transfer_examples(
+            reference, robust_loader(p, task), progress=False, seed=p.seed, eps=a.eps, alpha=a.alpha, steps=a.steps,
+            random_start=a.random_start)
+    return _CRAFTED[key]
