@@ -24,6 +24,7 @@ Only CSV/JSON/NPZ/YAML are read; nothing here or in the notebooks imports torch 
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ if str(HERE) not in sys.path:  # loaded by file path (the tests): its modules si
 
 from figcatalogue import CatalogueError, load  # noqa: E402
 
-from repro.base import timing  # noqa: E402
+from repro.base import cpus, timing  # noqa: E402
 from fignotebooks import (NOTEBOOKS, RenderError, check_inputs, check_outputs, coalesce_streams,  # noqa: E402
                           read_tier, run_notebook, scrub)
 from figreport import item_claims_html, sanity_html, scorecard_html, write_manifest, write_report  # noqa: E402
@@ -50,6 +51,15 @@ except CatalogueError as err:
         raise
     print(f"[figures] error: {err}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def _notebook(root: Path, out: Path, tier: str, nb: str) -> tuple[str, float | None, dict, str | None]:
+    """Run one notebook in a worker process: (name, seconds, items not run, error or None)."""
+    try:
+        seconds, skipped = run_notebook(nb, root, out, tier, ITEMS)
+        return nb, seconds, skipped, None
+    except RenderError as err:
+        return nb, None, {}, str(err)
 
 
 def main(argv=None) -> int:
@@ -68,18 +78,17 @@ def main(argv=None) -> int:
             check_inputs(root, notebooks)
             tier = read_tier(root)
             out.mkdir(parents=True, exist_ok=True)
-            # One notebook at a time: papermill runs each kernel in ``cwd=root`` by changing the process's
-            # working directory, so notebooks in parallel threads raced for it (a kernel started in the
-            # repository, missed its inputs and wrote figures there; seen in CI).
+            # Notebooks in separate processes, one per CPU: papermill runs each kernel in ``cwd=root`` by
+            # changing its process's working directory, so notebooks in threads of one process raced for it (a
+            # kernel started in the repository, missed its inputs and wrote figures there; seen in CI).
             errors = []
-            for nb in notebooks:
-                try:
-                    seconds, skipped = run_notebook(nb, root, out, tier, ITEMS)
-                    timing.add_run({"run": f"{nb}.ipynb", "wall_s": round(seconds, 3), "cpu_s": None, "images": 0})
-                    not_run.update(skipped)
-                    print(f"[figures] {nb}.ipynb: {seconds:.1f} s", flush=True)
-                except RenderError as err:
-                    errors.append(str(err))
+            work = partial(_notebook, root, out, tier)
+            for nb, seconds, skipped, err in cpus.parallel_map(work, notebooks, cpus.split(0, "cpu").workers):
+                if err is not None:
+                    errors.append(err)
+                    continue
+                not_run.update(skipped)
+                print(f"[figures] {nb}.ipynb: {seconds:.1f} s", flush=True)
             if errors:
                 raise RenderError(errors[0])
             check_outputs(out, ITEMS, not_run, notebooks)

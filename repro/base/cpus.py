@@ -196,9 +196,9 @@ def workers_for(workers: int, device: str) -> int:
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+    torch = sys.modules.get("torch")  # a worker of a process that never loaded torch has nothing to set
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 def parallel_map(fn: Callable, items: list, workers: int, cost: Callable[[Any], float] | None = None) -> Iterator:
