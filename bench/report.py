@@ -1,7 +1,7 @@
 """The Markdown table `make bench` prints from its results."""
 from __future__ import annotations
 
-from bench import contention
+from bench import contention, pipeline
 from bench.common import MODELS
 
 
@@ -64,11 +64,6 @@ def table(res: dict) -> str:
                     f"evaluation (the planner's CPU rates) | {c['standard']['gflops_per_thread']:.2f} / "
                     f"{c['adversarial']['gflops_per_thread']:.2f} / {c['evaluation']['gflops_per_thread']:.2f} | | |")
     rows += contention.table_rows(res.get("contention", {}))
-    p = res.get("pipeline")
-    if p:
-        if "repro_s" in p:
-            rows.append(f"| `dvc repro`, tier {p['tier']} (s) | {p['repro_s']:.0f} | | |")
-        rows.append(f"| no-op `dvc repro` / `dvc status` (s) | {p['noop_repro_s']:.1f} / {p['status_s']:.1f} | | |")
-        rows.append(f"| `dvc status` / `dvc dag`, paper tier DAG (s) | {p['paper_dvc_status_s']:.1f} / "
-                    f"{p['paper_dvc_dag_s']:.1f} | | |")
+    if res.get("pipeline"):
+        rows += pipeline.table_rows(res["pipeline"])
     return "\n".join(rows)

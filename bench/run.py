@@ -19,7 +19,9 @@ Sections (``--only`` picks some):
   eval      PGD-20 robust accuracy throughput: ours (metrics.robust_accuracy, Conv-BN folded)
             vs torchattacks' PGD on the same model and batches, each followed by the same classification
   data      fastai + albumentations loading per image vs the training step per image
-  pipeline  the smoke tier's `dvc repro` wall time, a no-op `dvc repro`, `dvc status` of the paper tier
+  pipeline  `dvc repro` of a tier (default: the embedded default) from nothing, --repeats times: the median wall
+            time and, per stage, its median wall time, share and the planner's estimate (the stages' timing records);
+            a no-op `dvc repro`, `dvc status`; `dvc status`/`dvc dag` of the paper tier
 
 Writes ``bench/results/<machine>.json`` (atomically) and prints a table.
 """
@@ -53,7 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats per comparison (median)")
-    ap.add_argument("--tier", default="smoke", help="tier whose `dvc repro` is timed (default: smoke)")
+    ap.add_argument("--tier", default="default",
+                    help="tier whose `dvc repro` section `pipeline` times (default: the embedded default)")
     ap.add_argument("--workspace", type=Path, default=None,
                     help="a finished checkout: time its no-op `dvc repro`/`dvc status` instead of reproducing a tier")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/<machine>.json)")
@@ -78,7 +81,7 @@ def main(argv=None) -> int:
         "data": lambda: bench_data(a.models, res.get("flops", {})),
         "cost": lambda: params_model_rate(max(2, a.repeats)),
         "contention": lambda: contention.bench_contention(max(3, a.repeats), log=log),
-        "pipeline": lambda: bench_pipeline(a.tier, a.workspace),
+        "pipeline": lambda: bench_pipeline(a.tier, a.workspace, a.repeats),
     }
     res["section_seconds"] = {}
     for name in SECTIONS:  # in this order: flops reuses adv and mask, data reuses flops

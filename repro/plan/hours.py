@@ -22,6 +22,10 @@ class CpuRate:
     def hours(self, c: Cost) -> float:
         return (c.train / self.standard + c.attack / self.attack + c.eval / self.eval) / 1e9 / 3600
 
+    def seconds(self, c: Cost, stages: int = 1) -> float:
+        """Compute time of ``c`` plus the start-up of ``stages`` stage processes."""
+        return self.hours(c) * 3600 + stages * self.stage_start_s
+
 
 def bench_rate(p: Params, results: Path = BENCH_RESULTS) -> CpuRate | None:
     """Achieved rates from ``make bench`` results, newest first: the ``cost`` section when it measured
@@ -104,7 +108,7 @@ def table(r: Report) -> str:
         s = f"| {name} | {c.runs} | {_fmt_flops(c.flops)} ({_fmt_flops(c.train)} / {_fmt_flops(c.attack)} / " \
             f"{_fmt_flops(c.eval)}) | " \
             f"{_fmt_hours(gpu_hours(c, r.gpu_tflops))} |"
-        return s + (f" {_fmt_hours(cpu.hours(c) + stages * cpu.stage_start_s / 3600)} |" if cpu else "")
+        return s + (f" {_fmt_hours(cpu.seconds(c, stages) / 3600)} |" if cpu else "")
 
     lines = [f"Tier {r.tier}: {r.total.runs} runs, {_fmt_flops(r.total.flops)}; "
              f"GPU at {r.gpu_tflops:g} TFLOP/s" + (f" ({GPU_NAME})" if r.gpu_tflops == GPU_TFLOPS else "")
@@ -126,7 +130,7 @@ def summary(r: Report) -> dict:
            "gpu_hours": gpu_hours(r.total, r.gpu_tflops)}
     if r.cpu:
         start = len(r.stages) * r.cpu.stage_start_s / 3600
-        out.update(cpu_hours=r.cpu.hours(r.total) + start, cpu_compute_hours=r.cpu.hours(r.total),
+        out.update(cpu_hours=r.cpu.seconds(r.total, len(r.stages)) / 3600, cpu_compute_hours=r.cpu.hours(r.total),
                    cpu_startup_hours=start, cpu_source=r.cpu.source)
     out["stages"] = {k: asdict(c) for k, c in r.stages.items()}
     out["experiments"] = {k: asdict(c) for k, c in r.experiments.items()}
