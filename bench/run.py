@@ -59,7 +59,7 @@ def main(argv=None) -> int:
                     help="tier whose `dvc repro` section `pipeline` times (default: the embedded default)")
     ap.add_argument("--workspace", type=Path, default=None,
                     help="a finished checkout: time its no-op `dvc repro`/`dvc status` instead of reproducing a tier")
-    ap.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/<machine>.json)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/<machine>.json, or <machine>-<sections>.json with --only)")
     a = ap.parse_args(argv)
     if a.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {a.repeats}")
@@ -91,7 +91,9 @@ def main(argv=None) -> int:
             res["section_seconds"][name] = round(time.perf_counter() - ts, 1)
             log(f"{name}: {res['section_seconds'][name]:.0f} s")
     res["bench_seconds"] = time.perf_counter() - t0
-    out = a.out or ROOT / "bench" / "results" / f"{machine_name(m)}.json"
+    # a run of some sections only must not replace the file of a full run: it gets its own name
+    suffix = "" if set(a.only) == set(SECTIONS) else "-" + "-".join(n for n in SECTIONS if n in a.only)
+    out = a.out or ROOT / "bench" / "results" / f"{machine_name(m)}{suffix}.json"
     save_json(res, out)
     print(table(res))
     log(f"wrote {out} in {res['bench_seconds']:.0f} s")
