@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -64,3 +65,26 @@ def test_fine_tuning_and_evaluation_same_seed_same_bits_other_seed_differs(tmp_p
     # the evaluation seed (attack random starts) changes the attacked images, not the clean metrics
     _, m_d = _transfer_and_evaluate(ws, seed=0, eval_seed=5)
     assert (m_d["sa"], m_d["nll"]) == (m_a["sa"], m_a["nll"])
+
+
+def test_an_imp_run_does_not_depend_on_what_its_worker_ran_before(tmp_path):
+    """parallel_map hands runs to workers in any order (longest first, then whichever worker is free): an
+    A-IMP run (PGD random starts in every retraining round) gives the same masks whatever random state the
+    worker was left in."""
+    from repro.config import load_params
+    from repro.pipeline.imp import run_one
+    from repro.plan import imp_dir
+
+    ws = W.clone(tmp_path / "ws")
+    trees = []
+    with W.inside(ws):
+        p = load_params()
+        for before in (0, 1):  # what an earlier run in the same worker would have drawn
+            torch.manual_seed(100 + before)
+            torch.rand(3 + 5 * before)
+            run_one(p, W.KIND, "adversarial", None)
+            out = imp_dir(W.KIND, "adversarial", None)
+            trees.append(W.tree(out))
+            shutil.rmtree(out)
+    assert any(k.endswith("mask.pt") for k in trees[0])
+    assert trees[0] == trees[1]

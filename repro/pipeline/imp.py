@@ -47,6 +47,9 @@ def source_normalization(p: Params, kind: str, task) -> tuple[tuple, tuple]:
 
 
 def run_one(p: Params, kind: str, retrain: str, task_name: str | None) -> None:
+    # every run from the same random state (a downstream run's new head, A-IMP's PGD random starts), so
+    # its masks do not depend on which runs its worker did before it, nor on the order runs start in
+    runtime.seed_everything(p.seed)
     ip = p.tickets.imp
     stage = f"imp {kind}-{retrain}" + (f"-ds-{task_name}" if task_name else "-us")
     task, model = ticket_base(p, kind, task_name)
