@@ -94,7 +94,7 @@ SANITY = Template(
     "check$flagged$not_checked.</p>$runs")
 SANITY_FLAGGED = Template("; <b>$n flagged</b> ($failed), a sign of gradient masking: see <code>metrics/sanity.json</code>")
 SANITY_RUN = Template("<li>$run: $failed; RA (PGD-20) $pgd % vs $strong % under the stronger attack (AutoAttack: "
-                      "APGD-CE + APGD-T) on $n images</li>")
+                      "ra_aa's members where computed, else APGD-CE + APGD-T) on $n images</li>")
 
 
 def sanity_html(summary: dict) -> str:
