@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from .constants import (AA_MEMBER_NAMES, CHECKPOINTS, SELECT_REGIMES)
+from .names import current
 from .typed import check
 from .sections import AttackParams, TrainParams
 
@@ -60,8 +61,10 @@ class EvalParams:
     aa_queries: int = 5000  # Square's queries per image
     verdict_ra: Literal["pgd20", "aa"] = "pgd20"  # the RA of the double-win verdicts (both are reported)
     # domain gap of analysis/domain_gap.json (RT Table II): `stats` = hand-made image statistics (offline
-    # default), `fid` = Inception-v3 pool-3 FID with torchvision's ImageNet weights (repro/fid.py)
+    # default), `fid` = Inception-v3 pool-3 FID (repro/fid.py) with the feature network `fid_weights`: the FID
+    # literature's (pytorch-fid's TF Inception 2015-12-05, the default) or torchvision's classification weights
     domain_gap: Literal["stats", "fid"] = "stats"
+    fid_weights: str = "fid_inception_v3_2015_12_05"  # a published checkpoint of kind fid_features
     # Robust Tickets' "Adv-Acc": RA under PGD-20 (step eps/4) at these budgets, standard-fine-tuned rt_omp runs
     adv_acc_eps: tuple[float, ...] = (0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)  # () = off
     # RT Fig. 1/2/8 and Table I (A-IMP vs IMP tickets); a name this grid does not have selects nothing (custom grids)
@@ -86,6 +89,11 @@ class EvalParams:
         check(self.aa_steps >= 1, "aa_steps", f"{self.aa_steps} must be >= 1")
         check(self.aa_target_classes >= 1, "aa_target_classes", f"{self.aa_target_classes} must be >= 1")
         check(self.aa_queries >= 1, "aa_queries", f"{self.aa_queries} must be >= 1")
+        weights = getattr(current(), "weights", None)
+        if weights is not None:
+            allowed = [n for n, k in weights.items() if k == "fid_features"]
+            check(self.fid_weights in allowed, "fid_weights",
+                  f"{self.fid_weights!r} is not an FID feature network; allowed: {', '.join(allowed)}")
         check(all(0 < e <= 1 for e in self.adv_acc_eps), "adv_acc_eps",
               f"{list(self.adv_acc_eps)}: every budget must be in (0, 1] (pixel scale)")
         for r, c in self.select.items():

@@ -193,7 +193,8 @@ def segment_cost(p: Params) -> Cost:
     from ..segmentation import epoch_plan
 
     s, t = p.segment, seg_size(p)
-    train, forward = _seg_flops(json.dumps(to_dict(p.model), sort_keys=True), t.classes, p.data.image_size, s.head)
+    train, forward = _seg_flops(json.dumps(to_dict(p.model), sort_keys=True), t.classes, s.image_size or p.data.image_size,
+                                s.head)
     batches, epochs = epoch_plan(t.n_train, s.batch_size, s.iterations)
     images = epochs * min(batches * s.batch_size, t.n_train)
     runs = len(seg_runs(p))
