@@ -14,13 +14,15 @@ import json
 from pathlib import Path
 from string import Template
 
+from figlib import aa_label
 from fignotebooks import NOTEBOOKS, input_files
 
 SUMMARY_FILE = "metrics/summary.json"
 CLAIMS_FILE = "metrics/claims_detail.json"   # the claims stage (repro/claims/): scorecard, each item's verdicts
 NOT_RUN_STATUS = "not run in this configuration"
-#: the RA variants of the claims stage, as the scorecard names them
-RA_NAMES = {"pgd20": "PGD-20", "aa": "AutoAttack-grade"}
+#: the RA variants of the claims stage, as the scorecard names them (``aa``: the members and settings that ran,
+#: figlib.aa_label, e.g. "AutoAttack, cut (APGD-CE + APGD-T; 10 it., 3 targets)")
+RA_NAMES = {"pgd20": "PGD-20", "aa": aa_label()}
 
 e = html.escape
 
