@@ -43,3 +43,8 @@ def _random_smoothing(p: PretrainParams) -> dict:
 
 def learner_kwargs(kind: str, p: PretrainParams) -> dict:
     return PRETRAIN.get(kind)(p)
+
+
+def training_eps(kind: str, p: PretrainParams) -> float | None:
+    """The L-inf radius ``kind`` trains against (None: not adversarial)."""
+    return {"fast_adversarial": p.fgsm_rs.eps, "pgd_adversarial": p.pgd.eps}.get(kind)

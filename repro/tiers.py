@@ -8,7 +8,8 @@ check of a tier's whole path on a CPU rather than a run of its experiments.
 ``--fraction f`` runs a tier at a fraction of its data and epochs: every
 training block's ``epochs`` (and lr milestones) is scaled by ``f`` (at least one
 epoch) and ``data.fraction: f`` keeps the first ``f`` of every class of the
-public datasets (and ``transfer.validation``'s held-out image counts shrink with it).
+public datasets (and the held-out image counts of ``transfer.validation`` and ``pretrain.early_stopping`` shrink
+with it).
 The merged file is checked against the schema's keys and types; dataset names
 are checked by the stages (the real loaders are registered by the data layer).
 """
@@ -35,6 +36,10 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
+#: the blocks that hold out training images (counts ``n``, ``robust_images``), scaled with ``--fraction``
+HELD_OUT = (("transfer", "validation"), ("pretrain", "early_stopping"))
+
+
 def scale(cfg: dict, fraction: float) -> dict:
     """``cfg`` with every training block's epochs and milestones scaled by ``fraction`` (>= 1 epoch;
     >= 2 for adversarial transfer (``transfer.adversarial`` and the ``adversarial`` entries of its ``per_task``
@@ -47,10 +52,11 @@ def scale(cfg: dict, fraction: float) -> dict:
     for adv in [tr.get("adversarial", {}), *(r.get("adversarial") or {} for r in recipes)]:
         if isinstance(adv.get("epochs"), int):
             adv["epochs"] = max(2, adv["epochs"])
-    val = out.get("transfer", {}).get("validation", {})
-    for k in ("n", "robust_images"):  # held-out images: a fraction of the (reduced) training split
-        if isinstance(val.get(k), int) and val[k] > 0:
-            val[k] = max(1, round(val[k] * fraction))
+    for section, block in HELD_OUT:  # held-out images: a fraction of the (reduced) training split
+        val = out.get(section, {}).get(block, {})
+        for k in ("n", "robust_images"):
+            if isinstance(val.get(k), int) and val[k] > 0:
+                val[k] = max(1, round(val[k] * fraction))
     return out
 
 

@@ -527,6 +527,8 @@ def test_small_tier_data_stage_offline_at_a_fraction(tmp_path, monkeypatch):
     tiers.apply("small", fraction=0.5)
     cfg = yaml.safe_load((tmp_path / "params.yaml").read_text())
     cfg["data"].update(downstream=["cifar10"], ood="tiny_imagenet")
+    assert cfg["pretrain"]["early_stopping"]["n"] == 500  # early-stopped FGSM-RS holds out 1,000 source images, halved
+    cfg["pretrain"]["early_stopping"].update(n=2, robust_images=2)  # this test's source has 4 images
     for e in cfg["experiments"].values():
         e.pop("tasks", None)
     assert cfg["transfer"]["validation"]["n"] == 2500  # the official 5,000 held-out images, halved

@@ -20,7 +20,7 @@ def _pretrain(p, out: Path):
     from repro.base import runtime
 
     runtime.seed_everything(p.seed)  # what run_stage does before the stage body
-    model, sa = pretrain(p, W.KIND, out)
+    model, sa, _ = pretrain(p, W.KIND, out)
     return {k: v.clone() for k, v in model.state_dict().items()}, sa
 
 

@@ -211,7 +211,8 @@ def test_data_stage_refuses_more_held_out_images_than_a_task_has(tmp_path, monke
         "data": {"downstream": ["synth_near"], "image_size": 8,
                  "synthetic": {"source_classes": 4, "n_train_source": 40, "n_test_source": 8,
                                "downstream_classes": 4, "n_train_downstream": 40, "n_test_downstream": 8, "n_ood": 8}},
-        "transfer": {"validation": {"how": "last", "n": 40, "robust_images": 0}}}))
+        "transfer": {"validation": {"how": "last", "n": 40, "robust_images": 0}},
+        "pretrain": {"early_stopping": {"how": "none"}}}))  # the 40 source images could not hold out its 300 either
     assert run_stage("data", data_stage.body) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "transfer.validation.n = 40" in err[0] and "'synth_near' has 40 training" in err[0] \

@@ -1,6 +1,7 @@
 """The names the schema allows, one tuple each (pretraining kinds, ticket methods, regimes, schedules, tiers)."""
 
 PRETRAIN_KINDS = ("standard", "fast_adversarial", "pgd_adversarial", "random_smoothing")
+ADVERSARIAL_KINDS = ("fast_adversarial", "pgd_adversarial")  # kinds pretrained against an L-inf attack
 # ticket methods of the experiments: registry method + granularity + where it is drawn
 METHODS = ("omp", "random", "imp", "a_imp", "a_imp_ds", "lmp", "omp_row", "omp_kernel", "omp_channel")
 REGIMES = ("standard", "adversarial", "linear", "mask")

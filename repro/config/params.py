@@ -19,8 +19,9 @@ from .constants import (CHECKPOINTS, LINEAR_BN, LMP_BN, METHODS, PAPERS, PRETRAI
 from .evaluation import EvalParams
 from .experiments import Experiment, RuntimeParams, SegmentParams, SegRecipe, StudyParams, SweepParams  # noqa: F401
 from .names import Names, current, using
-from .sections import (AttackParams, DataParams, ImpParams, LmpParams, ModelParams, PretrainParams,  # noqa: F401
-                       SyntheticParams, TextureParams, TicketParams, TrainParams, TransferParams, ValidationParams)
+from .sections import (AttackParams, DataParams, EarlyStopParams, ImpParams, LmpParams, ModelParams,  # noqa: F401
+                       PretrainParams, SyntheticParams, TextureParams, TicketParams, TrainParams, TransferParams,
+                       ValidationParams)
 from .typed import check, from_dict
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from .constants import (LMP_BN, PRETRAIN_KINDS, RECIPE_NAME, SCHEDULES, TRAIN_REGIMES)
+from .constants import (ADVERSARIAL_KINDS, LMP_BN, PRETRAIN_KINDS, RECIPE_NAME, SCHEDULES, TRAIN_REGIMES)
 from .names import current
 from .typed import check
 
@@ -201,6 +201,8 @@ class PretrainParams:
     bn_mode: Literal["train", "eval"] = "train"
     # kind -> published checkpoint (repro.weights.WEIGHTS) used instead of in-house pretraining
     published: dict[str, str] = field(default_factory=dict)
+    # early stopping of adversarial pretraining on held-out PGD accuracy (DW Sec. 3, Rice et al. 2020)
+    early_stopping: "EarlyStopParams" = field(default_factory=lambda: EarlyStopParams())
 
     def __post_init__(self):
         bad = [k for k in self.kinds if k not in PRETRAIN_KINDS]
@@ -274,6 +276,33 @@ class ValidationParams:
         check(0 <= self.robust_images <= self.n, "robust_images",
               f"{self.robust_images} is outside [0, n={self.n}] (held-out images attacked per epoch)")
         check(self.steps >= 1, "steps", f"{self.steps} must be >= 1 (PGD steps of the validation RA)")
+
+
+@dataclass(frozen=True)
+class EarlyStopParams:
+    """Early stopping of in-house adversarial pretraining (DW Sec. 3: "an early-stopping policy (Rice et al.,
+    2020) ... is adopted" against FAT's catastrophic overfitting). For each kind of ``kinds``: ``n`` source
+    training images are held out (``how``: last | stratified; ``none`` = off), and after every epoch PGD-``steps``
+    (the kind's own training eps, step eps/4, random start) attacks the first ``robust_images`` of them; the
+    weights of the epoch with the best held-out PGD accuracy are kept (ties: the earlier epoch)."""
+
+    kinds: tuple[str, ...] = ("fast_adversarial",)
+    how: Literal["none", "last", "stratified"] = "stratified"
+    n: int = 300
+    robust_images: int = 200
+    steps: int = 10
+
+    def __post_init__(self):
+        bad = [k for k in self.kinds if k not in ADVERSARIAL_KINDS]
+        check(not bad, "kinds", f"{bad[0] if bad else ''!r} is not allowed; allowed: {', '.join(ADVERSARIAL_KINDS)}")
+        if self.how != "none":
+            check(self.n >= 1, "n", f"{self.n} must be >= 1 (held-out source images), or how: none")
+            check(1 <= self.robust_images <= self.n, "robust_images",
+                  f"{self.robust_images} is outside [1, n={self.n}] (held-out images attacked per epoch)")
+        check(self.steps >= 1, "steps", f"{self.steps} must be >= 1 (PGD steps of the held-out accuracy)")
+
+    def applies(self, kind: str) -> bool:
+        return self.how != "none" and kind in self.kinds
 
 
 @dataclass(frozen=True)

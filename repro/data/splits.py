@@ -63,14 +63,15 @@ def validation_split(n: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(n - n_val, dtype=np.int64), np.arange(n - n_val, n, dtype=np.int64)
 
 
-def check_held_out(n: int, total: int, task: str | None = None) -> None:
-    """``transfer.validation.n`` held-out images must leave training images: ``n`` in [1, ``total`` - 1].
-    One check for the data stage (early, naming the task) and the transfer stages (at split time)."""
+def check_held_out(n: int, total: int, task: str | None = None, key: str = "transfer.validation.n") -> None:
+    """``key`` (``transfer.validation.n``, or another count of held-out images such as
+    ``pretrain.early_stopping.n``) must leave training images: ``n`` in [1, ``total`` - 1]. One check for the data
+    stage (early, naming the task) and the stages that split (at split time)."""
     if not 0 < n < total:
         where = f"task {task!r} has {total} training images (after data.fraction)" if task else \
             f"there are {total} training images"
-        raise DataError(f"transfer.validation.n = {n} held-out images, but {where}; allowed: n in [1, {total - 1}] "
-                        "(lower transfer.validation.n, or use more data)")
+        raise DataError(f"{key} = {n} held-out images, but {where}; allowed: n in [1, {total - 1}] "
+                        f"(lower {key}, or use more data)")
 
 
 def held_out(y: np.ndarray, how: str, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -29,8 +29,12 @@ def build_task(p: Params, name: str):
 
 
 def check_validation(p: Params, name: str, n_train: int) -> None:
-    """A downstream task must keep training images beside ``transfer.validation.n`` held-out ones: refused here,
-    before any output is written, not in the transfer stages after pretraining and IMP have run."""
+    """A downstream task must keep training images beside ``transfer.validation.n`` held-out ones, and the source
+    beside ``pretrain.early_stopping.n``: refused here, before any output is written, not in the stages that split
+    after pretraining and IMP have run."""
     v = p.transfer.validation
     if v.how != "none" and name in p.data.downstream:
         check_held_out(v.n, n_train, name)
+    es = p.pretrain.early_stopping  # early-stopped pretraining holds out source images
+    if name == p.data.source and any(es.applies(k) for k in p.pretrain.kinds if k not in p.pretrain.published):
+        check_held_out(es.n, n_train, name, key="pretrain.early_stopping.n")

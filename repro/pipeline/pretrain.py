@@ -1,4 +1,6 @@
-"""Pretraining one kind on the source task (stage ``pretrain@<kind>``), or fetching its published checkpoint."""
+"""Pretraining one kind on the source task (stage ``pretrain@<kind>``), or fetching its published checkpoint.
+Early stopping (``pretrain.early_stopping``, DW Sec. 3 after Rice et al. 2020): the kinds it names hold out source
+training images and keep the weights of the epoch with the best held-out PGD accuracy."""
 from __future__ import annotations
 
 import sys
@@ -9,30 +11,53 @@ from ..base.io import atomic_dir, save_json
 from ..base.runctx import log
 from ..config import Params
 from ..data import make_dataloaders, test_loader
+from ..data.splits import with_held_out
 from ..models import model_from_params
-from ..pretraining import learner_kwargs
-from ..training import train
+from ..pretraining import learner_kwargs, training_eps
+from ..training import HeldOutValidation, train
 from ..training.resume import epoch_checkpoint
 from .inputs import load_into, load_state, load_task, source_model, task_path
 
 
-def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None):
+def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, extra_cbs=()):
+    """Train ``kind`` on the source task. Returns (model, test SA, early-stopping record or None)."""
     task = load_task(p.data.source)
     progress = sys.stdout.isatty() if progress is None else progress  # bars on a terminal, not in logs
     dev = runtime.device(p.device)
     model = source_model(p, task.num_classes, task.mean, task.std)
-    tp = p.pretrain.train
+    pp = p.pretrain
+    tp = pp.train
+    es = pp.early_stopping
+    n_val = es.n if es.applies(kind) else 0
+    cbs = list(extra_cbs)
+    stop = None
+    if n_val:  # Rice et al.: PGD accuracy on held-out source images after every epoch, the best epoch's weights kept
+        task = with_held_out(task, es.how, n_val)
+        r = training_eps(kind, pp)
+        stop = HeldOutValidation(dict(eps=r, alpha=r / 4, steps=es.steps, random_start=True),
+                                 n_robust=es.robust_images, seed=p.seed)
+        cbs.append(stop)
     dls = make_dataloaders(task, bs=tp.batch_size, size=p.data.image_size, seed=p.seed, device=dev,
-                           num_workers=p.data.num_workers, recipe=p.data.recipe)
+                           num_workers=p.data.num_workers, recipe=p.data.recipe, val_from_train=n_val)
     # per-epoch checkpoint outside the outputs (a killed stage resumes; run_stage deletes it on success)
     ckpt = epoch_checkpoint(f"pretrain@{kind}", kind, p, carry_dir=out_dir, inputs=[task_path(p.data.source)])
-    learn = train(dls, model, tp, live_dir=out_dir / "live", progress=progress, extra_cbs=[ckpt],
-                  compile=p.runtime.compile, **learner_kwargs(kind, p.pretrain))
+    learn = train(dls, model, tp, live_dir=out_dir / "live", progress=progress, extra_cbs=[*cbs, ckpt],
+                  compile=p.runtime.compile, **learner_kwargs(kind, pp))
     model = learn.model.cpu()
+    record = None
+    if stop is not None:
+        best = stop.best["best_ra"]
+        model.load_state_dict(best["state"])
+        record = {"how": es.how, "n": n_val, "robust_images": es.robust_images,
+                  "attack": f"PGD-{es.steps}, eps {r * 255:g}/255, step eps/4, random start",
+                  "epoch_kept": best["epoch"], "epochs": len(stop.history), "held_out_ra": best["value"],
+                  "history": stop.history}
+        log(f"pretrain@{kind}", f"early stopping: kept epoch {best['epoch'] + 1} of {len(stop.history)} "
+                                f"(held-out PGD accuracy {best['value']:.3f})")
     loader = test_loader(task, bs=p.evaluation.batch_size, size=p.data.image_size, device="cpu",
                          recipe=p.data.recipe)
     sa = metrics.evaluate(model, loader, progress=False)["accuracy"]
-    return model, sa
+    return model, sa, record
 
 
 def published(p: Params, kind: str, name: str, final) -> None:

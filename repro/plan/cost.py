@@ -18,7 +18,8 @@ training and attacks, then converts them into hours:
   plus one forward pass each for FAB-T, ``aa_queries`` forward passes for Square; priced as if every
   attacked image survived PGD-20 and every earlier member: an upper bound) and the Adv-Acc sweep; ``analysis`` the loss contours; ``segment`` its runs' training
   iterations (whole epochs) and the test-split passes after each epoch, on the segmentation network.
-  Not counted: data generation and decoding, python/fastai start-up, validation passes.
+  Not counted: data generation and decoding, python/fastai start-up, validation passes (except the held-out PGD
+  accuracy of early-stopped pretraining, ``pretrain.early_stopping``, counted as evaluation).
 * GPU-hours at ``--gpu-tflops`` (default 312: the dense bf16 tensor-core peak of an NVIDIA A100,
   the most common datacenter GPU in the papers' time; its dense fp32 peak is 19.5). A peak is a
   lower bound on hours: ResNet training reaches a fraction of it.
@@ -314,10 +315,18 @@ def stage_costs(p: Params) -> dict[str, Cost]:
     # pretraining of every kind not served by a published checkpoint
     pt = p.pretrain
     steps = {"standard": 0, "fast_adversarial": 1, "pgd_adversarial": pt.pgd.steps, "random_smoothing": 0}
+    f = flops_for(p, src.classes)
+
+    def pretraining(kind: str) -> Cost:
+        es = pt.early_stopping
+        n_val = es.n if es.applies(kind) else 0
+        c = training(src.n_train - n_val, pt.train.epochs, f.train, steps[kind], f)
+        if n_val:  # held-out SA on n_val, PGD-`steps` accuracy on robust_images, after every epoch
+            c.eval += pt.train.epochs * (n_val * f.forward + es.robust_images * (es.steps + 1) * f.attack)
+        return c
+
     for kind in pt.kinds:
-        f = flops_for(p, src.classes)
-        out[f"pretrain@{kind}"] = (Cost(1) if kind in (pt.published or {})
-                                   else training(src.n_train, pt.train.epochs, f.train, steps[kind], f))
+        out[f"pretrain@{kind}"] = Cost(1) if kind in (pt.published or {}) else pretraining(kind)
     imp = Cost()
     for run in imp_runs(p):
         imp.add(imp_cost(p, run, sizes))

@@ -1,7 +1,8 @@
 """Stage `pretrain@<kind>`: pretrain on the source task (θ_STD, θ_FAT, θ_AT, random smoothing).
 
 Writes ``runs/pretrain/<kind>/model.pt`` (a plain state_dict with torchvision
-names), ``metrics.json`` (source SA) and DVCLive logs in ``live/``.
+names), ``metrics.json`` (source SA; the kinds of ``pretrain.early_stopping``: the epoch kept and the
+per-epoch held-out PGD accuracy) and DVCLive logs in ``live/``.
 
 When ``pretrain.published`` names a published checkpoint for the kind (``repro.weights``),
 the stage trains nothing: it fetches the file from the weights cache (or its URL), checks
@@ -19,7 +20,7 @@ from ..config import Params
 from ..config.typed import config_hash
 from ..pipeline.pretrain import pretrain, published
 from ..plan import RUNS
-from ..pretraining import PRETRAIN
+from ..pretraining import PRETRAIN, training_eps
 from .common import log, run_stage, stage_item
 
 
@@ -32,10 +33,11 @@ def body_for(kind: str):
         if kind in p.pretrain.published:
             return published(p, kind, p.pretrain.published[kind], final)
         with atomic_dir(final) as out:
-            model, sa = pretrain(p, kind, out)
+            model, sa, stop = pretrain(p, kind, out)
             save_torch(model.state_dict(), out / "model.pt")
-            save_json({"kind": kind, "source_sa": sa,
-                                             "config": config_hash([p.pretrain, p.model, p.data.source, p.seed])}, out / "metrics.json")
+            save_json({"kind": kind, "source_sa": sa, "eps": training_eps(kind, p.pretrain),
+                       **({"early_stopping": stop} if stop else {}),
+                       "config": config_hash([p.pretrain, p.model, p.data.source, p.seed])}, out / "metrics.json")
         log(f"pretrain@{kind}", f"source SA {sa:.3f}")
     return body
 
