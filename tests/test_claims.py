@@ -104,6 +104,8 @@ def test_mostly_mode_tolerates_a_quarter_of_losses():
         rows += [run(AT, "a_imp", "t", "standard", lv, rob), run(STD, "imp", "t", "standard", lv, nat)]
     assert outcome("rt-aimp", rows).outcome == "reproduced"       # 3 wins, 1 loss of 4: "most sparsity ratios"
     rows += [run(AT, "a_imp_ds", "t", "standard", lv, 0.4) for lv in (0.2, 0.4, 0.6)]
+    assert outcome("rt-aimp", rows).outcome == "reproduced"       # DS tickets compare with DS tickets: none yet
+    rows += [run(STD, "imp_ds", "t", "standard", lv, 0.5) for lv in (0.2, 0.4, 0.6)]
     assert outcome("rt-aimp", rows).outcome == "inconclusive"     # 3 wins, 4 losses: signs disagree
 
 

@@ -60,11 +60,11 @@ compared("rt-structured", "RT", "Sec. III-B", "Fig. 3",
 
 compared("rt-aimp", "RT", "Sec. III-B", "Fig. 4",
          "generally the two robust tickets outperform the natural ones across most sparsity ratios",
-         "A-IMP tickets of θ_AT, upstream (a_imp) and downstream (a_imp_ds), against IMP tickets of θ_STD, whole-model "
-         "fine-tuning, full data, SA, every level > 0 and task; difference of means per cell; mode mostly (a quarter "
-         "of the cells may go the other way).",
+         "A-IMP tickets of θ_AT against IMP tickets of θ_STD drawn where they were, upstream (a_imp vs imp) and "
+         "downstream (a_imp_ds vs imp_ds), whole-model fine-tuning, full data, SA, every level > 0 and task; "
+         "difference of means per cell; mode mostly (a quarter of the cells may go the other way).",
          items=("rt-fig4",),
-         pairs=[((AT, 'a_imp'), (STD, 'imp')), ((AT, 'a_imp_ds'), (STD, 'imp'))],
+         pairs=[((AT, 'a_imp'), (STD, 'imp')), ((AT, 'a_imp_ds'), (STD, 'imp_ds'))],
          on=[('standard', 'sa')], mode="mostly", what="A-IMP and IMP tickets")
 
 

@@ -3,7 +3,8 @@
 PRETRAIN_KINDS = ("standard", "fast_adversarial", "pgd_adversarial", "random_smoothing")
 ADVERSARIAL_KINDS = ("fast_adversarial", "pgd_adversarial")  # kinds pretrained against an L-inf attack
 # ticket methods of the experiments: registry method + granularity + where it is drawn
-METHODS = ("omp", "random", "imp", "a_imp", "a_imp_ds", "lmp", "omp_row", "omp_kernel", "omp_channel")
+METHODS = ("omp", "random", "imp", "a_imp", "imp_ds", "a_imp_ds", "lmp", "omp_row", "omp_kernel", "omp_channel")
+DS_METHODS = ("imp_ds", "a_imp_ds")  # IMP / A-IMP drawn on the downstream task (RT Fig. 4's DS tickets)
 REGIMES = ("standard", "adversarial", "linear", "mask")
 LMP_BN = ("train", "frozen")  # tickets.lmp.bn: BatchNorm statistics while LMP scores train
 LINEAR_BN = ("recalibrate", "frozen")  # transfer.linear_bn: the frozen backbone's BatchNorm statistics

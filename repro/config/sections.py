@@ -226,6 +226,10 @@ class ImpParams:
     rate: float = 0.2
     max_rounds: int = 10
     retrain: TrainParams = field(default_factory=lambda: TrainParams(epochs=1, lr=0.01, schedule="constant"))
+    # the downstream (DS) IMP / A-IMP recipe (imp_ds, a_imp_ds): the retraining of every round on the downstream
+    # task, with a fresh head, on its training images minus transfer.validation's held-out ones (RT states none)
+    retrain_ds: TrainParams = field(default_factory=lambda: TrainParams(epochs=2, lr=0.01, schedule="constant",
+                                                                        batch_size=64))
     # A-IMP: PGD-3 with DW Sec. A1's alpha 2/255 (the official code's step is 16/(3*255): set alpha 16/765)
     attack: AttackParams = field(default_factory=lambda: AttackParams("pgd", 8 / 255, 2 / 255, 3))
 

@@ -1,5 +1,10 @@
 """IMP and A-IMP runs (stage ``imp``; DW Sec. 3, RT's A-IMP): every round of one (kind, retraining, task) run,
-and the retraining between rounds (fastai training with the mask enforced)."""
+and the retraining between rounds (fastai training with the mask enforced).
+
+Upstream (US, on the source task) the rounds retrain with ``tickets.imp.retrain`` (DW's ImageNet IMP recipe).
+Downstream (DS: ``imp_ds``, ``a_imp_ds``; RT Fig. 4) the network is the pretrained backbone with a fresh head for
+the task, and the rounds retrain with the named downstream recipe ``tickets.imp.retrain_ds`` on the task's training
+images minus those ``transfer.validation`` holds out (never trained on before they validate a transfer run)."""
 from __future__ import annotations
 
 from ..attacks import attack_from_config
@@ -8,6 +13,7 @@ from ..base.io import atomic_dir, save_json
 from ..base.runctx import log
 from ..config import Params
 from ..data import make_dataloaders
+from ..data.splits import with_held_out
 from ..models import set_normalization
 from ..plan import imp_dir
 from ..tickets import PruneContext, run_imp
@@ -16,18 +22,32 @@ from ..training import train
 from .inputs import ticket_base
 
 
-def imp_retrainer(p: Params, task, adversarial: bool, seed: int):
-    """The ``retrain(model, mask)`` of IMP: fastai training with the mask enforced."""
+def held_out_ds(p: Params, task):
+    """(task, held-out count): a downstream task with ``transfer.validation``'s held-out images moved to the end of
+    its training split, and how many they are (0: none held out), so DS IMP never trains on them."""
+    v = p.transfer.validation
+    if v.how == "none":
+        return task, 0
+    return with_held_out(task, v.how, v.n), v.n
+
+
+def imp_retrainer(p: Params, task, adversarial: bool, seed: int, downstream: bool = False):
+    """The ``retrain(model, mask)`` of IMP: fastai training with the mask enforced; ``downstream``: the DS recipe
+    (``tickets.imp.retrain_ds``) on the task's training images minus the held-out ones."""
     ip = p.tickets.imp
+    cfg = ip.retrain_ds if downstream else ip.retrain
     dev = runtime.device(p.device)
     attack = attack_from_config("pgd", **ip.attack.kwargs()) if adversarial else None
+    n_val = 0
+    if downstream:
+        task, n_val = held_out_ds(p, task)
     state = {"round": 0}
 
     def retrain(model, mask: Mask) -> None:
         state["round"] += 1
-        dls = make_dataloaders(task, bs=ip.retrain.batch_size, size=p.data.image_size, seed=seed + state["round"],
-                               device=dev, num_workers=p.data.num_workers, recipe=p.data.recipe)
-        train(dls, model, ip.retrain, mask=mask, attack=attack, attack_bn_mode=p.transfer.bn_mode,
+        dls = make_dataloaders(task, bs=cfg.batch_size, size=p.data.image_size, seed=seed + state["round"],
+                               device=dev, num_workers=p.data.num_workers, recipe=p.data.recipe, val_from_train=n_val)
+        train(dls, model, cfg, mask=mask, attack=attack, attack_bn_mode=p.transfer.bn_mode,
               progress=False, compile=p.runtime.compile)
         model.cpu()
 
@@ -63,6 +83,6 @@ def run_one(p: Params, kind: str, retrain: str, task_name: str | None) -> None:
             log(stage, f"round {k}: sparsity {mask.sparsity:.4f}")
 
         ctx = PruneContext(seed=p.seed, rate=ip.rate, on_round=on_round,
-                           retrain=imp_retrainer(p, task, retrain == "adversarial", p.seed))
+                           retrain=imp_retrainer(p, task, retrain == "adversarial", p.seed, task_name is not None))
         masks = run_imp(model, target, ctx)
         save_json({str(k): m.sparsity for k, m in enumerate(masks, start=1)}, out / "levels.json")

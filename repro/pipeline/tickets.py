@@ -4,7 +4,7 @@ for a level off the 1 - 0.8^k grid."""
 from __future__ import annotations
 
 from ..config import Params
-from ..plan import imp_dir, imp_round_of
+from ..plan import IMP_METHODS, imp_dir, imp_round_of
 from ..tickets import PruneContext, draw_ticket
 from ..tickets.imp import continue_imp
 from ..tickets.mask import Mask
@@ -14,7 +14,7 @@ ONE_SHOT = {"omp": ("omp", "unstructured"), "random": ("random", "unstructured")
             "omp_row": ("omp", "row"), "omp_kernel": ("omp", "kernel"), "omp_channel": ("omp", "channel")}
 
 
-IMP_RUN = {"imp": "standard", "a_imp": "adversarial", "a_imp_ds": "adversarial"}
+IMP_RUN = {m: retrain for m, (retrain, _) in IMP_METHODS.items()}
 
 
 def imp_ticket(p: Params, kind: str, method: str, task_name: str | None, sparsity: float) -> Mask:
@@ -32,11 +32,14 @@ def imp_ticket(p: Params, kind: str, method: str, task_name: str | None, sparsit
     task, model = ticket_base(p, kind, task_name)
     start = Mask.load(run / f"level_{lower[-1]}" / "mask.pt") if lower else None
     ctx = PruneContext(seed=p.seed, rate=ip.rate,
-                       retrain=imp_retrainer(p, task, IMP_RUN[method] == "adversarial", p.seed + 1000))
+                       retrain=imp_retrainer(p, task, IMP_RUN[method] == "adversarial", p.seed + 1000,
+                                             task_name is not None))
     return continue_imp(model, start, sparsity, ctx)
 
 
 def draw(p: Params, kind: str, method: str, task_name: str | None, sparsity: float) -> Mask:
+    """The ticket of (kind, method) at ``sparsity``; ``task_name``: the downstream task of a DS method (``imp_ds``,
+    ``a_imp_ds``)."""
     if method in ONE_SHOT:
         name, granularity = ONE_SHOT[method]
         _, model = pretrained_source_model(p, kind)

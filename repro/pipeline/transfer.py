@@ -12,6 +12,7 @@ from ..attacks import attack_from_config
 from ..base import runtime
 from ..base.io import atomic_dir, save_json, save_torch
 from ..config import Params
+from ..config.constants import DS_METHODS
 from ..config.params import SELECT_REGIMES
 from ..config.typed import config_hash
 from ..data import make_dataloaders
@@ -57,6 +58,8 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
             out_final: Path | None = None, stage: str | None = None) -> Path:
     """Fine-tune one run; the ticket comes from the tickets stage unless ``mask`` is given.
 
+    Held-out images are never trained on: the standard, adversarial and linear runs select checkpoints on them,
+    LMP (``mask``) runs validate on them (fastai's per-epoch validation, ``history.csv``) and keep their last mask.
     Runs of more than one epoch keep a per-epoch checkpoint under ``.cache/repro/ckpt/<stage>/``
     (deleted once the run folder is in place): a killed stage resumes them bit-identically."""
     out_final = out_final or RUNS / "transfer" / level_name(sparsity) / spec.name
@@ -68,13 +71,13 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
     model = downstream_model(p, spec.kind, task)
     if mask is None and spec.method not in (DENSE, "lmp"):
         mask = Mask.load(ticket_path(sparsity, spec.kind, spec.method,
-                                     spec.task if spec.method == "a_imp_ds" else None))
+                                     spec.task if spec.method in DS_METHODS else None))
     # the experiment's named recipe (transfer.recipes, e.g. RT's fine-tuning), else the task's own
     # (transfer.per_task, e.g. DW's SVHN adversarial recipe), else the regime's
     regime_cfg = (p.tickets.lmp.train if spec.regime == "mask"
                   else p.transfer.recipe(spec.regime, spec.task, spec.recipe))
     v = p.transfer.validation
-    n_val = v.n if v.how != "none" and spec.regime in SELECT_REGIMES else 0
+    n_val = v.n if v.how != "none" and spec.regime in (*SELECT_REGIMES, "mask") else 0
     if n_val:
         key = (spec.task, v.how, n_val)
         if key not in tasks:
@@ -86,7 +89,7 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
     kwargs: dict = {"mask": mask}
     extra = []
     val_cb = None
-    if n_val:
+    if n_val and spec.regime in SELECT_REGIMES:
         a = p.evaluation.attack
         val_cb = HeldOutValidation(dict(eps=a.eps, alpha=a.alpha, steps=v.steps, random_start=a.random_start),
                                    n_robust=v.robust_images, seed=spec.seed)
@@ -129,7 +132,7 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
         save_json({
             "kind": spec.kind, "method": spec.method, "task": spec.task, "regime": spec.regime,
             **({"recipe": spec.recipe} if spec.recipe else {}),
-            "fraction": spec.fraction, "seed": spec.seed, "level": sparsity,
+            "fraction": spec.fraction, "seed": spec.seed, "level": sparsity, "held_out": n_val,
             "measured_sparsity": 0.0 if mask is None else mask.sparsity,
             "n_train": len(dls.train_ds), "config": config_hash([regime_cfg, p.transfer.attack, p.model, *([v, p.evaluation.attack] if n_val else [])]),
             "checkpoints": ["last", *(sorted(val_cb.best) if val_cb is not None else [])]}, out / "spec.json")

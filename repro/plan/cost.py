@@ -241,12 +241,16 @@ def task_sizes(p: Params) -> dict[str, TaskSize]:
 
 
 def imp_cost(p: Params, run: tuple, sizes: dict) -> Cost:
-    """One IMP run (kind, retraining, task or None = the source): ``max_rounds`` retrainings."""
-    kind, retrain, task = run
+    """One IMP run (kind, retraining, task or None = the source): ``max_rounds`` retrainings; a downstream run (DS)
+    retrains with ``tickets.imp.retrain_ds`` on the task's images minus ``transfer.validation``'s held-out ones."""
+    _kind, retrain, task = run[:3]
     ip = p.tickets.imp
+    v = p.transfer.validation
     t = sizes[task] if task else sizes[p.data.source]
     f = flops_for(p, t.classes)
-    c = training(t.n_train, ip.retrain.epochs, f.train, ip.attack.steps if retrain == "adversarial" else 0, f)
+    cfg = ip.retrain_ds if task else ip.retrain
+    n = t.n_train - (v.n if task and v.how != "none" else 0)
+    c = training(n, cfg.epochs, f.train, ip.attack.steps if retrain == "adversarial" else 0, f)
     return Cost(1, c.train * ip.max_rounds, c.attack * ip.max_rounds)
 
 

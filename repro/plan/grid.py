@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Experiment, Params
+from ..config.constants import DS_METHODS
 
 RUNS = Path("runs")
 DENSE = "dense"
 IMP_GRID_TOL = 5e-4
+#: the IMP run behind each IMP-family ticket method: its retraining and whether it runs downstream (DS)
+IMP_METHODS = {"imp": ("standard", False), "a_imp": ("adversarial", False),
+               "imp_ds": ("standard", True), "a_imp_ds": ("adversarial", True)}
 
 
 @dataclass(frozen=True, order=True)
@@ -136,7 +140,7 @@ def tickets_for_level(p: Params, sparsity: float) -> list[tuple[str, str, str | 
     for r in runs_for_level(p, sparsity):
         if r.method in (DENSE, "lmp"):
             continue
-        out.add((r.kind, r.method, r.task if r.method == "a_imp_ds" else None))
+        out.add((r.kind, r.method, r.task if r.method in DS_METHODS else None))
     return sorted(out, key=lambda t: (t[0], t[1], t[2] or ""))
 
 
@@ -155,20 +159,19 @@ def seg_runs(p: Params) -> list[tuple[str, str, float]]:
 
 
 def imp_runs(p: Params) -> list[tuple[str, str, str | None]]:
-    """(kind, retraining, task-or-None) of every IMP run the experiments need."""
+    """(kind, retraining, task-or-None) of every IMP run the experiments need: upstream (US, task None) or
+    downstream (DS: ``imp_ds``, ``a_imp_ds``)."""
     need = set()
     for e in p.experiments.values():
         for kind, method in e.pairs:
-            if method == "imp":
-                need.add((kind, "standard", None))
-            elif method == "a_imp":
-                need.add((kind, "adversarial", None))
-            elif method == "a_imp_ds":
-                for t in e.tasks or p.data.downstream:
-                    need.add((kind, "adversarial", t))
+            if method not in IMP_METHODS:
+                continue
+            retrain, ds = IMP_METHODS[method]
+            for t in e.tasks or p.data.downstream:
+                need.add((kind, retrain, t if ds else None))
     if p.study.method in ("imp", "a_imp"):  # the study draws its ticket for every kind
         for kind in p.pretrain.kinds:
-            need.add((kind, "standard" if p.study.method == "imp" else "adversarial", None))
+            need.add((kind, IMP_METHODS[p.study.method][0], None))
     return sorted(need, key=lambda t: (t[0], t[1], t[2] or ""))
 
 

@@ -2,7 +2,11 @@
 
 * ``<kind>-standard-us``: IMP with standard retraining on the source task (m^ST);
 * ``<kind>-adversarial-us``: A-IMP, PGD-3 retraining on the source task (m^AT, US);
+* ``<kind>-standard-ds-<task>``: IMP on a downstream task (DS, ``imp_ds``: RT Fig. 4's natural DS tickets);
 * ``<kind>-adversarial-ds-<task>``: A-IMP on a downstream task (DS).
+
+DS runs retrain with the downstream recipe ``tickets.imp.retrain_ds`` on the task's training images minus
+``transfer.validation``'s held-out ones.
 
 Each round k is saved as ``runs/imp/<run>/level_<k>/mask.pt`` with its
 ``sparsity_report.json``; the rounds run up to ``tickets.imp.max_rounds``

@@ -1,7 +1,7 @@
 """Stage `tickets@<level>`: every mask a sparsity level needs, as ``runs/tickets/<level>/<kind>-<method>/mask.pt``.
 
 * ``omp``, ``random``, ``omp_row|kernel|channel``: drawn from the pretrained weights;
-* ``imp``, ``a_imp``, ``a_imp_ds``: the IMP round at this sparsity (1 - 0.8^k) from
+* ``imp``, ``a_imp``, ``imp_ds``, ``a_imp_ds``: the IMP round at this sparsity (1 - 0.8^k) from
   the `imp` stage; a level off that grid continues IMP from the nearest lower
   round with one partial round (retrain, prune to exactly the level, rewind).
 LMP masks are task-specific and learned in the transfer stage.
