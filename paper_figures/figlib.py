@@ -316,8 +316,35 @@ def curve(cur: pd.DataFrame, kind: str, method: str, task: str, regime: str, fra
         "n": rows.n_seeds.to_numpy(int),
         # the checkpoint the numbers come from (evaluation.select; curves.csv of older runs: the last epoch)
         "checkpoint": rows["checkpoint"].fillna("last").astype(str).to_numpy() if "checkpoint" in rows else "last",
+        # the pretraining eps of the runs' model (adversarially pretrained kinds; RT: the eps chosen per task)
+        "eps": rows["eps"].fillna("").astype(str).to_numpy() if "eps" in rows else "",
     }).sort_values("level", kind="stable").reset_index(drop=True)
     return out
+
+
+def eps_note(datas: Iterable[pd.DataFrame], kinds: Sequence[str]) -> str:
+    """'θ_AT at ε 1/255' for the PGD-pretrained kind among one panel's curves (their ``eps``), '' if none."""
+    out = []
+    for kind, d in zip(kinds, datas):
+        eps = sorted({str(e) for e in d.get("eps", []) if str(e) not in ("", "nan")})
+        if eps and kind == "pgd_adversarial":
+            out.append(f"{kind_label(kind).split(' (')[0]} at ε {'/'.join(eps)}")
+    return "; ".join(dict.fromkeys(out))
+
+
+def eps_line(cur: pd.DataFrame, kind: str = "pgd_adversarial") -> str:
+    """One line naming the pretraining ε of ``kind`` per task and regime in ``cur`` (RT: chosen per task on held-out
+    images, stage select_eps); '' when the curves carry no ε."""
+    if "eps" not in cur.columns:
+        return ""
+    sel = cur[(cur.kind == kind) & cur.eps.notna() & cur.eps.astype(str).ne("")]
+    if sel.empty:
+        return ""
+    parts = []
+    for t in task_order(sel.task):
+        by = sel[sel.task == t].groupby("regime").eps.agg(lambda e: "/".join(sorted(set(map(str, e)))))
+        parts.append(f"{task_label(t)} " + ", ".join(f"{e} ({r})" for r, e in by.items()))
+    return f"{kind_label(kind).split(' (')[0]} ε per task: " + "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- notes for the report
@@ -419,7 +446,7 @@ def draw_curve(ax, x, d: pd.DataFrame, kind: str, method: str, scale: float, lab
 
 def curve_grid(cur: pd.DataFrame, rows: Sequence[dict], cols: Sequence[dict], series: Sequence[dict],
                title: str, tier: str, item: str = "", source: str | None = None,
-               panel_size: tuple[float, float] = (3.4, 2.6)):
+               panel_size: tuple[float, float] = (3.4, 2.6), show_eps: bool = False):
     """A grid of metric-vs-sparsity panels.
 
     Each panel is ``{**row, **col}``: it must give ``task``, ``regime`` and ``metric`` (``fraction``
@@ -469,6 +496,9 @@ def curve_grid(cur: pd.DataFrame, rows: Sequence[dict], cols: Sequence[dict], se
                 line = draw_curve(ax, [pos[lv] + dx for lv in d.level], d, s["kind"], method, scale, label)
                 handles.setdefault(label, line)
             level_axis(ax, levels)
+            # the PGD-pretrained model's eps in this panel (Robust Tickets: chosen per task, stage select_eps)
+            note_eps = eps_note([data[(i, j, k)] for k in range(len(series)) if (i, j, k) in data],
+                                [s["kind"] for k, s in enumerate(series) if (i, j, k) in data]) if show_eps else ""
             if i == len(rows) - 1:
                 ax.set_xlabel("sparsity (%)")
             if "metric" in r:           # one metric per row: label the row once
@@ -476,9 +506,11 @@ def curve_grid(cur: pd.DataFrame, rows: Sequence[dict], cols: Sequence[dict], se
                     ax.set_ylabel(r.get("label") or
                                   f"{METRIC_LABELS[r['metric']]}\n{REGIME_LABELS.get(r['regime'], r['regime'])}")
             else:                       # metric per column: every panel carries its unit
-                ax.set_ylabel((f"{r['label']}\n" if j == 0 and r.get("label") else "") + METRIC_LABELS[p["metric"]])
-            if i == 0:
-                ax.set_title(c.get("title") or _col_title(p))
+                ax.set_ylabel((f"{r['label']}\n" if j == 0 and r.get("label") else "")
+                              + (f"{note_eps}\n" if j == 0 and note_eps and "task" in r else "")
+                              + METRIC_LABELS[p["metric"]])
+            if i == 0 or (note_eps and "task" in c):  # a task per column: every panel names its eps
+                ax.set_title((c.get("title") or _col_title(p)) + (f"\n{note_eps}" if note_eps and "task" in c else ""))
     if n_seeds == [1]:
         stats = "one seed per point (no std band)"
     else:

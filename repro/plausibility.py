@@ -49,10 +49,13 @@ def read_train_losses(history_csv: Path) -> list[float]:
 
 
 def run_label(r: dict) -> str:
-    """``<kind>-<method>/<task>/<regime>[-<recipe>]-f<fraction>-seed<s>@<level>``: one evaluated run in lists and
-    logs, named like its run folder (a named recipe, ``transfer.recipes``, is part of it)."""
+    """``<kind>[-<source>]-<method>/<task>/<regime>[-<recipe>]-f<fraction>-seed<s>@<level>``: one evaluated run in
+    lists and logs, named like its run folder (a named recipe, ``transfer.recipes``, and an ε-grid model of RT's
+    per-task ε, ``source``, are part of it)."""
     recipe = f"-{r['recipe']}" if r.get("recipe") else ""
-    return "{kind}-{method}/{task}/{regime}".format(**r) + recipe + "-f{fraction:g}-seed{seed}@{level}".format(**r)
+    source = f"-{r['source']}" if r.get("source") else ""
+    return "{kind}".format(**r) + source + "-{method}/{task}/{regime}".format(**r) + recipe + \
+        "-f{fraction:g}-seed{seed}@{level}".format(**r)
 
 
 def check_learned(train_losses: Sequence[float], sa: float, y_test: np.ndarray, num_classes: int,

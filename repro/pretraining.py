@@ -8,6 +8,7 @@ registry of the real tiers; this module covers in-house pretraining.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from .attacks import attack_from_config
@@ -43,6 +44,12 @@ def _random_smoothing(p: PretrainParams) -> dict:
 
 def learner_kwargs(kind: str, p: PretrainParams) -> dict:
     return PRETRAIN.get(kind)(p)
+
+
+def at_eps(p: PretrainParams, eps: float) -> PretrainParams:
+    """The pretraining params of a PGD model at radius ``eps`` (``pretrain.eps_grid``): same steps, the step size
+    scaled with the radius (alpha/eps kept, a choice: Salman et al.'s models keep their step-to-radius ratio too)."""
+    return replace(p, pgd=replace(p.pgd, eps=eps, alpha=p.pgd.alpha * eps / p.pgd.eps if p.pgd.eps else p.pgd.alpha))
 
 
 def training_eps(kind: str, p: PretrainParams) -> float | None:

@@ -18,7 +18,8 @@ from .weights import WEIGHTS
 def names() -> Names:
     return Names(archs=tuple(ARCHS.names()), datasets=(*DATASETS.names(), *PUBLIC_DATASETS.names()),
                  seg_datasets=tuple(SEG_DATASETS.names()),
-                 weights={n: WEIGHTS.get(n).kind for n in WEIGHTS.names()})
+                 weights={n: WEIGHTS.get(n).kind for n in WEIGHTS.names()},
+                 weights_eps={n: (w.kind, w.arch, w.eps) for n in WEIGHTS.names() if (w := WEIGHTS.get(n)).eps})
 
 
 def params_from(raw: dict) -> Params:

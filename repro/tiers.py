@@ -8,8 +8,8 @@ check of a tier's whole path on a CPU rather than a run of its experiments.
 ``--fraction f`` runs a tier at a fraction of its data and epochs: every
 training block's ``epochs`` (and lr milestones) is scaled by ``f`` (at least one
 epoch) and ``data.fraction: f`` keeps the first ``f`` of every class of the
-public datasets (and the held-out image counts of ``transfer.validation`` and ``pretrain.early_stopping`` shrink
-with it).
+public datasets (and the held-out image counts of ``transfer.validation``, ``pretrain.early_stopping`` and
+``pretrain.eps_select`` shrink with it).
 The merged file is checked against the schema's keys and types; dataset names
 are checked by the stages (the real loaders are registered by the data layer).
 """
@@ -37,7 +37,7 @@ def merge(base: dict, over: dict) -> dict:
 
 
 #: the blocks that hold out training images (counts ``n``, ``robust_images``), scaled with ``--fraction``
-HELD_OUT = (("transfer", "validation"), ("pretrain", "early_stopping"))
+HELD_OUT = (("transfer", "validation"), ("pretrain", "early_stopping"), ("pretrain", "eps_select"))
 
 
 def scale(cfg: dict, fraction: float) -> dict:

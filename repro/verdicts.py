@@ -15,6 +15,10 @@ Both verdicts are always computed and reported; ``double_win`` is the chosen one
 carries ``recipe`` in its metrics; runs without it have the regime's own recipe (``""``). Groups never mix
 recipes (:func:`aggregate`); one paper's claims and figures read its view (:func:`paper_view`): in each
 regime, the runs of the recipe its experiments name there (``Params.recipe_tags``).
+
+**Sources.** A run transferred from an ε-grid model (Robust Tickets' per-task ε, ``pretrain.eps_grid``) carries
+``source`` (``eps<e>``) and ``eps``; groups never mix sources either, and a paper's view takes, per (kind, task,
+regime), the source its experiments use (DW: always the kind's own, ""; RT: the ε ``select_eps`` chose).
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ METRICS = ("sa", "ra", "ra_aa", "ece", "nll", "ood_auroc", "transfer_attack_acc"
 GROUP = ("kind", "method", "task", "regime", "fraction", "level")
 #: the metrics key of a run's named recipe ("" or absent: the regime's own); aggregated groups are GROUP + recipe
 RECIPE = "recipe"
+#: the metrics key of a run's pretrained model ("" or absent: the kind's own; "eps<e>": an ε-grid model)
+SOURCE = "source"
 #: ``evaluation.verdict_ra`` -> the per-run metric of the RA criterion
 VERDICT_RA = {"pgd20": "ra", "aa": "ra_aa"}
 
@@ -48,15 +54,24 @@ def recipe_of(row: dict) -> str:
     return row.get(RECIPE) or ""
 
 
+def source_of(row: dict) -> str:
+    """The pretrained model a run (or group) was transferred from: "" = its kind's own, else an ε-grid model."""
+    return row.get(SOURCE) or ""
+
+
 def group_key(row: dict) -> tuple:
-    """(kind, method, task, regime, fraction, level, recipe): the runs one aggregated row averages."""
-    return (*(row[k] for k in GROUP), recipe_of(row))
+    """(kind, method, task, regime, fraction, level, recipe, source): the runs one aggregated row averages."""
+    return (*(row[k] for k in GROUP), recipe_of(row), source_of(row))
 
 
-def paper_view(rows: Iterable[dict], tags: dict[str, str]) -> list[dict]:
+def paper_view(rows: Iterable[dict], tags: dict[str, str], sources: dict | None = None) -> list[dict]:
     """The rows (runs or groups) one paper reads: per regime, those of the recipe ``tags`` gives it ('' if absent),
-    so its groups are unique per GROUP key (``tags``: ``Params.recipe_tags(paper)``)."""
-    return [r for r in rows if recipe_of(r) == tags.get(r["regime"], "")]
+    and per (kind, task, regime) those of the source ``sources`` gives it ('' if absent: the kind's own model), so
+    its groups are unique per GROUP key (``tags``: ``Params.recipe_tags(paper)``; ``sources``: RT's chosen ε,
+    ``repro.pipeline.results.rt_sources``)."""
+    sources = sources or {}
+    return [r for r in rows if recipe_of(r) == tags.get(r["regime"], "")
+            and source_of(r) == sources.get((r["kind"], r["task"], r["regime"]), "")]
 
 
 def aggregate(rows: Iterable[dict]) -> list[dict]:
@@ -69,8 +84,13 @@ def aggregate(rows: Iterable[dict]) -> list[dict]:
     out = []
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         row = dict(zip(GROUP, key))
+        if key[-2]:
+            row[RECIPE] = key[-2]
         if key[-1]:
-            row[RECIPE] = key[-1]
+            row[SOURCE] = key[-1]
+        eps = {r["eps"] for r in rs if r.get("eps")}
+        if eps:  # the pretraining radius of the runs' model (one per source)
+            row["eps"] = "+".join(sorted(eps))
         row["n_seeds"] = len(rs)
         row["learned"] = all(r.get("learned", True) for r in rs)  # every seed learned (repro.plausibility)
         for m in METRICS:

@@ -44,6 +44,25 @@ def train_tiny(seed: int = 0, n_train: int = 1024, epochs: int = 3) -> nn.Module
     return model.eval()
 
 
+def write_own_eps_choice(p, ws) -> None:
+    """``ws/metrics/eps.json`` as stage select_eps writes it (``repro.plan.load_choice`` reads it back), every task
+    and regime of RT keeping pgd_adversarial's own eps: for tests that run a later stage on the committed params
+    without running select_eps first."""
+    import json
+    from pathlib import Path
+
+    from repro.config.constants import eps_label
+    from repro.plan import candidates, selection_keys
+
+    labels = [eps_label(e) for _, e in candidates(p)]
+    doc = {"kind": "pgd_adversarial", "own": labels[0], "candidates": labels, "tasks": {}}
+    for t, r in selection_keys(p):
+        doc["tasks"].setdefault(t, {})[r] = {"eps": labels[0], "source": "", "checkpoint": "last", "n_held_out": 1,
+                                             "held_out_sa": {e: 0.5 for e in labels}, "epoch": {e: 0 for e in labels}}
+    (Path(ws) / "metrics").mkdir(exist_ok=True)
+    (Path(ws) / "metrics" / "eps.json").write_text(json.dumps(doc))
+
+
 @contextlib.contextmanager
 def one_thread():
     """Tiny convolutions are much slower with 2 OpenMP threads on a shared 2-core box; restore afterwards."""

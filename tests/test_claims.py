@@ -330,6 +330,13 @@ def test_report_scorecard_equals_the_claims_file(tmp_path):
     assert "rt-linear" in item and "reproduced" in item
 
 
+def _own_eps_choice(ws):
+    from helpers import write_own_eps_choice
+    from repro.registries import load
+
+    write_own_eps_choice(load(ws / "params.yaml"), ws)
+
+
 def test_stage_writes_the_metric_and_the_detail_file(tmp_path, monkeypatch, capsys):
     """`python -m repro.stages.claims` on evaluated runs: metrics/claims.json (the DVC metric) and
     metrics/claims_detail.json hold the same counts, which are the claims' outcomes; no runs -> exit 2."""
@@ -338,6 +345,7 @@ def test_stage_writes_the_metric_and_the_detail_file(tmp_path, monkeypatch, caps
     from repro.stages import claims as stage
 
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    _own_eps_choice(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert stage.main() == 2 and "no evaluated runs under 'runs/eval'" in capsys.readouterr().err
     rows = omp_grid(0.60, 0.40) + omp_grid(0.40, 0.60, regime="standard")
@@ -466,11 +474,11 @@ def test_stage_reads_the_segment_stage_runs(tmp_path, monkeypatch):
     assert rows[0] == {"kind": AT, "method": "omp", "task": "synth_seg", "regime": "segmentation", "fraction": 1.0,
                        "level": 0.488, "seed": 0, "miou": 0.60, "pixel_acc": 0.9}
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    _own_eps_choice(tmp_path)
     monkeypatch.chdir(tmp_path)
     d = tmp_path / "runs" / "eval" / "s0.488" / "x"
     d.mkdir(parents=True)
     (d / "metrics.json").write_text(json.dumps(run(AT, "omp", "t", "linear", 0.488, 0.5)))
-    (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "segment.json").write_text(json.dumps({"task": "synth_seg", "runs": runs}))
     assert stage.main() == 0
     seg = json.loads((tmp_path / "metrics" / "claims_detail.json").read_text())["claims"]["rt-segmentation"]

@@ -29,8 +29,8 @@ def test_imp_ds_is_an_imp_run_on_the_downstream_task_and_a_ticket_of_rt_fig4():
     p = params_from(raw)
     pairs = {tuple(x) for x in p.experiments["rt_aimp"].pairs}
     assert {("standard", "imp_ds"), ("pgd_adversarial", "imp_ds"), ("pgd_adversarial", "a_imp_ds")} <= pairs
-    assert ("standard", "standard", "synth_far") in imp_runs(p)  # IMP with standard retraining, downstream
-    assert ("standard", "imp_ds", "synth_far") in tickets_for_level(p, 0.488)
+    assert ("standard", "standard", "synth_far", "") in imp_runs(p)  # IMP with standard retraining, downstream
+    assert ("standard", "imp_ds", "synth_far", "") in tickets_for_level(p, 0.488)
     assert str(imp_dir("standard", "standard", "synth_far")) == "runs/imp/standard-standard-ds-synth_far"
     # refused where it cannot run: the ticket method must be known
     with pytest.raises(Exception, match="imp_dss"):

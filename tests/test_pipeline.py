@@ -93,9 +93,12 @@ def test_tier_resolves_into_a_dag_offline(tmp_path, tier):
 
 #: stage family -> the families that read its outputs (docs/ARCHITECTURE.md, Pipeline), written out by hand
 FAMILY_EDGES = {
-    "data": ["pretrain", "imp", "reference", "tickets", "transfer_dense", "transfer", "evaluate_dense", "evaluate",
-             "analysis", "study"],
-    "pretrain": ["imp", "tickets", "transfer_dense", "transfer", "study"],
+    "data": ["pretrain", "pretrain_eps", "select_eps", "imp", "reference", "tickets", "transfer_dense", "transfer",
+             "evaluate_dense", "evaluate", "analysis", "study"],
+    "pretrain": ["select_eps", "imp", "tickets", "transfer_dense", "transfer", "study"],
+    # RT's per-task eps (issue 26 point 1): the eps-grid models, then the choice every stage from imp on reads
+    "pretrain_eps": ["select_eps", "imp", "tickets", "transfer_dense", "transfer"],
+    "select_eps": ["imp", "tickets", "transfer_dense", "transfer", "evaluate_dense", "evaluate", "summary", "figures"],
     "imp": ["tickets", "study"],
     "reference": ["evaluate_dense", "evaluate", "study"],
     "tickets": ["transfer", "analysis"],
@@ -146,7 +149,7 @@ def test_expected_dag_is_not_vacuous():
     nodes, edges = expected_dag(["standard", "pgd_adversarial"], [0.2, 0.5])
     assert ("tickets@0.2", "transfer@0.2") in edges and ("tickets@0.2", "transfer@0.5") not in edges
     assert ("pretrain@standard", "transfer@0.5") in edges and ("study", "figures") not in edges
-    assert len(nodes) == 2 + 2 * 3 + 9 and len(edges) > 40
+    assert len(nodes) == 2 + 2 * 3 + 11 and len(edges) > 40
 
 
 def test_unknown_tier_is_a_clear_error(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ def test_default_grid_covers_every_figure_family_without_duplicates():
     assert all(r.method == "dense" for r in dense)
     # the study's dense baselines exist for every pretraining kind
     assert {r.kind for r in dense if r.regime == "adversarial" and r.fraction == 1.0} == set(p.pretrain.kinds)
-    assert all(m != "lmp" for _, m, _ in tickets_for_level(p, lv))
+    assert all(m != "lmp" for _, m, _, _ in tickets_for_level(p, lv))
 
 
 def _row(kind, method, regime, level, seed, sa, ra):

@@ -100,8 +100,11 @@ def test_summary_counts_and_names_the_runs_that_did_not_learn(tmp_path, monkeypa
     from repro.config import load_params
     from repro.stages import summary
 
+    from helpers import write_own_eps_choice
+
     p = load_params()
     monkeypatch.chdir(tmp_path)
+    write_own_eps_choice(p, tmp_path)  # RT's eps per task, which summary reads (stage select_eps)
     for i, r in enumerate(_rows(False)):
         r = {**r, "n_test": 300, "n_robust": 100, "measured_sparsity": r["level"], "checkpoint": "last",
              "learned_why": "" if r["learned"] else "test SA 0.100 is not above chance"}
@@ -123,3 +126,6 @@ def test_run_label_names_the_run_folder_including_a_named_recipe():
     r = dict(kind="standard", method="imp", task="cifar10", regime="standard", fraction=1.0, seed=0, level=0.9)
     assert run_label(r) == "standard-imp/cifar10/standard-f1-seed0@0.9"
     assert run_label({**r, "recipe": "rt"}) == "standard-imp/cifar10/standard-rt-f1-seed0@0.9"
+    # RT's run from the pgd_adversarial model at another eps (issue 26 point 1) sits in its own folder
+    assert run_label({**r, "kind": "pgd_adversarial", "source": "eps1", "recipe": "rt"}) == \
+        "pgd_adversarial-eps1-imp/cifar10/standard-rt-f1-seed0@0.9"

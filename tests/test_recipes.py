@@ -20,7 +20,7 @@ import yaml
 from repro.claims import evaluate_all
 from repro.config import ConfigError, load_params
 from repro.config.params import Params
-from repro.plan import RUNS, RunSpec, experiment_runs, level_name, runs_for_level
+from repro.plan import RUNS, EpsChoice, RunSpec, experiment_runs, level_name, runs_for_level, selection_keys
 from repro.tiers import merge
 from repro.verdicts import aggregate, paper_view
 from repro.registries import params_from
@@ -42,8 +42,14 @@ def tiers(*names: str) -> Params:
     return params_from(cfg)
 
 
+def own_eps(p: Params) -> EpsChoice:
+    """RT's per-task eps (issue 26 point 1) as if select_eps kept pgd_adversarial's own eps on every task: RT's
+    runs then differ from DW's by their recipe alone."""
+    return EpsChoice(tuple((k, "") for k in selection_keys(p)))
+
+
 def all_runs(p: Params) -> list[RunSpec]:
-    return [r for lv in (0.0, *p.sweep.sparsities) for r in runs_for_level(p, lv)]
+    return [r for lv in (0.0, *p.sweep.sparsities) for r in runs_for_level(p, lv, own_eps(p))]
 
 
 def with_rt() -> dict:
@@ -60,7 +66,7 @@ def test_dw_and_rt_runs_of_one_ticket_get_different_names_and_folders():
     p = tiers("paper")
     lv = 0.2  # an IMP level both dw_pretraining and rt_aimp run: (standard, imp) tickets, standard transfer
     key = ("standard", "imp", "cifar10", "standard", 1.0, 0)
-    same = [r for r in runs_for_level(p, lv) if (r.kind, r.method, r.task, r.regime, r.fraction, r.seed) == key]
+    same = [r for r in runs_for_level(p, lv, own_eps(p)) if (r.kind, r.method, r.task, r.regime, r.fraction, r.seed) == key]
     assert sorted(r.recipe for r in same) == ["", "rt"]
     names = {r.recipe: r.name for r in same}
     assert names[""] == "standard-imp/cifar10/standard-f1-seed0"  # DW's run: today's name
@@ -68,13 +74,13 @@ def test_dw_and_rt_runs_of_one_ticket_get_different_names_and_folders():
     folders = {RUNS / "transfer" / level_name(lv) / r.name for r in same}
     assert len(folders) == 2
     # dense baselines too: DW's standard transfer and RT's of θ_AT are two runs
-    dense = [r for r in runs_for_level(p, 0.0)
+    dense = [r for r in runs_for_level(p, 0.0, own_eps(p))
              if (r.kind, r.method, r.task, r.regime, r.seed) == ("pgd_adversarial", "dense", "svhn", "standard", 0)]
     assert sorted(r.name for r in dense) == ["pgd_adversarial-dense/svhn/standard-f1-seed0",
                                              "pgd_adversarial-dense/svhn/standard-rt-f1-seed0"]
     # no two runs of a level share a folder
     for lv in (0.0, *p.sweep.sparsities):
-        runs = runs_for_level(p, lv)
+        runs = runs_for_level(p, lv, own_eps(p))
         assert len({r.name for r in runs}) == len(runs)
 
 

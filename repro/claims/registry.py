@@ -80,18 +80,19 @@ def compared(id: str, paper: str, section: str, figure: str, quote: str, test: s
 
 
 def evaluate_all(rows: list[dict], domain_gap: dict | None = None, verdict_ra: str = "pgd20",
-                 recipes: dict[str, dict[str, str]] | None = None) -> dict:
+                 recipes: dict[str, dict[str, str]] | None = None, sources: dict[str, dict] | None = None) -> dict:
     """Every registered claim on ``rows``; the document written to ``metrics/claims.json``.
 
     Top-level counts are those under ``verdict_ra``; ``by_variant`` holds the counts under each RA
     variant and ``differ`` the claims whose outcome depends on the variant. ``recipes``: per paper (``DW``,
     ``RT``) its {regime: recipe tag} (``Params.recipe_tags``); a claim reads its paper's view of the runs
     (:func:`repro.verdicts.paper_view`, e.g. RT's claims the runs of RT's fine-tuning recipe); None: every
-    claim reads the runs of the regimes' own recipes."""
+    claim reads the runs of the regimes' own recipes. ``sources``: per paper its {(kind, task, regime): source} (RT's
+    chosen ε, ``repro.pipeline.results.paper_sources``); None: every claim reads the kinds' own models' runs."""
     if verdict_ra not in RA_VARIANTS:
         raise ValueError(f"verdict_ra {verdict_ra!r}; allowed: {', '.join(RA_VARIANTS)}")
-    recipes = recipes or {}
-    views = {paper: {v: Evidence(paper_view(rows, recipes.get(paper, {})), domain_gap, key)
+    recipes, sources = recipes or {}, sources or {}
+    views = {paper: {v: Evidence(paper_view(rows, recipes.get(paper, {}), sources.get(paper)), domain_gap, key)
                      for v, key in RA_VARIANTS.items()} for paper in {CLAIMS.get(cid).paper for cid in CLAIMS}}
     present = {v: any(r.get(key) is not None for r in rows) for v, key in RA_VARIANTS.items()}
     claims, differ = {}, []

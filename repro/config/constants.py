@@ -2,6 +2,7 @@
 
 PRETRAIN_KINDS = ("standard", "fast_adversarial", "pgd_adversarial", "random_smoothing")
 ADVERSARIAL_KINDS = ("fast_adversarial", "pgd_adversarial")  # kinds pretrained against an L-inf attack
+EPS_KIND = "pgd_adversarial"  # the kind of pretrain.eps_grid: RT's robust pretraining is PGD training (Sec. III-A)
 # ticket methods of the experiments: registry method + granularity + where it is drawn
 METHODS = ("omp", "random", "imp", "a_imp", "imp_ds", "a_imp_ds", "lmp", "omp_row", "omp_kernel", "omp_channel")
 DS_METHODS = ("imp_ds", "a_imp_ds")  # IMP / A-IMP drawn on the downstream task (RT Fig. 4's DS tickets)
@@ -19,3 +20,13 @@ PAPERS = ("dw", "rt")  # an experiment belongs to the paper its name starts with
 #: the tier names ``tiers/<name>.yaml`` (and the committed default) that ``tier`` may record
 #: (tests/test_pipeline.py checks it against the files in tiers/)
 TIERS = ("default", "smoke", "small", "paper", "trial", "vtab", "r18", "a10")
+
+
+def eps_label(eps: float) -> str:
+    """An L-inf radius as the papers write it: 0.0039... -> '1/255', 0.5/255 -> '0.5/255'."""
+    return f"{eps * 255:g}/255"
+
+
+def eps_tag(eps: float) -> str:
+    """An eps-grid model's name part (run folders): 1/255 -> 'eps1', 0.5/255 -> 'eps0.5'."""
+    return f"eps{eps * 255:g}"

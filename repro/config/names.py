@@ -21,6 +21,8 @@ class Names:
     datasets: Collection[str] = ()  # data.*, transfer.per_task: repro.data.DATASETS and PUBLIC_DATASETS
     seg_datasets: Collection[str] = ()  # segment.task: repro.data.segmentation.SEG_DATASETS
     weights: Mapping[str, str] = field(default_factory=dict)  # pretrain.published: checkpoint -> its pretraining kind
+    # pretrain.eps_grid of a published kind: checkpoint -> (kind, architecture, eps) of those with an eps
+    weights_eps: Mapping[str, tuple] = field(default_factory=dict)
 
 
 _CURRENT: ContextVar[Optional[Names]] = ContextVar("repro_config_names", default=None)

@@ -14,14 +14,14 @@ from pathlib import Path
 import yaml
 
 from ..base.errors import ConfigError
-from .constants import (CHECKPOINTS, LINEAR_BN, LMP_BN, METHODS, PAPERS, PRETRAIN_KINDS, RECIPE_NAME, REGIMES,  # noqa: F401
-                        SCHEDULES, SELECT_REGIMES, TIERS, TRAIN_REGIMES)
+from .constants import (CHECKPOINTS, DS_METHODS, EPS_KIND, LINEAR_BN, LMP_BN, METHODS, PAPERS,  # noqa: F401
+                        PRETRAIN_KINDS, RECIPE_NAME, REGIMES, SCHEDULES, SELECT_REGIMES, TIERS, TRAIN_REGIMES, eps_label)
 from .evaluation import EvalParams
 from .experiments import Experiment, RuntimeParams, SegmentParams, SegRecipe, StudyParams, SweepParams  # noqa: F401
 from .names import Names, current, using
-from .sections import (AttackParams, DataParams, EarlyStopParams, ImpParams, LmpParams, ModelParams,  # noqa: F401
-                       PretrainParams, SyntheticParams, TextureParams, TicketParams, TrainParams, TransferParams,
-                       ValidationParams)
+from .sections import (AttackParams, DataParams, EarlyStopParams, HeldOutParams, ImpParams, LmpParams,  # noqa: F401
+                       ModelParams, PretrainParams, SyntheticParams, TextureParams, TicketParams, TrainParams,
+                       TransferParams, ValidationParams)
 from .typed import check, from_dict
 
 
@@ -103,6 +103,15 @@ class Params:
                   f"{', '.join(self.transfer.recipes) or 'none defined'}, or null (the regimes' own)")
         for paper in PAPERS:
             self.recipe_tags(paper)  # one recipe per regime within a paper's experiments
+        grid = self.pretrain.eps_grid
+        pub = self.pretrain.published.get(EPS_KIND)
+        if grid and pub is not None and names is not None and names.weights_eps:
+            have = {eps_label(e): n for n, (k, a, e) in names.weights_eps.items()
+                    if k == EPS_KIND and a == self.model.arch}
+            for e in grid:
+                check(eps_label(e) in have, "pretrain.eps_grid",
+                      f"{eps_label(e)} has no published {EPS_KIND} {self.model.arch} checkpoint (pretrain.published."
+                      f"{EPS_KIND} is {pub!r}); allowed: {', '.join(sorted(have, key=lambda x: float(x[:-4])))}")
         v = self.transfer.validation
         for r in SELECT_REGIMES:
             c = self.evaluation.selected(r)

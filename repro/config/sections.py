@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from .constants import (ADVERSARIAL_KINDS, LMP_BN, PRETRAIN_KINDS, RECIPE_NAME, SCHEDULES, TRAIN_REGIMES)
+from .constants import (ADVERSARIAL_KINDS, LMP_BN, PRETRAIN_KINDS, RECIPE_NAME, SCHEDULES, TRAIN_REGIMES,
+                        eps_label)
 from .names import current
 from .typed import check
 
@@ -201,6 +202,11 @@ class PretrainParams:
     bn_mode: Literal["train", "eval"] = "train"
     # kind -> published checkpoint (repro.weights.WEIGHTS) used instead of in-house pretraining
     published: dict[str, str] = field(default_factory=dict)
+    # Robust Tickets' per-task eps (RT Sec. III-A, after Salman et al.): further PGD pretraining radii of
+    # EPS_KIND besides its own (pgd.eps, or its published checkpoint's); () = off (RT uses the one eps as DW)
+    eps_grid: tuple[float, ...] = ()
+    # held-out training images of each downstream task that decide the eps when transfer.validation is off
+    eps_select: "HeldOutParams" = field(default_factory=lambda: HeldOutParams())
     # early stopping of adversarial pretraining on held-out PGD accuracy (DW Sec. 3, Rice et al. 2020)
     early_stopping: "EarlyStopParams" = field(default_factory=lambda: EarlyStopParams())
 
@@ -208,6 +214,10 @@ class PretrainParams:
         bad = [k for k in self.kinds if k not in PRETRAIN_KINDS]
         check(not bad, "kinds", f"{bad[0] if bad else ''!r} is not allowed; allowed: {', '.join(PRETRAIN_KINDS)}")
         check(self.smoothing_sigma > 0, "smoothing_sigma", f"{self.smoothing_sigma} must be > 0")
+        for e in self.eps_grid:
+            check(0 < e <= 1, "eps_grid", f"{e} is outside (0, 1] (pixel scale; write radii as e.g. 2/255)")
+        labels = [eps_label(e) for e in self.eps_grid]
+        check(len(set(labels)) == len(labels), "eps_grid", f"{labels}: radii must be unique")
         weights = getattr(current(), "weights", None)
         for kind, name in self.published.items():
             check(kind in PRETRAIN_KINDS, "published",
@@ -280,6 +290,18 @@ class ValidationParams:
         check(0 <= self.robust_images <= self.n, "robust_images",
               f"{self.robust_images} is outside [0, n={self.n}] (held-out images attacked per epoch)")
         check(self.steps >= 1, "steps", f"{self.steps} must be >= 1 (PGD steps of the validation RA)")
+
+
+@dataclass(frozen=True)
+class HeldOutParams:
+    """Held-out training images that decide a choice made inside the pipeline (never the test set): ``how``
+    ``last`` (the last ``n`` training images) or ``stratified`` (``n`` drawn in the classes' proportions)."""
+
+    how: Literal["last", "stratified"] = "stratified"
+    n: int = 100
+
+    def __post_init__(self):
+        check(self.n >= 1, "n", f"{self.n} must be >= 1 (held-out training images)")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config import Params
 from ..data import DATASETS, PUBLIC_DATASETS, check_held_out, load_public
 from ..data.public import keep_fraction
+from ..plan import selection_keys
 
 
 def build_task(p: Params, name: str):
@@ -29,12 +30,15 @@ def build_task(p: Params, name: str):
 
 
 def check_validation(p: Params, name: str, n_train: int) -> None:
-    """A downstream task must keep training images beside ``transfer.validation.n`` held-out ones, and the source
-    beside ``pretrain.early_stopping.n``: refused here, before any output is written, not in the stages that split
-    after pretraining and IMP have run."""
+    """A downstream task must keep training images beside ``transfer.validation.n`` held-out ones (or, while that is
+    off, beside the ``pretrain.eps_select.n`` that decide RT's ε), and the source beside
+    ``pretrain.early_stopping.n``: refused here, before any output is written, not in the stages that split after
+    pretraining and IMP have run."""
     v = p.transfer.validation
     if v.how != "none" and name in p.data.downstream:
         check_held_out(v.n, n_train, name)
+    if v.how == "none" and name in {t for t, _ in selection_keys(p)}:  # the images that decide RT's eps
+        check_held_out(p.pretrain.eps_select.n, n_train, name, key="pretrain.eps_select.n")
     es = p.pretrain.early_stopping  # early-stopped pretraining holds out source images
     if name == p.data.source and any(es.applies(k) for k in p.pretrain.kinds if k not in p.pretrain.published):
         check_held_out(es.n, n_train, name, key="pretrain.early_stopping.n")

@@ -14,7 +14,7 @@ from ..base.io import read_json
 from ..config import Params
 from ..data import ArrayTask, array_loader, test_loader
 from ..models import model_from_params
-from ..plan import RUNS, RunSpec, aa_graded, adv_acc_run
+from ..plan import RUNS, EpsChoice, RunSpec, aa_graded, adv_acc_run
 from ..tickets.mask import Mask
 from .inputs import load_into, load_state, load_task
 
@@ -57,8 +57,10 @@ def load_reference(p: Params, tasks: dict) -> dict:
     return {t: model}
 
 
-def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, reference: dict) -> dict:
-    """Metrics of one run; ``ood``: the OoD task, or a cache {name: task} filled with ``data.ood_for(task)``."""
+def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, reference: dict,
+                 choice: EpsChoice | None = None) -> dict:
+    """Metrics of one run; ``ood``: the OoD task, or a cache {name: task} filled with ``data.ood_for(task)``;
+    ``choice``: RT's chosen ε (which runs RT's claims read, ``repro.plan.in_experiment``)."""
     spec = read_json(run_dir / "spec.json")
     if spec["task"] not in tasks:
         tasks[spec["task"]] = load_task(spec["task"])
@@ -92,6 +94,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         "measured_sparsity": spec["measured_sparsity"],
         **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
         **({"recipe": spec["recipe"]} if spec.get("recipe") else {}),  # a named recipe (transfer.recipes)
+        **{k: spec[k] for k in ("source", "eps") if spec.get(k)},  # the pretrained model's eps-grid source, eps
         "checkpoint": chosen, f"sa@{chosen}": clean["accuracy"], f"ra@{chosen}": ra,
     }
     # plausibility guard: did the run learn at all (loss fell, SA above chance)?
@@ -99,7 +102,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
                                           task.y_test, task.num_classes))
     strong = None
     run = RunSpec.of(spec)
-    if aa_graded(p, run):
+    if aa_graded(p, run, choice):
         ra_aa, aa_ok, trace = metrics.robust_accuracy_aa(
             fast, rloader, eps=a.eps, steps=e.aa_steps, members=e.aa_members, n_target_classes=e.aa_target_classes,
             queries=e.aa_queries, robust=pgd_ok, progress=False, seed=p.seed, return_details=True)
@@ -111,7 +114,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
                      "robust_after": {"clean": int(clean_ok.sum()), "pgd20": int(pgd_ok.sum()),
                                       **{m: trace.get(m, 0) for m in e.aa_members}}}
         strong = (pgd_ok, aa_ok)
-    if e.adv_acc_eps and adv_acc_run(p, run):
+    if e.adv_acc_eps and adv_acc_run(p, run, choice):
         todo = e.adv_acc_attacked()  # the RA attack itself is not run twice: its budget reuses `ra`
         accs = dict(zip(todo, metrics.adv_acc_sweep(fast, rloader, todo, steps=a.steps, progress=False, seed=p.seed)))
         out["adv_acc"] = {f"{eps * 255:g}/255": accs.get(eps, ra) for eps in e.adv_acc_eps}

@@ -1,5 +1,5 @@
-"""IMP and A-IMP runs (stage ``imp``; DW Sec. 3, RT's A-IMP): every round of one (kind, retraining, task) run,
-and the retraining between rounds (fastai training with the mask enforced).
+"""IMP and A-IMP runs (stage ``imp``; DW Sec. 3, RT's A-IMP): every round of one (kind, retraining, task, source)
+run, and the retraining between rounds (fastai training with the mask enforced).
 
 Upstream (US, on the source task) the rounds retrain with ``tickets.imp.retrain`` (DW's ImageNet IMP recipe).
 Downstream (DS: ``imp_ds``, ``a_imp_ds``; RT Fig. 4) the network is the pretrained backbone with a fresh head for
@@ -15,7 +15,7 @@ from ..config import Params
 from ..data import make_dataloaders
 from ..data.splits import with_held_out
 from ..models import set_normalization
-from ..plan import imp_dir
+from ..plan import imp_dir, model_name
 from ..tickets import PruneContext, run_imp
 from ..tickets.mask import Mask
 from ..training import train
@@ -54,7 +54,7 @@ def imp_retrainer(p: Params, task, adversarial: bool, seed: int, downstream: boo
     return retrain
 
 
-def source_normalization(p: Params, kind: str, task) -> tuple[tuple, tuple]:
+def source_normalization(p: Params, kind: str, task, source: str = "") -> tuple[tuple, tuple]:
     """Input (mean, std) of the source network of ``kind``: a published checkpoint's publisher's, else the
     source task's (the statistics in-house pretraining used)."""
     name = p.pretrain.published.get(kind)
@@ -62,21 +62,21 @@ def source_normalization(p: Params, kind: str, task) -> tuple[tuple, tuple]:
         return task.mean, task.std
     from ..weights import WEIGHTS
 
-    entry = WEIGHTS.get(name)
+    entry = WEIGHTS.get(name)  # an eps-grid model of a published kind comes from the same publisher
     return entry.mean, entry.std
 
 
-def run_one(p: Params, kind: str, retrain: str, task_name: str | None) -> None:
+def run_one(p: Params, kind: str, retrain: str, task_name: str | None, source: str = "") -> None:
     # every run from the same random state (a downstream run's new head, A-IMP's PGD random starts), so
     # its masks do not depend on which runs its worker did before it, nor on the order runs start in
     runtime.seed_everything(p.seed)
     ip = p.tickets.imp
-    stage = f"imp {kind}-{retrain}" + (f"-ds-{task_name}" if task_name else "-us")
-    task, model = ticket_base(p, kind, task_name)
+    stage = f"imp {model_name(kind, source)}-{retrain}" + (f"-ds-{task_name}" if task_name else "-us")
+    task, model = ticket_base(p, kind, task_name, source)
     if task_name is None:  # IMP / A-IMP on the source task
-        set_normalization(model, *source_normalization(p, kind, task))
+        set_normalization(model, *source_normalization(p, kind, task, source))
     target = 1 - (1 - ip.rate) ** ip.max_rounds
-    final = imp_dir(kind, retrain, task_name)
+    final = imp_dir(kind, retrain, task_name, source)
     with atomic_dir(final) as out:
         def on_round(k: int, mask: Mask) -> None:
             mask.save(out / f"level_{k}" / "mask.pt")

@@ -11,7 +11,7 @@ from ..base.io import load_torch
 from ..config import Params
 from ..data import ArrayTask
 from ..models import model_from_params, replace_head, set_normalization
-from ..plan import RUNS
+from ..plan import RUNS, pretrained_dir
 
 
 # ----------------------------------------------------------------------------- data
@@ -27,8 +27,9 @@ def load_task(name: str) -> ArrayTask:
 
 
 # --------------------------------------------------------------------------- models
-def pretrained_path(kind: str) -> Path:
-    return RUNS / "pretrain" / kind / "model.pt"
+def pretrained_path(kind: str, source: str = "") -> Path:
+    """The pretrained network of ``kind``: its own (``runs/pretrain/<kind>``) or an ε-grid model (``source``)."""
+    return pretrained_dir(kind, source) / "model.pt"
 
 
 def load_state(path: Path) -> dict:
@@ -56,25 +57,26 @@ def source_model(p: Params, num_classes: int, mean, std) -> torch.nn.Module:
     return model_from_params(p.model, num_classes, mean=mean, std=std)
 
 
-def pretrained_source_model(p: Params, kind: str) -> tuple[ArrayTask, torch.nn.Module]:
-    """The source task and the pretrained network of ``kind`` on it."""
+def pretrained_source_model(p: Params, kind: str, source: str = "") -> tuple[ArrayTask, torch.nn.Module]:
+    """The source task and the pretrained network of ``kind`` (``source``: an ε-grid model) on it."""
     task = load_task(p.data.source)
     model = source_model(p, task.num_classes, task.mean, task.std)
-    load_into(model, load_state(pretrained_path(kind)), pretrained_path(kind))
+    load_into(model, load_state(pretrained_path(kind, source)), pretrained_path(kind, source))
     return task, model
 
 
-def ticket_base(p: Params, kind: str, task_name: str | None) -> tuple[ArrayTask, torch.nn.Module]:
-    """Where a ticket is drawn: the pretrained source network, or (downstream A-IMP) its transfer to a task."""
+def ticket_base(p: Params, kind: str, task_name: str | None, source: str = "") -> tuple[ArrayTask, torch.nn.Module]:
+    """Where a ticket is drawn: the pretrained source network, or (downstream IMP / A-IMP) its transfer to a task."""
     if task_name is None:
-        return pretrained_source_model(p, kind)
+        return pretrained_source_model(p, kind, source)
     task = load_task(task_name)
-    return task, downstream_model(p, kind, task)
+    return task, downstream_model(p, kind, task, source)
 
 
-def downstream_model(p: Params, kind: str, task: ArrayTask) -> torch.nn.Module:
-    """Pretrained backbone of ``kind``, a fresh head for ``task``, the task's normalization."""
-    path = pretrained_path(kind)
+def downstream_model(p: Params, kind: str, task: ArrayTask, source: str = "") -> torch.nn.Module:
+    """Pretrained backbone of ``kind`` (``source``: an ε-grid model), a fresh head for ``task``, the task's
+    normalization."""
+    path = pretrained_path(kind, source)
     sd = load_state(path)
     src_classes = sd["fc.weight"].shape[0] if "fc.weight" in sd else task.num_classes
     model = model_from_params(p.model, src_classes)

@@ -1,6 +1,7 @@
-"""Pretraining one kind on the source task (stage ``pretrain@<kind>``), or fetching its published checkpoint.
-Early stopping (``pretrain.early_stopping``, DW Sec. 3 after Rice et al. 2020): the kinds it names hold out source
-training images and keep the weights of the epoch with the best held-out PGD accuracy."""
+"""Pretraining one kind on the source task (stage ``pretrain@<kind>``; an ε-grid model of RT's per-task ε: stage
+``pretrain_eps``), or fetching its published checkpoint. Early stopping (``pretrain.early_stopping``, DW Sec. 3
+after Rice et al. 2020): the kinds it names hold out source training images and keep the weights of the epoch with
+the best held-out PGD accuracy."""
 from __future__ import annotations
 
 import sys
@@ -13,19 +14,21 @@ from ..config import Params
 from ..data import make_dataloaders, test_loader
 from ..data.splits import with_held_out
 from ..models import model_from_params
-from ..pretraining import learner_kwargs, training_eps
+from ..pretraining import at_eps, learner_kwargs, training_eps
 from ..training import HeldOutValidation, train
 from ..training.resume import epoch_checkpoint
 from .inputs import load_into, load_state, load_task, source_model, task_path
 
 
-def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, extra_cbs=()):
-    """Train ``kind`` on the source task. Returns (model, test SA, early-stopping record or None)."""
+def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, eps: float | None = None,
+             extra_cbs=(), name: str | None = None):
+    """Train ``kind`` on the source task; ``eps``: a PGD model at that radius (``pretrain.eps_grid``; ``name``: its
+    model name, e.g. ``pgd_adversarial-eps1``). Returns (model, test SA, early-stopping record or None)."""
     task = load_task(p.data.source)
     progress = sys.stdout.isatty() if progress is None else progress  # bars on a terminal, not in logs
     dev = runtime.device(p.device)
     model = source_model(p, task.num_classes, task.mean, task.std)
-    pp = p.pretrain
+    pp = p.pretrain if eps is None else at_eps(p.pretrain, eps)
     tp = pp.train
     es = pp.early_stopping
     n_val = es.n if es.applies(kind) else 0
@@ -40,7 +43,9 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, extra_
     dls = make_dataloaders(task, bs=tp.batch_size, size=p.data.image_size, seed=p.seed, device=dev,
                            num_workers=p.data.num_workers, recipe=p.data.recipe, val_from_train=n_val)
     # per-epoch checkpoint outside the outputs (a killed stage resumes; run_stage deletes it on success)
-    ckpt = epoch_checkpoint(f"pretrain@{kind}", kind, p, carry_dir=out_dir, inputs=[task_path(p.data.source)])
+    name = name or kind
+    ckpt = epoch_checkpoint(f"pretrain@{name}", name, p, carry_dir=out_dir, inputs=[task_path(p.data.source)],
+                            extra="" if eps is None else repr(eps))
     learn = train(dls, model, tp, live_dir=out_dir / "live", progress=progress, extra_cbs=[*cbs, ckpt],
                   compile=p.runtime.compile, **learner_kwargs(kind, pp))
     model = learn.model.cpu()
@@ -52,7 +57,7 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, extra_
                   "attack": f"PGD-{es.steps}, eps {r * 255:g}/255, step eps/4, random start",
                   "epoch_kept": best["epoch"], "epochs": len(stop.history), "held_out_ra": best["value"],
                   "history": stop.history}
-        log(f"pretrain@{kind}", f"early stopping: kept epoch {best['epoch'] + 1} of {len(stop.history)} "
+        log(f"pretrain@{name}", f"early stopping: kept epoch {best['epoch'] + 1} of {len(stop.history)} "
                                 f"(held-out PGD accuracy {best['value']:.3f})")
     loader = test_loader(task, bs=p.evaluation.batch_size, size=p.data.image_size, device="cpu",
                          recipe=p.data.recipe)

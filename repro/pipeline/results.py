@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 from ..base.io import atomic_path
-from ..plan import RUNS
+from ..config import Params
+from ..config.constants import EPS_KIND, PAPERS
+from ..plan import RUNS, EpsChoice, rt_source
 from ..verdicts import paper_view
 
 #: dvc plots series: (regime, metric) -> (the ticket method plotted, the paper whose view of the runs it reads)
@@ -46,12 +48,23 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
                 w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def plot_series(agg: list[dict], kinds, task: str, tags: dict[str, dict[str, str]] | None = None) -> dict[str, list[dict]]:
+def paper_sources(p: Params, choice: EpsChoice) -> dict[str, dict]:
+    """paper -> {(kind, task, regime): source} of the runs its figures and claims read: RT's EPS_KIND runs at the
+    ε ``select_eps`` chose per task and regime (``repro.plan.rt_source``); DW's, and every other, the kind's own."""
+    rt = {(EPS_KIND, t, r): rt_source(p, EPS_KIND, name, t, r, choice)
+          for name, e in p.experiments.items() if name.startswith("rt_")
+          for t in e.tasks or p.data.downstream for r in e.regimes}
+    return {paper: (rt if paper == "rt" else {}) for paper in PAPERS}
+
+
+def plot_series(agg: list[dict], kinds, task: str, tags: dict[str, dict[str, str]] | None = None,
+                sources: dict[str, dict] | None = None) -> dict[str, list[dict]]:
     """``<regime>_<metric>/<kind>`` -> rows (sparsity, metric, metric_std), dense baseline at sparsity 0.
-    ``tags``: paper -> ``Params.recipe_tags(paper)`` (None: the regimes' own recipes)."""
+    ``tags``: paper -> ``Params.recipe_tags(paper)`` (None: the regimes' own recipes); ``sources``: paper ->
+    its sources (``paper_sources``; None: the kinds' own models)."""
     out = {}
     for (regime, metric), (method, paper) in PLOT_SERIES.items():
-        view = paper_view(agg, (tags or {}).get(paper, {}))
+        view = paper_view(agg, (tags or {}).get(paper, {}), (sources or {}).get(paper))
         for kind in kinds:
             rows = [r for r in view if r["kind"] == kind and r["task"] == task and r["regime"] == regime
                     and r["fraction"] == 1.0 and r["method"] in (method, "dense") and f"{metric}_mean" in r]

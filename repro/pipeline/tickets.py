@@ -17,8 +17,8 @@ ONE_SHOT = {"omp": ("omp", "unstructured"), "random": ("random", "unstructured")
 IMP_RUN = {m: retrain for m, (retrain, _) in IMP_METHODS.items()}
 
 
-def imp_ticket(p: Params, kind: str, method: str, task_name: str | None, sparsity: float) -> Mask:
-    run = imp_dir(kind, IMP_RUN[method], task_name)
+def imp_ticket(p: Params, kind: str, method: str, task_name: str | None, sparsity: float, source: str = "") -> Mask:
+    run = imp_dir(kind, IMP_RUN[method], task_name, source)
     ip = p.tickets.imp
     k = imp_round_of(sparsity, ip.rate)
     if k is not None and k <= ip.max_rounds:
@@ -29,7 +29,7 @@ def imp_ticket(p: Params, kind: str, method: str, task_name: str | None, sparsit
         imp_retrainer,  # imports the training stack; only needed off the grid
     )
 
-    task, model = ticket_base(p, kind, task_name)
+    task, model = ticket_base(p, kind, task_name, source)
     start = Mask.load(run / f"level_{lower[-1]}" / "mask.pt") if lower else None
     ctx = PruneContext(seed=p.seed, rate=ip.rate,
                        retrain=imp_retrainer(p, task, IMP_RUN[method] == "adversarial", p.seed + 1000,
@@ -37,15 +37,15 @@ def imp_ticket(p: Params, kind: str, method: str, task_name: str | None, sparsit
     return continue_imp(model, start, sparsity, ctx)
 
 
-def draw(p: Params, kind: str, method: str, task_name: str | None, sparsity: float) -> Mask:
-    """The ticket of (kind, method) at ``sparsity``; ``task_name``: the downstream task of a DS method (``imp_ds``,
-    ``a_imp_ds``)."""
+def draw(p: Params, kind: str, method: str, task_name: str | None, sparsity: float, source: str = "") -> Mask:
+    """The ticket of (kind, method) at ``sparsity``, drawn from the kind's own model or its ε-grid model
+    ``source``; ``task_name``: the downstream task of a DS method (``imp_ds``, ``a_imp_ds``)."""
     if method in ONE_SHOT:
         name, granularity = ONE_SHOT[method]
-        _, model = pretrained_source_model(p, kind)
+        _, model = pretrained_source_model(p, kind, source)
         return draw_ticket(name, model, sparsity, PruneContext(seed=p.seed, granularity=granularity))
     if method in IMP_RUN:
-        return imp_ticket(p, kind, method, task_name, sparsity)
+        return imp_ticket(p, kind, method, task_name, sparsity, source)
     raise ValueError(f"method {method!r} has no ticket stage; allowed: {', '.join([*ONE_SHOT, *IMP_RUN])}")
 
 

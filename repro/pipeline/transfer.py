@@ -4,6 +4,7 @@ network on a downstream task in one regime, and write its run folder (``model.pt
 trajectory level ``trajectory.pt``)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from fastai.callback.core import Callback
@@ -12,12 +13,12 @@ from ..attacks import attack_from_config
 from ..base import runtime
 from ..base.io import atomic_dir, save_json, save_torch
 from ..config import Params
-from ..config.constants import DS_METHODS
-from ..config.params import SELECT_REGIMES
+from ..config.constants import DS_METHODS, eps_label
+from ..config.params import SELECT_REGIMES, ValidationParams
 from ..config.typed import config_hash
 from ..data import make_dataloaders
 from ..data.splits import with_held_out
-from ..plan import DENSE, RUNS, RunSpec, level_name, ticket_path
+from ..plan import DENSE, RUNS, RunSpec, level_name, reusable_run, source_eps, ticket_path
 from ..tickets.mask import Mask
 from ..training import HeldOutValidation, LearnableMask, train
 from ..training.resume import drop_checkpoint, epoch_checkpoint, tensor_digest
@@ -55,28 +56,35 @@ def wants_trajectory(p: Params, spec: RunSpec, sparsity: float) -> bool:
 
 
 def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask | None = None,
-            out_final: Path | None = None, stage: str | None = None) -> Path:
-    """Fine-tune one run; the ticket comes from the tickets stage unless ``mask`` is given.
+            out_final: Path | None = None, stage: str | None = None,
+            validation: ValidationParams | None = None) -> Path:
+    """Fine-tune one run; the ticket comes from the tickets stage unless ``mask`` is given; ``validation``: the
+    held-out images instead of ``transfer.validation``'s (the ε selection's, ``repro.plan.selection_validation``).
 
     Held-out images are never trained on: the standard, adversarial and linear runs select checkpoints on them,
     LMP (``mask``) runs validate on them (fastai's per-epoch validation, ``history.csv``) and keep their last mask.
     Runs of more than one epoch keep a per-epoch checkpoint under ``.cache/repro/ckpt/<stage>/``
     (deleted once the run folder is in place): a killed stage resumes them bit-identically."""
     out_final = out_final or RUNS / "transfer" / level_name(sparsity) / spec.name
+    src = reusable_run(p, spec) if sparsity == 0 and validation is None else None
+    if src is not None:  # this dense run already ran as an ε-selection run (same recipe, seed, held-out images)
+        with atomic_dir(out_final) as out:
+            shutil.copytree(src, out, dirs_exist_ok=True)
+        return out_final
     if spec.task not in tasks:
         tasks[spec.task] = load_task(spec.task)
     task = tasks[spec.task]
     dev = runtime.device(p.device)
     runtime.seed_everything(spec.seed)
-    model = downstream_model(p, spec.kind, task)
+    model = downstream_model(p, spec.kind, task, spec.source)
     if mask is None and spec.method not in (DENSE, "lmp"):
         mask = Mask.load(ticket_path(sparsity, spec.kind, spec.method,
-                                     spec.task if spec.method in DS_METHODS else None))
+                                     spec.task if spec.method in DS_METHODS else None, spec.source))
     # the experiment's named recipe (transfer.recipes, e.g. RT's fine-tuning), else the task's own
     # (transfer.per_task, e.g. DW's SVHN adversarial recipe), else the regime's
     regime_cfg = (p.tickets.lmp.train if spec.regime == "mask"
                   else p.transfer.recipe(spec.regime, spec.task, spec.recipe))
-    v = p.transfer.validation
+    v = validation or p.transfer.validation
     n_val = v.n if v.how != "none" and spec.regime in (*SELECT_REGIMES, "mask") else 0
     if n_val:
         key = (spec.task, v.how, n_val)
@@ -109,7 +117,7 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
         extra.append(snaps)
     with atomic_dir(out_final) as out:
         ckpt = epoch_checkpoint(stage or f"transfer@{level_name(sparsity)}", spec.name, p, carry_dir=out,
-                                inputs=[task_path(spec.task), pretrained_path(spec.kind)],
+                                inputs=[task_path(spec.task), pretrained_path(spec.kind, spec.source)],
                                 extra=f"{sparsity}|{out_final}|"
                                 + ("" if mask is None else tensor_digest(dict(mask.items()))))
         learn = train(dls, model, regime_cfg, csv_log=out / "history.csv", progress=False,
@@ -132,6 +140,8 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
         save_json({
             "kind": spec.kind, "method": spec.method, "task": spec.task, "regime": spec.regime,
             **({"recipe": spec.recipe} if spec.recipe else {}),
+            **({"source": spec.source} if spec.source else {}),
+            **({"eps": eps_label(e)} if (e := source_eps(p, spec.kind, spec.source)) is not None else {}),
             "fraction": spec.fraction, "seed": spec.seed, "level": sparsity, "held_out": n_val,
             "measured_sparsity": 0.0 if mask is None else mask.sparsity,
             "n_train": len(dls.train_ds), "config": config_hash([regime_cfg, p.transfer.attack, p.model, *([v, p.evaluation.attack] if n_val else [])]),

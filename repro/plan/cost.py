@@ -20,6 +20,11 @@ training and attacks, then converts them into hours:
   iterations (whole epochs) and the test-split passes after each epoch, on the segmentation network.
   Not counted: data generation and decoding, python/fastai start-up, validation passes (except the held-out PGD
   accuracy of early-stopped pretraining, ``pretrain.early_stopping``, counted as evaluation).
+* Robust Tickets' per-task ε (``pretrain.eps_grid``): ``pretrain_eps`` trains one PGD model per further radius
+  (a published kind: fetches), ``select_eps`` fine-tunes every candidate's dense model per (task, regime) on the
+  training images minus the held-out ones; the RT runs of EPS_KIND are priced as if each (task, regime) chose a
+  grid model of its own (``repro.plan.rt_source``'s placeholder), so their tickets, IMP runs and transfers never
+  share DW's: an upper bound.
 * GPU-hours at ``--gpu-tflops`` (default 312: the dense bf16 tensor-core peak of an NVIDIA A100,
   the most common datacenter GPU in the papers' time; its dense fp32 peak is 19.5). A peak is a
   lower bound on hours: ResNet training reaches a fraction of it.
@@ -42,6 +47,7 @@ from pathlib import Path
 import torch
 
 from ..config import Params, from_dict
+from .eps import grid_models, selection_runs, selection_validation
 from .grid import (aa_graded, adv_acc_run, experiment_runs, imp_runs, level_name, runs_for_level, seg_runs,
                    study_baselines, tickets_for_level)
 
@@ -241,8 +247,8 @@ def task_sizes(p: Params) -> dict[str, TaskSize]:
 
 
 def imp_cost(p: Params, run: tuple, sizes: dict) -> Cost:
-    """One IMP run (kind, retraining, task or None = the source): ``max_rounds`` retrainings; a downstream run (DS)
-    retrains with ``tickets.imp.retrain_ds`` on the task's images minus ``transfer.validation``'s held-out ones."""
+    """One IMP run (kind, retraining, task or None = the source, source model): ``max_rounds`` retrainings; a
+    downstream run (DS) retrains with ``tickets.imp.retrain_ds`` on the task's images minus the held-out ones."""
     _kind, retrain, task = run[:3]
     ip = p.tickets.imp
     v = p.transfer.validation
@@ -262,12 +268,12 @@ def run_flops(p: Params, what: str):
     return lambda item: cost(p, item, sizes).flops
 
 
-def transfer_cost(p: Params, spec, sizes: dict) -> Cost:
+def transfer_cost(p: Params, spec, sizes: dict, held_out: int = 0) -> Cost:
+    """One transfer run; ``held_out``: training images held out (not trained on)."""
     t = sizes[spec.task]
     f = flops_for(p, t.classes)
-    n = max(1, round(t.n_train * spec.fraction))
-    # the recipe the run trains with: its experiment's named one, the task's own, or the regime's (as transfer does)
-    cfg = p.tickets.lmp.train if spec.regime == "mask" else p.transfer.recipe(spec.regime, spec.task, spec.recipe)
+    n = max(1, round((t.n_train - held_out) * spec.fraction))
+    cfg = transfer_cfg(p, spec)
     steps = p.transfer.attack.steps if spec.regime == "adversarial" else 0
     # linear evaluation trains the head over a frozen backbone; LMP's scores need the full backward
     step = f.linear if spec.regime == "linear" else f.train
@@ -287,6 +293,11 @@ def aa_units(e) -> tuple[int, int]:
             iters += e.aa_steps * runs
             fwd += e.aa_steps * runs if m == "fab-t" else 0  # FAB checks each new point with a forward pass
     return iters + 1, fwd
+
+
+def transfer_cfg(p: Params, spec):
+    """The recipe a run trains with: its experiment's named one, the task's own, or the regime's (as transfer does)."""
+    return p.tickets.lmp.train if spec.regime == "mask" else p.transfer.recipe(spec.regime, spec.task, spec.recipe)
 
 
 def evaluate_cost(p: Params, spec, sizes: dict) -> Cost:
@@ -331,6 +342,16 @@ def stage_costs(p: Params) -> dict[str, Cost]:
 
     for kind in pt.kinds:
         out[f"pretrain@{kind}"] = Cost(1) if kind in (pt.published or {}) else pretraining(kind)
+    grid = Cost()
+    for _ in grid_models(p):
+        grid.add(Cost(1) if "pgd_adversarial" in (pt.published or {}) else pretraining("pgd_adversarial"))
+    out["pretrain_eps"] = grid
+    sel, n_val = Cost(), selection_validation(p).n
+    for spec in selection_runs(p):
+        sel.add(transfer_cost(p, spec, sizes, held_out=n_val))
+        t = sizes[spec.task]
+        sel.eval += transfer_cfg(p, spec).epochs * n_val * flops_for(p, t.classes).forward  # held-out SA per epoch
+    out["select_eps"] = sel
     imp = Cost()
     for run in imp_runs(p):
         imp.add(imp_cost(p, run, sizes))
@@ -390,7 +411,7 @@ def experiment_costs(p: Params) -> dict[str, Cost]:
         for lv in [0.0, *p.sweep.sparsities]:
             if not e.runs_at(lv):  # the experiment's own levels
                 continue
-            for spec in sorted(experiment_runs(p, e, lv)):
+            for spec in sorted(experiment_runs(p, e, lv, name)):
                 c.add(transfer_cost(p, spec, sizes))
                 c.add(evaluate_cost(p, spec, sizes))
                 c.runs -= 1

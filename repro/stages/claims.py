@@ -20,7 +20,8 @@ from ..base.io import save_json
 from ..claims import evaluate_all, metric_view, scorecard_line
 from ..config import Params
 from ..config.params import PAPERS
-from ..pipeline.results import METRICS_DIR, collect, segment_rows
+from ..pipeline.results import METRICS_DIR, collect, paper_sources, segment_rows
+from ..plan import load_choice
 from .common import log, run_stage
 
 DOMAIN_GAP = Path("analysis") / "domain_gap.json"
@@ -33,8 +34,11 @@ def body(p: Params) -> None:
         rows += segment_rows(json.loads(SEGMENT.read_text()), p.seed)
     gaps = json.loads(DOMAIN_GAP.read_text()) if DOMAIN_GAP.is_file() else None
     verdict_ra = getattr(p.evaluation, "verdict_ra", "pgd20")
-    # each paper's claims read the runs of the recipes its experiments name (Params.recipe_tags)
-    doc = evaluate_all(rows, gaps, verdict_ra, recipes={paper.upper(): p.recipe_tags(paper) for paper in PAPERS})
+    # each paper's claims read the runs of the recipes its experiments name (Params.recipe_tags), RT's at the eps
+    # select_eps chose per task (paper_sources)
+    srcs = paper_sources(p, load_choice(p))
+    doc = evaluate_all(rows, gaps, verdict_ra, recipes={paper.upper(): p.recipe_tags(paper) for paper in PAPERS},
+                       sources={paper.upper(): srcs[paper] for paper in PAPERS})
     doc = {"tier": p.tier, **doc}
     save_json(doc, METRICS_DIR / "claims_detail.json")
     save_json(metric_view(doc), METRICS_DIR / "claims.json")

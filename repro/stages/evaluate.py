@@ -34,7 +34,7 @@ from ..base.cpus import parallel_map
 from ..base.io import read_json, save_json
 from ..config import Params
 from ..pipeline.evaluate import evaluate_run, load_reference
-from ..plan import RUNS, RunSpec, level_name
+from ..plan import RUNS, RunSpec, level_name, load_choice
 from ..plan.cost import run_flops
 from .common import level_main, log, n_workers
 
@@ -43,7 +43,7 @@ _STATE: dict = {}  # tasks, OoD set and reference model, loaded once and shared 
 
 def _evaluate_one(p: Params, src: Path, dst: Path, run_dir: Path) -> tuple[str, dict]:
     rel = run_dir.relative_to(src)
-    m = evaluate_run(p, run_dir, _STATE["tasks"], _STATE["ood"], _STATE["reference"])
+    m = evaluate_run(p, run_dir, _STATE["tasks"], _STATE["ood"], _STATE["reference"], _STATE["choice"])
     save_json(m, dst / rel / "metrics.json")
     return str(rel), m
 
@@ -58,6 +58,7 @@ def body_for(sparsity: float):
         _STATE.clear()
         _STATE.update(tasks={}, ood={})
         _STATE["reference"] = load_reference(p, _STATE["tasks"])
+        _STATE["choice"] = load_choice(p)  # RT's eps per task: which runs get RT's extra metrics
         work = partial(_evaluate_one, p, src, RUNS / "eval" / lv)
         flops = run_flops(p, "evaluate")
         cost = lambda d: flops(RunSpec.of(read_json(d / "spec.json")))  # noqa: E731

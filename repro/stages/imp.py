@@ -6,7 +6,8 @@
 * ``<kind>-adversarial-ds-<task>``: A-IMP on a downstream task (DS).
 
 DS runs retrain with the downstream recipe ``tickets.imp.retrain_ds`` on the task's training images minus
-``transfer.validation``'s held-out ones.
+``transfer.validation``'s held-out ones. RT's runs of ``pgd_adversarial`` start from the ε ``select_eps`` chose
+for their task (``<kind>-eps<e>-...``, ``repro.plan.rt_source``).
 
 Each round k is saved as ``runs/imp/<run>/level_<k>/mask.pt`` with its
 ``sparsity_report.json``; the rounds run up to ``tickets.imp.max_rounds``
@@ -22,13 +23,13 @@ from functools import partial
 from ..base.cpus import parallel_map
 from ..config import Params
 from ..pipeline.imp import run_one
-from ..plan import RUNS, imp_runs
+from ..plan import RUNS, imp_runs, load_choice
 from ..plan.cost import run_flops
 from .common import n_workers, run_stage
 
 
 def body(p: Params) -> None:
-    todo = imp_runs(p)
+    todo = imp_runs(p, load_choice(p))
     if not todo:
         (RUNS / "imp").mkdir(parents=True, exist_ok=True)
     for _ in parallel_map(partial(_run, p), todo, n_workers(p), cost=run_flops(p, "imp")):

@@ -17,9 +17,14 @@ Runs of a named recipe (``transfer.recipes``, e.g. RT's fine-tuning) form their 
 ``recipe`` column ("" = the regime's own) and ``papers`` (the papers whose figures read the group, ``dw rt``:
 ``repro.verdicts.paper_view``); the double-win verdicts and DW's plot series read DW's view, the linear
 series RT's; summary.json's dense baselines of a named recipe sit under ``<regime>-<recipe>``.
+Runs from an ε-grid model (Robust Tickets' per-task ε) form their own groups too (columns ``source`` and ``eps``);
+RT's view takes, per task and regime, the ε ``select_eps`` chose (``metrics/eps.json``), which summary.json
+repeats under ``rt_eps`` (task -> regime -> ε; ``dw_eps``: DW's one ε); their dense baselines sit under
+``<regime>[-<recipe>]@<eps>``.
 """
 from __future__ import annotations
 
+import json
 import sys
 
 from ..base.io import save_json
@@ -31,9 +36,11 @@ from ..pipeline.results import (
     PLOTS_DIR,
     nest_verdicts,
     collect,
+    paper_sources,
     plot_series,
     write_csv,
 )
+from ..plan import CHOICE_FILE, load_choice
 from ..plausibility import run_label
 from ..sanity import summarize as summarize_sanity
 from ..verdicts import (
@@ -45,6 +52,7 @@ from ..verdicts import (
     group_key,
     paper_view,
     recipe_of,
+    source_of,
 )
 from .common import log, run_stage
 
@@ -56,14 +64,18 @@ def body(p: Params) -> None:
     for r in rows:
         chosen.setdefault(group_key(r), set()).add(r.get("checkpoint", "last"))
     tags = {paper: p.recipe_tags(paper) for paper in PAPERS}
+    choice = load_choice(p)
+    srcs = paper_sources(p, choice)  # RT's runs of pgd_adversarial: the eps select_eps chose per task and regime
     for r in agg:
         r["checkpoint"] = "+".join(sorted(chosen[group_key(r)]))
-        # the papers whose figures read this group: its recipe is the one their experiments give its regime
-        r["papers"] = " ".join(x for x in PAPERS if recipe_of(r) == tags[x].get(r["regime"], ""))
-    fields = ["kind", "method", "task", "regime", "fraction", "level", "n_seeds", "checkpoint", RECIPE, "papers"] + \
-        [f"{m}_{s}" for m in METRICS + tuple(adv_acc_metrics(agg)) for s in ("mean", "std")]
+        # the papers whose figures read this group: its recipe is the one their experiments give its regime, its
+        # pretrained model the one they transfer on its task (RT: the chosen eps)
+        r["papers"] = " ".join(x for x in PAPERS if recipe_of(r) == tags[x].get(r["regime"], "")
+                               and source_of(r) == srcs[x].get((r["kind"], r["task"], r["regime"]), ""))
+    fields = ["kind", "method", "task", "regime", "fraction", "level", "n_seeds", "checkpoint", RECIPE, "source",
+              "eps", "papers"] + [f"{m}_{s}" for m in METRICS + tuple(adv_acc_metrics(agg)) for s in ("mean", "std")]
     write_csv(PLOTS_DIR / "curves.csv", agg, fields)
-    for name, series in plot_series(agg, p.pretrain.kinds, p.data.downstream[0], tags).items():
+    for name, series in plot_series(agg, p.pretrain.kinds, p.data.downstream[0], tags, srcs).items():
         metric = name.split("/")[0].rsplit("_", 1)[1]
         write_csv(PLOTS_DIR / f"{name}.csv", series, ["sparsity", metric, f"{metric}_std"]
                   + [f"{x}{s}" for x in PLOT_EXTRA.get(metric, ()) for s in ("", "_std")])
@@ -75,6 +87,7 @@ def body(p: Params) -> None:
     for r in agg:
         if r["method"] == "dense" and r["fraction"] == 1.0:
             reg = r["regime"] + (f"-{recipe_of(r)}" if recipe_of(r) else "")  # as in the run's folder name
+            reg += f"@{r['eps']}" if source_of(r) else ""  # an eps-grid model's baseline
             dense.setdefault(r["kind"], {}).setdefault(r["task"], {})[reg] = {
                 "sa": round(r["sa_mean"], 4), "ra": round(r.get("ra_mean", float("nan")), 4),
                 **({"ra_aa": round(r["ra_aa_mean"], 4)} if "ra_aa_mean" in r else {})}
@@ -87,7 +100,7 @@ def body(p: Params) -> None:
                               for reg in sorted({r["regime"] for r in agg})},
                "attack_sanity": {k: san[k] for k in ("checked", "ok", "flagged", "not_checked", "flagged_runs")}
                | {f"failed_{c}": v for c, v in san["failures_per_check"].items()},
-               "not_learned": len(not_learned), "not_learned_runs": not_learned},
+               "not_learned": len(not_learned), "not_learned_runs": not_learned, **eps_summary()},
               METRICS_DIR / "summary.json")
     log("summary", f"{len(rows)} runs in {len(agg)} groups; {len(verdicts)} double-win verdicts")
     if not_learned:  # repro.plausibility: loss never fell or SA within the binomial margin of chance
@@ -97,6 +110,18 @@ def body(p: Params) -> None:
         log("summary", f"attack sanity: {san['flagged']} of {san['checked']} robust evaluations FAILED a check "
                        f"(gradient masking?), see metrics/sanity.json: "
                        + ", ".join(f"{c} x{v}" for c, v in san["failures_per_check"].items() if v))
+
+
+def eps_summary() -> dict:
+    """Robust Tickets' per-task ε as summary.json shows it: ``rt_eps`` task -> regime -> chosen ε (with every
+    candidate's held-out SA under ``rt_eps_held_out``), ``dw_eps`` DW's one ε; {} when the grid is off."""
+    if not CHOICE_FILE.is_file():
+        return {}
+    doc = json.loads(CHOICE_FILE.read_text())
+    if not doc.get("tasks"):
+        return {}
+    return {"dw_eps": doc["own"], "rt_eps": {t: {r: v["eps"] for r, v in by.items()} for t, by in doc["tasks"].items()},
+            "rt_eps_held_out": {t: {r: v["held_out_sa"] for r, v in by.items()} for t, by in doc["tasks"].items()}}
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,7 @@ from functools import partial
 from ..base.cpus import parallel_map
 from ..config import Params
 from ..pipeline.transfer import run_one
-from ..plan import RUNS, RunSpec, level_name, runs_for_level
+from ..plan import RUNS, RunSpec, level_name, load_choice, runs_for_level
 from ..plan.cost import run_flops
 from .common import level_main, log, n_workers
 
@@ -36,7 +36,7 @@ def _run(p: Params, sparsity: float, spec: RunSpec) -> str:
 
 def body_for(sparsity: float):
     def body(p: Params) -> None:
-        runs = runs_for_level(p, sparsity)
+        runs = runs_for_level(p, sparsity, load_choice(p))  # RT's runs at the eps select_eps chose per task
         stage = f"transfer@{level_name(sparsity)}"
         (RUNS / "transfer" / level_name(sparsity)).mkdir(parents=True, exist_ok=True)
         log(stage, f"{len(runs)} runs")
