@@ -258,3 +258,41 @@ def test_summary_json_shows_the_chosen_eps_per_task(tmp_path, monkeypatch):
     assert s["dw_eps"] == "4/255"
     assert s["rt_eps"] == {t: {"standard": "4/255", "linear": "4/255"} for t in p.data.downstream}
     assert s["rt_eps_held_out"]["synth_far"]["linear"] == {"4/255": 0.5, "1/255": 0.5}
+
+
+def test_a_task_that_chose_another_eps_draws_and_transfers_from_that_model(tmp_path):
+    """When select_eps picks the grid model (here forced: 1/255 on synth_near), the imp stage runs RT's downstream
+    IMP from that model, the tickets stage draws RT's tickets from it and the transfer stage fine-tunes it, in
+    folders that name it; the run's spec.json records the source and its eps."""
+    import reliability_ws as W
+    import torch
+
+    from repro.config import load_params
+    from repro.pipeline.tickets import draw
+    from repro.tickets.mask import Mask
+
+    ws = W.clone(tmp_path / "ws")
+    W.write_params(ws, W.smoke_params(pretrain={"kinds": [W.KIND, AT], "eps_grid": ["1/255"]}, experiments={
+        "rt_x": {"pairs": [[AT, "omp"], [AT, "imp_ds"]], "regimes": ["standard"], "tasks": ["synth_near"],
+                 "seeds": [0]}}))
+    for module, args in (("pretrain", (AT,)), ("pretrain_eps", ()), ("select_eps", ())):
+        assert W.stage(ws, module, *args)[0] == 0, module
+    doc = json.loads((ws / "metrics/eps.json").read_text())
+    doc["tasks"]["synth_near"]["standard"].update(eps="1/255", source="eps1")  # as if 1/255 had won
+    (ws / "metrics/eps.json").write_text(json.dumps(doc))
+    for module, args in (("imp", ()), ("tickets", (W.LEVEL,)), ("transfer", (W.LEVEL,))):
+        rc, err = W.stage(ws, module, *args)
+        assert rc == 0, (module, err)
+    assert (ws / "runs/imp" / f"{AT}-eps1-standard-ds-synth_near" / "levels.json").is_file()
+    assert (ws / "runs/tickets" / f"s{W.LEVEL}" / f"{AT}-eps1-imp_ds-synth_near" / "mask.pt").is_file()
+    assert (ws / "runs/transfer" / f"s{W.LEVEL}" / f"{AT}-eps1-imp_ds" / "synth_near" / "standard-f1-seed0"
+            / "spec.json").is_file()
+    ticket = ws / "runs/tickets" / f"s{W.LEVEL}" / f"{AT}-eps1-omp" / "mask.pt"
+    assert ticket.is_file()  # (the own model's OMP ticket is drawn too: segment.pairs, RT Fig. 7, keep DW's eps)
+    with W.inside(ws):
+        want = draw(load_params(), AT, "omp", None, float(W.LEVEL), "eps1")  # OMP of the 1/255 model's weights
+    got = Mask.load(ticket)
+    assert all(torch.equal(got._m[k], want._m[k]) for k in want._m)
+    run = ws / "runs/transfer" / f"s{W.LEVEL}" / f"{AT}-eps1-omp" / "synth_near" / "standard-f1-seed0"
+    spec = json.loads((run / "spec.json").read_text())
+    assert (spec["source"], spec["eps"], spec["kind"], spec["method"]) == ("eps1", "1/255", AT, "omp")
