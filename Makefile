@@ -18,11 +18,12 @@ venv: $(STAMP)
 # The lock file holds every runtime and test dependency at an exact version.
 # torchattacks (test-only cross-check) pins requests~=2.25, so it goes in
 # without its dependencies; it only needs torch, torchvision, numpy, scipy.
+# pytorch-fid (test-only: the reference FID Inception graph of tests/test_fid.py) needs nothing more either.
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24" "setuptools>=64"
 	$(PIP) install --quiet -r requirements.lock
-	$(PIP) install --quiet --no-deps torchattacks==3.5.1
+	$(PIP) install --quiet --no-deps torchattacks==3.5.1 pytorch-fid==0.3.0
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)

@@ -82,10 +82,34 @@ class _PercentMetrics(set):
         return super().__contains__(key) or str(key).startswith("adv_acc@")
 
 
+def aa_label(params_file: str = "params.yaml") -> str:
+    """The name of ``ra_aa``'s attack for the params that produced the outputs: the same text as
+    ``repro.config.evaluation.aa_name`` (checked by tests/test_autoattack.py), "AutoAttack (standard: ...)" or
+    "AutoAttack, cut (...)" naming the members and settings that ran."""
+    std = (["apgd-ce", "apgd-t", "fab-t", "square"], 100, 9, 5000)
+    try:
+        import yaml
+
+        with open(params_file) as f:
+            ev = (yaml.safe_load(f) or {}).get("evaluation", {})
+    except OSError:
+        ev = {}
+    members = list(ev.get("aa_members", std[0]))
+    steps, targets, queries = ev.get("aa_steps", 100), ev.get("aa_target_classes", 9), ev.get("aa_queries", 5000)
+    names = [{"apgd-ce": "APGD-CE", "apgd-t": "APGD-T", "fab-t": "FAB-T", "square": "Square"}.get(m, m) for m in members]
+    if (members, steps, targets, queries) == std:
+        return f"AutoAttack (standard: {', '.join(names)})"
+    settings = ([f"{steps} it."] if {"apgd-ce", "apgd-t", "fab-t"} & set(members) else []) + \
+        ([f"{targets} targets"] if {"apgd-t", "fab-t"} & set(members) else []) + \
+        ([f"{queries:,} queries"] if "square" in members else [])
+    return f"AutoAttack, cut ({' + '.join(names)}; {', '.join(settings)})"
+
+
+AA_LABEL = aa_label()
 METRIC_LABELS = _MetricLabels({
     "sa": "SA (%)",
     "ra": "RA, PGD-20 (%)",
-    "ra_aa": "RA, AutoAttack: APGD-CE + APGD-T (%)",
+    "ra_aa": f"RA, {AA_LABEL} (%)",
     "ece": "ECE (15 bins)",
     "nll": "NLL (nats)",
     "ood_auroc": "OoD ROC-AUC",

@@ -14,13 +14,15 @@ import json
 from pathlib import Path
 from string import Template
 
+from figlib import aa_label
 from fignotebooks import NOTEBOOKS, input_files
 
 SUMMARY_FILE = "metrics/summary.json"
 CLAIMS_FILE = "metrics/claims_detail.json"   # the claims stage (repro/claims/): scorecard, each item's verdicts
 NOT_RUN_STATUS = "not run in this configuration"
-#: the RA variants of the claims stage, as the scorecard names them
-RA_NAMES = {"pgd20": "PGD-20", "aa": "AutoAttack-grade"}
+#: the RA variants of the claims stage, as the scorecard names them (``aa``: the members and settings that ran,
+#: figlib.aa_label, e.g. "AutoAttack, cut (APGD-CE + APGD-T; 10 it., 3 targets)")
+RA_NAMES = {"pgd20": "PGD-20", "aa": aa_label()}
 
 e = html.escape
 
@@ -94,7 +96,7 @@ SANITY = Template(
     "check$flagged$not_checked.</p>$runs")
 SANITY_FLAGGED = Template("; <b>$n flagged</b> ($failed), a sign of gradient masking: see <code>metrics/sanity.json</code>")
 SANITY_RUN = Template("<li>$run: $failed; RA (PGD-20) $pgd % vs $strong % under the stronger attack (AutoAttack: "
-                      "APGD-CE + APGD-T) on $n images</li>")
+                      "ra_aa's members where computed, else APGD-CE + APGD-T) on $n images</li>")
 
 
 def sanity_html(summary: dict) -> str:

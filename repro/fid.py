@@ -4,25 +4,25 @@ RT measures the domain gap between ImageNet and each VTAB task with the FID (Heu
 "sampling the same 8000 images from ImageNet and using all the images in each downstream dataset".
 Here:
 
-* features: the 2048-d output of Inception-v3's last average pool ("pool-3"), with torchvision's
-  Inception-v3 ImageNet weights (``IMAGENET1K_V1``, registered in ``repro.weights`` as
-  ``torchvision_inception_v3_imagenet1k_v1`` and sha256-checked by ``fetch``);
+* features: the 2048-d output of Inception-v3's last average pool ("pool-3"), by default of the FID
+  literature's network (``evaluation.fid_weights: fid_inception_v3_2015_12_05``: TensorFlow's 2015-12-05
+  Inception graph and weights as pytorch-fid serves them, ``repro.models.inception``), so the values are on the
+  scale of published FIDs such as RT Table II's; ``torchvision_inception_v3_imagenet1k_v1`` (torchvision's
+  Inception-v3 classification weights, a different graph and training) is one parameter away. Both are
+  registered in ``repro.weights`` and sha256-checked by ``fetch``;
 * input: uint8 RGB images scaled to [0, 1], bilinearly resized to Inception's 299 x 299 input
-  (whatever their stored size: 32-px CIFAR and 224-px ImageNet meet at 299), then mapped to
-  [-1, 1], the normalization those weights were trained with (torchvision's ``transform_input``
-  does the same from ImageNet-normalized input);
+  (whatever their stored size: 32-px CIFAR and 224-px ImageNet meet at 299; ``align_corners=False``, as
+  pytorch-fid), then mapped to [-1, 1], the normalization both weights were trained with;
 * sampling: :func:`repro.data.domain_gap_score` (a fixed seeded draw of ``n_source`` = 8,000
   source images, all train + test images of the target) and its Fréchet distance
   ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)``.
 
-Named choice: the widely used TF-FID feature extractor (pytorch-fid's ``pt_inception-2015-12-05``)
-is a different Inception graph; the papers do not say which one RT used, and the task names
-torchvision's weights, so absolute values may differ from RT Table II by a few points while the
-ordering of tasks is what Table II's argument uses.
+RT does not say which implementation it used; pytorch-fid's network is the common one and is the default.
+tests/test_fid.py checks, on synthetic weights, that the graph and preprocessing give pytorch-fid's features.
 
 The offline default measures the gap with hand-made image statistics instead
 (``evaluation.domain_gap: stats``, ``repro.data.domain_gap_score`` without a feature function);
-``evaluation.domain_gap: fid`` (the ``paper`` tier) uses this module.
+``evaluation.domain_gap: fid`` (the ``small`` and ``paper`` tiers) uses this module.
 """
 from __future__ import annotations
 
@@ -36,28 +36,30 @@ from torch import nn
 
 from .data import ArrayTask, domain_gap_score
 
-__all__ = ["INCEPTION_WEIGHTS", "INCEPTION_SIZE", "FID_SOURCE_IMAGES", "build_inception", "PoolFeatures",
-           "inception_feature_fn", "fid", "load_inception"]
+__all__ = ["FID_WEIGHTS", "INCEPTION_WEIGHTS", "INCEPTION_SIZE", "FID_SOURCE_IMAGES", "build_inception",
+           "PoolFeatures", "inception_feature_fn", "fid", "load_inception"]
 
-INCEPTION_WEIGHTS = "torchvision_inception_v3_imagenet1k_v1"
+#: the feature networks evaluation.fid_weights may name: registered checkpoint -> its graph (repro.models.inception)
+FID_WEIGHTS = {"fid_inception_v3_2015_12_05": "fid_inception_v3",
+               "torchvision_inception_v3_imagenet1k_v1": "inception_v3"}
+INCEPTION_WEIGHTS = "fid_inception_v3_2015_12_05"  # the default: the FID literature's network
 INCEPTION_SIZE = 299
 FID_SOURCE_IMAGES = 8000  # RT Sec. III-F
 
 
-def build_inception(state_dict: Optional[dict] = None, seed: int = 0) -> nn.Module:
-    """torchvision's Inception-v3 (aux head kept so the published state_dict loads as is).
+def build_inception(state_dict: Optional[dict] = None, seed: int = 0, arch: str = "fid_inception_v3") -> nn.Module:
+    """The Inception-v3 graph ``arch`` (``fid_inception_v3`` or torchvision's ``inception_v3``) in eval mode.
 
     ``state_dict=None``: randomly initialised (PyTorch's default layer initialisation, seeded), for tests.
     """
-    from torchvision.models import inception_v3
+    from .models.inception import build_inception_graph
 
     if state_dict is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = inception_v3(weights=None, aux_logits=True, transform_input=False, init_weights=False)
-    else:
-        model = inception_v3(weights=None, aux_logits=True, transform_input=False, init_weights=False)
-        model.load_state_dict(state_dict)
+            return build_inception_graph(arch)
+    model = build_inception_graph(arch)
+    model.load_state_dict(state_dict)
     return model.eval()
 
 
@@ -111,14 +113,17 @@ def fid(source: ArrayTask | np.ndarray, target: ArrayTask | np.ndarray, inceptio
                             n_source=n_source, n_target=n_target, seed=seed)
 
 
-def load_inception(data_root: str | Path = "data", dest: str | Path = ".cache/repro/inception_v3.pt",
-                   device=None) -> nn.Module:
-    """torchvision's Inception-v3 ImageNet weights, fetched and sha256-checked by ``repro.weights``."""
+def load_inception(data_root: str | Path = "data", dest: str | Path | None = None, device=None,
+                   name: str = INCEPTION_WEIGHTS) -> nn.Module:
+    """The FID feature network ``name`` (a key of ``FID_WEIGHTS``), fetched and sha256-checked by ``repro.weights``
+    into ``dest`` (default ``.cache/repro/<name>.pt``)."""
     from .base.io import load_torch
     from .weights import fetch, weights_dir
 
-    dest = Path(dest)
+    if name not in FID_WEIGHTS:
+        raise ValueError(f"unknown FID feature network {name!r}; allowed: {', '.join(FID_WEIGHTS)}")
+    dest = Path(dest) if dest is not None else Path(".cache/repro") / f"{name}.pt"
     if not dest.is_file():
-        fetch(INCEPTION_WEIGHTS, dest, cache_dir=weights_dir(data_root))
-    model = build_inception(load_torch(dest))
+        fetch(name, dest, cache_dir=weights_dir(data_root))
+    model = build_inception(load_torch(dest), arch=FID_WEIGHTS[name])
     return model.to(device) if device is not None else model

@@ -2,9 +2,10 @@
 
 * SA / RA: top-1 accuracy on clean / PGD-20 (eps 8/255, alpha 2/255, random
   start) examples, attacks always crafted with the model in eval mode.
-* RA (AutoAttack-grade), ``ra_aa``: accuracy under the AutoAttack ensemble
-  (:func:`repro.attacks.autoattack`: APGD-CE, then APGD-T), optionally only on the
-  examples an earlier attack (the PGD-20 of RA) left correct.
+* RA under AutoAttack, ``ra_aa``: accuracy under the AutoAttack ensemble
+  (:func:`repro.attacks.autoattack`; standard: APGD-CE, APGD-T, FAB-T, Square; the
+  members that ran are named with the result), optionally only on the examples an
+  earlier attack (the PGD-20 of RA) left correct.
 * Adv-Acc sweep: RA under PGD-20 at several budgets (Robust Tickets' "Adv-Acc").
 * Every attack, and the classification of its examples, runs in float32 on every
   device (autocast off, :func:`repro.attacks.full_precision`); AMP may speed up
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import runtime, timing
-from .attacks import autoattack, bn_mode, full_precision, pgd
+from .attacks import STANDARD_MEMBERS, autoattack, bn_mode, full_precision, pgd
 
 __all__ = [
     "accuracy",
@@ -342,8 +343,9 @@ def robust_accuracy_aa(
     loader: Iterable,
     eps: float = 8 / 255,
     steps: int = 100,
-    members: tuple[str, ...] = ("apgd-ce", "apgd-t"),
+    members: tuple[str, ...] = STANDARD_MEMBERS,
     n_target_classes: int = 9,
+    queries: int = 5000,
     robust: Optional[torch.Tensor] = None,
     device=None,
     progress: bool = True,
@@ -352,8 +354,8 @@ def robust_accuracy_aa(
 ):
     """``ra_aa``: accuracy under the AutoAttack ensemble (:func:`repro.attacks.autoattack`), eval mode, float32.
 
-    Defaults are the standard L-inf AutoAttack's gradient members: APGD-CE, then APGD-T over the top 9
-    classes, 100 iterations each. ``robust``: a boolean per example of the loader (in loader order), the
+    Defaults are the standard L-inf AutoAttack: APGD-CE, APGD-T and FAB-T (over the top 9 classes), 100
+    iterations each, then Square with 5,000 ``queries``. ``robust``: a boolean per example of the loader (in loader order), the
     examples an earlier attack left correct (e.g. the PGD-20 of RA); only those are attacked and the
     others count as broken, so the result is the accuracy under the worst case of that attack and the
     ensemble (hence never above it). ``seed`` makes the random starts reproducible. With
@@ -377,7 +379,7 @@ def robust_accuracy_aa(
         seen[0] += len(x)
         r = None if robust is None else robust[i:i + len(x)]
         return autoattack(m, x, y, eps=eps, steps=steps, members=tuple(members), n_target_classes=n_target_classes,
-                          generator=g, robust=r, trace=trace)
+                          generator=g, robust=r, trace=trace, queries=queries)
 
     logits, labels = collect_logits(model, loader, attack=attack, device=dev, progress=progress)
     correct = logits.argmax(1) == labels

@@ -189,6 +189,7 @@ def attack_sanity(
             strong_pgd = pgd_ok
             # APGD-T towards the top wrong class only: the cost of the former APGD-CE + APGD-DLR pair
             strong_ok = under(lambda xi, yi: autoattack(model, xi, yi, eps=eps, steps=strong_steps, n_target_classes=1,
+                                                        members=("apgd-ce", "apgd-t"),
                                                         generator=_generator(seed, _SEED_STRONG)), pgd_ok) & pgd_ok
         else:
             strong_pgd, strong_ok = (t.cpu().bool() for t in strong)

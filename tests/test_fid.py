@@ -57,10 +57,10 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_known_shift(inception
     assert 0 < scores[20] < scores[60]
 
 
-def test_inception_weights_are_torchvisions_file_pinned_by_its_prefix():
+def test_torchvisions_inception_weights_are_its_file_pinned_by_its_prefix():
     from torchvision.models import Inception_V3_Weights
 
-    e = W.WEIGHTS.get(INCEPTION_WEIGHTS)
+    e = W.WEIGHTS.get("torchvision_inception_v3_imagenet1k_v1")
     assert e.url == Inception_V3_Weights.IMAGENET1K_V1.url and e.filename == e.url.rsplit("/", 1)[1]
     assert e.sha256 == "0cc3c7bd" and e.filename.endswith(f"-{e.sha256}.pth") and W.expected_sha256(e.name) == e.sha256
     from torchvision.models import inception_v3
@@ -73,10 +73,16 @@ def test_load_inception_fetches_checks_and_loads_the_file(tmp_path, monkeypatch,
     cache = tmp_path / "weights"
     cache.mkdir()
     e = W.WEIGHTS.get(INCEPTION_WEIGHTS)
+    assert e.name == "fid_inception_v3_2015_12_05" and W.expected_sha256(e.name) is None  # unpinned until `pin`
     torch.save(inception.state_dict(), cache / e.filename)
     monkeypatch.setenv(W.WEIGHTS_ENV, str(cache))
-    with pytest.raises(W.WeightsError, match="expected 0cc3c7bd"):  # not torchvision's file: refused
+    with pytest.raises(W.WeightsError, match="no pinned sha256.*repro.weights pin fid_inception_v3_2015_12_05"):
         load_inception(tmp_path, dest=tmp_path / "a.pt")
+    assert not (tmp_path / "a.pt").exists()
+    tv = W.WEIGHTS.get("torchvision_inception_v3_imagenet1k_v1")
+    torch.save(build_inception(seed=1, arch="inception_v3").state_dict(), cache / tv.filename)
+    with pytest.raises(W.WeightsError, match="expected 0cc3c7bd"):  # not torchvision's file: refused
+        load_inception(tmp_path, dest=tmp_path / "a.pt", name=tv.name)
     assert not (tmp_path / "a.pt").exists()
     full = W.sha256_file(cache / e.filename)  # pin this file's own hash (in code and in a test lock)
     monkeypatch.setitem(W.WEIGHTS._items, e.name, dataclasses.replace(e, sha256=full))

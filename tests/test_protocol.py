@@ -369,3 +369,53 @@ def test_the_r18_overlay_runs_rts_resnet18_panels_from_the_published_resnet18s()
     assert regimes == {"standard", "linear", "mask"}
     # the paper tier's recipes, levels and checkpoint selection are kept
     assert p.transfer.standard.epochs == 150 and p.evaluation.selected("standard") == "best_sa"
+
+
+# ------------------------------------------- issue 26 point 8: rows 33, 52, 61, 67-68 tell the truth
+def _row(label: str) -> dict:
+    return next(r for r in protocol_rows() if (r.get("item") or r.get("setting")) == label)
+
+
+def test_rt_source_networks_row_calls_the_single_eps_a_deviation():
+    """RT picks the robust model's ε per task; the tier starts every RT run from DW's 8/255 ResNet-50 (and the
+    r18 / vtab overlays from one 4/255 ResNet-18): the row may not call that ε 'paper'."""
+    from repro.weights import WEIGHTS
+
+    row = _row("RT source networks (Sec. III-A)")
+    p = params_from(merged("paper"))
+    eps = {WEIGHTS.get(p.pretrain.published[k]).eps for k in p.pretrain.kinds if k == "pgd_adversarial"}
+    assert len(eps) == 1  # one ε for every task and experiment ...
+    assert "**deviation**" in row["status / notes"] and "per task" in row["status / notes"]  # ... said as such
+    assert "pretrain.published.pgd_adversarial = madrylab_resnet50_linf_eps8.0" in row[CHECK_COLUMN]
+
+
+def test_dw_a10_voc_panel_is_a_deviation_not_a_choice():
+    row = _row("DW Figure A10")
+    assert row["status / notes"].startswith("**deviation**") and "instance segmentation" in row["status / notes"]
+    assert params_from(merged("paper")).segment.task == "voc2012"  # the semantic stage that stands in for it
+
+
+def test_rt_a_imp_row_names_its_settings_as_dws():
+    row = _row("RT Fig. 4")
+    p = params_from(merged("paper"))
+    a, r = p.tickets.imp.attack, p.tickets.imp.retrain
+    assert (a.steps, r.epochs, r.batch_size) == (3, 30, 2048)  # DW Sec. A1's, which the row names
+    assert "DW" in row["attack"] and "DW" in row["status / notes"] and "not RT's" in row["status / notes"]
+    assert "**choice**" in row["status / notes"]
+
+
+def test_rt_fig9_and_table2_rows_hold_in_the_vtab_overlay():
+    """Fig. 9 / Table II name 12 tasks (RT Sec. III-A says 13); the vtab overlay runs those 12 with OMP linear
+    evaluation and the FID of Table II; the rows say so, and the 13-vs-12 discrepancy."""
+    fig9, table2 = _row("RT Fig. 9"), _row("RT Table II")
+    twelve = ["cifar10", "aircraft", "cifar100", "pets", "flowers", "cars", "food", "dtd", "birdsnap", "sun397",
+              "caltech101", "caltech256"]
+    cfg = merge(merged("paper"), yaml.safe_load((ROOT / "tiers" / "vtab.yaml").read_text()))
+    cfg["tier"] = "paper+vtab"
+    p = params_from(cfg)
+    assert list(p.experiments["rt_omp"].tasks) == twelve and p.experiments["rt_omp"].regimes == ("linear",)
+    assert set(twelve) <= set(p.data.downstream)
+    assert (p.evaluation.domain_gap, p.evaluation.fid_weights) == ("fid", "fid_inception_v3_2015_12_05")
+    assert "13 datasets" in fig9["datasets"] and "name 12" in fig9["datasets"]
+    assert "vtab" in fig9["status / notes"] and "**deviation**" in fig9["status / notes"]
+    assert "deviation" not in table2["status / notes"] and "vtab" in table2["status / notes"]

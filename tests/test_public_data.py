@@ -504,8 +504,11 @@ def test_written_cifar10_and_tiny_imagenet_round_trip_through_the_loaders(tmp_pa
 
 
 def test_small_tier_data_stage_offline_at_a_fraction(tmp_path, monkeypatch):
-    """Tier `small` at --fraction 0.5 on a data.root holding CIFAR-10 and Tiny-ImageNet: the data stage
-    writes the tasks at 32 px with half of every class (no network)."""
+    """Tier `small` at --fraction 0.5 on a data.root holding CIFAR-10, Tiny-ImageNet and PASCAL VOC 2012 (the
+    small tier's segmentation task): the data stage writes the tasks at 32 px with half of every class (no
+    network)."""
+    from voc_files import write_voc
+
     from repro import tiers
     from repro.stages import data as data_stage
 
@@ -515,6 +518,7 @@ def test_small_tier_data_stage_offline_at_a_fraction(tmp_path, monkeypatch):
     write_cifar10(root, x, np.arange(40) % 10, x[:20], np.arange(20) % 10)
     xs = rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
     write_tiny_imagenet(root, xs, np.arange(8) % 2, xs[:4], np.arange(4) % 2, 2)
+    write_voc(root, {"train": 2, "val": 1})
     monkeypatch.chdir(tmp_path)
     repo = Path(__file__).resolve().parents[1]
     (tmp_path / "tiers").mkdir()

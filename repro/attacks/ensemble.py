@@ -1,5 +1,6 @@
-"""APGD (Croce & Hein 2020) and the AutoAttack ensemble built from it (members: the ``AA_MEMBERS`` registry); each
-member attacks the points still robust after the previous ones."""
+"""APGD (Croce & Hein 2020) and the AutoAttack ensemble (members: the ``AA_MEMBERS`` registry: APGD-CE, APGD-T,
+FAB-T (``fab.py``) and Square (``square.py``), AutoAttack's standard order); each member attacks the points still
+robust after the previous ones."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -9,8 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base.registry import Registry
+from .fab import fab_t
 from .linf import ATTACKS
 from .modes import full_precision, no_param_grad
+from .square import square
 APGD_OBJECTIVES = ("ce", "dlr", "dlr_targeted")
 
 
@@ -171,13 +174,13 @@ def _still_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
 
 
 def apgd_ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-            n_target_classes: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+            n_target_classes: int, generator: Optional[torch.Generator], *, queries: int = 5000) -> torch.Tensor:
     """AutoAttack's first member: APGD on the cross-entropy, one run of ``steps`` iterations."""
     return apgd(model, x, y, eps=eps, steps=steps, objective="ce", generator=generator)
 
 
 def apgd_t(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-           n_target_classes: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+           n_target_classes: int, generator: Optional[torch.Generator], *, queries: int = 5000) -> torch.Tensor:
     """AutoAttack's APGD-T: targeted APGD-DLR towards each of the ``n_target_classes`` classes ranked
     2nd, 3rd, ... by the clean logits (capped at classes - 1; the DLR-T loss needs >= 4 classes, fewer
     fall back to untargeted APGD-DLR, or to APGD-CE with 2 classes), ``steps`` iterations each, each run
@@ -201,10 +204,15 @@ def apgd_t(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps
     return x_adv
 
 
-#: AutoAttack's members, in its order; each ``(model, x, y, eps, steps, n_target_classes, generator) -> x_adv``
+#: AutoAttack's members, in its order; each ``(model, x, y, eps, steps, n_target_classes, generator, *, queries)
+#: -> x_adv`` (``steps``: iterations of the gradient members per run; ``queries``: Square's budget)
 AA_MEMBERS: Registry[Callable[..., torch.Tensor]] = Registry("AutoAttack member")
 AA_MEMBERS.register("apgd-ce")(apgd_ce)
 AA_MEMBERS.register("apgd-t")(apgd_t)
+AA_MEMBERS.register("fab-t")(fab_t)
+AA_MEMBERS.register("square")(square)
+#: the standard L-inf AutoAttack (Croce & Hein 2020; RobustBench's evaluation): its four members in its order
+STANDARD_MEMBERS = ("apgd-ce", "apgd-t", "fab-t", "square")
 
 
 def autoattack(
@@ -213,19 +221,22 @@ def autoattack(
     y: torch.Tensor,
     eps: float = 8 / 255,
     steps: int = 100,
-    members: tuple[str, ...] = ("apgd-ce", "apgd-t"),
+    members: tuple[str, ...] = STANDARD_MEMBERS,
     n_target_classes: int = 9,
     generator: Optional[torch.Generator] = None,
     robust: Optional[torch.Tensor] = None,
     trace: Optional[dict] = None,
+    queries: int = 5000,
 ) -> torch.Tensor:
     """AutoAttack-style ensemble (Croce & Hein 2020): the ``members`` in order, each run only on the
     examples every earlier member (and, when given, the earlier attack behind ``robust``) left correctly
     classified; an example is robust only if every member fails on it.
 
-    The standard L-inf AutoAttack's gradient members: APGD-CE (one run of ``steps`` = 100 iterations)
-    then APGD-T (targeted APGD-DLR over the top ``n_target_classes`` = 9 classes, 100 iterations each),
-    both with APGD's step-size schedule and checkpoints (:func:`apgd`). Clean-misclassified examples
+    The standard L-inf AutoAttack (the default ``members``): APGD-CE (one run of ``steps`` = 100 iterations),
+    APGD-T (targeted APGD-DLR over the top ``n_target_classes`` = 9 classes, 100 iterations each), both with
+    APGD's step-size schedule and checkpoints (:func:`apgd`), FAB-T (targeted FAB over the same classes, 100
+    iterations each, :func:`repro.attacks.fab.fab_t`) and Square (``queries`` = 5,000,
+    :func:`repro.attacks.square.square_linf`). Fewer members make a cut version. Clean-misclassified examples
     are not attacked. ``robust``: a boolean mask of the examples still to attack (e.g. those a PGD-20
     left correct); the others are returned unchanged and are the caller's to count as broken.
     ``trace``: a dict to which the number of examples still robust after each stage (``clean``, then
@@ -238,6 +249,8 @@ def autoattack(
         raise ValueError(f"autoattack needs at least one member; allowed: {', '.join(AA_MEMBERS.names())}")
     if eps < 0:
         raise ValueError(f"attack eps must be >= 0, got {eps}")
+    if isinstance(queries, bool) or int(queries) != queries or queries < 1:
+        raise ValueError(f"autoattack queries must be an integer >= 1, got {queries!r}")
     x, x_adv = x.detach(), x.detach().clone()
     with full_precision(x.device), no_param_grad(model):
         alive = _still_correct(model, x, y)
@@ -248,7 +261,8 @@ def autoattack(
         for name in members:
             idx = alive.nonzero().flatten()
             if len(idx) and eps > 0:
-                xa = AA_MEMBERS.get(name)(model, x[idx], y[idx], eps, steps, n_target_classes, generator)
+                xa = AA_MEMBERS.get(name)(model, x[idx], y[idx], eps, steps, n_target_classes, generator,
+                                          queries=queries)
                 x_adv[idx] = xa
                 alive[idx] = _still_correct(model, xa, y[idx])
             if trace is not None:

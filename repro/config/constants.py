@@ -10,6 +10,8 @@ CHECKPOINTS = ("last", "best_sa", "best_ra")  # the weights a transfer run keeps
 SELECT_REGIMES = TRAIN_REGIMES = ("standard", "adversarial", "linear")  # regimes with checkpoint selection (LMP keeps its last mask)
 RECIPE_NAME = r"[a-z][a-z0-9_]*"  # transfer.recipes names: part of run folder names (repro.plan.RunSpec.name)
 SCHEDULES = ("step", "cosine", "constant")  # TrainParams.schedule (repro.training.schedules)
+#: evaluation.aa_members: the AutoAttack members (repro.attacks.AA_MEMBERS), in the standard L-inf AutoAttack's order
+AA_MEMBER_NAMES = ("apgd-ce", "apgd-t", "fab-t", "square")
 PAPERS = ("dw", "rt")  # an experiment belongs to the paper its name starts with (dw_*, rt_*): claims, figures
 
 #: the tier names ``tiers/<name>.yaml`` (and the committed default) that ``tier`` may record

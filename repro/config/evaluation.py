@@ -5,9 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from .constants import (CHECKPOINTS, SELECT_REGIMES)
+from .constants import (AA_MEMBER_NAMES, CHECKPOINTS, SELECT_REGIMES)
+from .names import current
 from .typed import check
 from .sections import AttackParams, TrainParams
+
+
+#: how the report names each AutoAttack member
+AA_MEMBER_LABELS = {"apgd-ce": "APGD-CE", "apgd-t": "APGD-T", "fab-t": "FAB-T", "square": "Square"}
+#: the standard L-inf AutoAttack (Croce & Hein 2020): members, iterations, target classes, Square's queries
+AA_STANDARD = (AA_MEMBER_NAMES, 100, 9, 5000)
+
+
+def aa_name(members, steps: int, target_classes: int, queries: int) -> str:
+    """The name of ``ra_aa``'s attack as metrics and the report show it: "AutoAttack (standard: ...)" only for
+    the standard four members at the standard settings, else "AutoAttack, cut (...)" naming what ran."""
+    members = tuple(members)
+    names = [AA_MEMBER_LABELS.get(m, m) for m in members]
+    if (members, steps, target_classes, queries) == AA_STANDARD:
+        return f"AutoAttack (standard: {', '.join(names)})"
+    settings = []
+    if {"apgd-ce", "apgd-t", "fab-t"} & set(members):
+        settings.append(f"{steps} it.")
+    if {"apgd-t", "fab-t"} & set(members):
+        settings.append(f"{target_classes} targets")
+    if "square" in members:
+        settings.append(f"{queries:,} queries")
+    return f"AutoAttack, cut ({' + '.join(names)}; {', '.join(settings)})"
 
 
 @dataclass(frozen=True)
@@ -28,15 +52,19 @@ class EvalParams:
     # leaves correct and the other not are too many to be chance at this level (the tolerance so scales as 1/n)
     sanity_alpha: float = 0.05
     sanity_strong_steps: int = 10  # APGD iterations of the stronger attack when ra_aa is off (aa_members empty)
-    # ra_aa: AutoAttack-grade RA (repro.attacks.autoattack) on the PGD-20 survivors of every adversarially fine-tuned
-    # run; defaults = standard AutoAttack's gradient members (APGD-CE, APGD-T over 9 target classes, 100 iterations)
-    aa_members: tuple[str, ...] = ("apgd-ce", "apgd-t")  # () = off
+    # ra_aa: RA under AutoAttack (repro.attacks.autoattack) on the PGD-20 survivors of every adversarially fine-tuned
+    # run; defaults = the standard L-inf AutoAttack (APGD-CE, APGD-T and FAB-T over 9 target classes, 100 iterations,
+    # Square with 5,000 queries); fewer members or iterations make a cut version, named so (aa_name)
+    aa_members: tuple[str, ...] = AA_MEMBER_NAMES  # () = off
     aa_steps: int = 100
     aa_target_classes: int = 9
+    aa_queries: int = 5000  # Square's queries per image
     verdict_ra: Literal["pgd20", "aa"] = "pgd20"  # the RA of the double-win verdicts (both are reported)
     # domain gap of analysis/domain_gap.json (RT Table II): `stats` = hand-made image statistics (offline
-    # default), `fid` = Inception-v3 pool-3 FID with torchvision's ImageNet weights (repro/fid.py)
+    # default), `fid` = Inception-v3 pool-3 FID (repro/fid.py) with the feature network `fid_weights`: the FID
+    # literature's (pytorch-fid's TF Inception 2015-12-05, the default) or torchvision's classification weights
     domain_gap: Literal["stats", "fid"] = "stats"
+    fid_weights: str = "fid_inception_v3_2015_12_05"  # a published checkpoint of kind fid_features
     # Robust Tickets' "Adv-Acc": RA under PGD-20 (step eps/4) at these budgets, standard-fine-tuned rt_omp runs
     adv_acc_eps: tuple[float, ...] = (0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)  # () = off
     # RT Fig. 1/2/8 and Table I (A-IMP vs IMP tickets); a name this grid does not have selects nothing (custom grids)
@@ -55,17 +83,26 @@ class EvalParams:
         check(self.sanity_images >= 0, "sanity_images", f"{self.sanity_images} must be >= 0 (0 = no sanity checks)")
         check(0 < self.sanity_alpha < 1, "sanity_alpha", f"{self.sanity_alpha} is outside (0, 1)")
         check(self.sanity_strong_steps >= 1, "sanity_strong_steps", f"{self.sanity_strong_steps} must be >= 1")
-        allowed = ("apgd-ce", "apgd-t")
-        bad = [m for m in self.aa_members if m not in allowed]
+        bad = [m for m in self.aa_members if m not in AA_MEMBER_NAMES]
         check(not bad and len(set(self.aa_members)) == len(self.aa_members), "aa_members",
-              f"{list(self.aa_members)}: members must be distinct, from {list(allowed)}")
+              f"{list(self.aa_members)}: members must be distinct, from {list(AA_MEMBER_NAMES)}")
         check(self.aa_steps >= 1, "aa_steps", f"{self.aa_steps} must be >= 1")
         check(self.aa_target_classes >= 1, "aa_target_classes", f"{self.aa_target_classes} must be >= 1")
+        check(self.aa_queries >= 1, "aa_queries", f"{self.aa_queries} must be >= 1")
+        weights = getattr(current(), "weights", None)
+        if weights is not None:
+            allowed = [n for n, k in weights.items() if k == "fid_features"]
+            check(self.fid_weights in allowed, "fid_weights",
+                  f"{self.fid_weights!r} is not an FID feature network; allowed: {', '.join(allowed)}")
         check(all(0 < e <= 1 for e in self.adv_acc_eps), "adv_acc_eps",
               f"{list(self.adv_acc_eps)}: every budget must be in (0, 1] (pixel scale)")
         for r, c in self.select.items():
             check(r in SELECT_REGIMES, f"select.{r}", f"regime {r!r} is not allowed; allowed: {', '.join(SELECT_REGIMES)}")
             check(c in CHECKPOINTS, f"select.{r}", f"{c!r} is not allowed; allowed: {', '.join(CHECKPOINTS)}")
+
+    def aa_name(self) -> str:
+        """The name of ``ra_aa``'s attack (:func:`aa_name`): standard, or cut and what ran."""
+        return aa_name(self.aa_members, self.aa_steps, self.aa_target_classes, self.aa_queries)
 
     def selected(self, regime: str) -> str:
         """The checkpoint reported for a run of ``regime`` (``last`` when not listed)."""

@@ -89,6 +89,7 @@ class SegmentParams(SegRecipe):
     n_test: int = 200
     max_train: Optional[int] = None  # voc2012: the first N images of each split (None = all)
     max_test: Optional[int] = None
+    image_size: Optional[int] = None  # side of the segmentation images (None = data.image_size)
     levels: Optional[tuple[float, ...]] = None  # None: every level an experiment draws the pair's ticket at
 
     def __post_init__(self):
@@ -98,6 +99,8 @@ class SegmentParams(SegRecipe):
             check(self.task in names.seg_datasets, "task",
                   f"{self.task!r} is not allowed; allowed: {', '.join(names.seg_datasets)}")
         check(self.n_train >= 1 and self.n_test >= 1, "n_train", "n_train and n_test must be >= 1")
+        check(self.image_size is None or self.image_size >= 8, "image_size",
+              f"{self.image_size} must be >= 8 px (or null: data.image_size)")
         for kind, method in self.pairs:
             check(kind in PRETRAIN_KINDS, "pairs", f"kind {kind!r} is not allowed; allowed: {', '.join(PRETRAIN_KINDS)}")
             check(method in ("omp", "imp", "a_imp", "random"), "pairs",

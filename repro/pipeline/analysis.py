@@ -124,12 +124,12 @@ def landscapes(p: Params) -> None:
 
 def domain_gaps(p: Params) -> None:
     """``evaluation.domain_gap``: ``stats`` (hand-made image statistics, the offline default) or ``fid``
-    (Inception-v3 pool-3 FID with torchvision's ImageNet weights, repro/fid.py; RT Table II)."""
+    (Inception-v3 pool-3 FID with the feature network ``evaluation.fid_weights``, repro/fid.py; RT Table II)."""
     src = load_task(p.data.source)
     if p.evaluation.domain_gap == "fid":
         from ..fid import fid, load_inception
 
-        net = load_inception(p.data.root, device=runtime.device(p.device))
+        net = load_inception(p.data.root, device=runtime.device(p.device), name=p.evaluation.fid_weights)
         score = lambda t: fid(src, t, net)  # noqa: E731
     else:
         score = lambda t: domain_gap_score(src, t)  # noqa: E731

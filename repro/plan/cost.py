@@ -13,9 +13,10 @@ training and attacks, then converts them into hours:
   run's data fraction.
 * Evaluation counts the clean pass over the test and OoD sets, RA (PGD ``steps`` x ``restarts`` on
   ``n_robust`` images), the attack sanity checks (``sanity_images`` x (PGD + two PGD-5 + two APGD
-  of ``sanity_strong_steps``)), the transfer attack, the AutoAttack-grade RA of the runs that get it
-  (``aa_steps`` per member and target class, priced as if every attacked image survived PGD-20: an
-  upper bound) and the Adv-Acc sweep; ``analysis`` the loss contours; ``segment`` its runs' training
+  of ``sanity_strong_steps``)), the transfer attack, the AutoAttack RA of the runs that get it
+  (:func:`aa_units`: ``aa_steps`` attack iterations for APGD-CE and per target class for APGD-T, the same
+  plus one forward pass each for FAB-T, ``aa_queries`` forward passes for Square; priced as if every
+  attacked image survived PGD-20 and every earlier member: an upper bound) and the Adv-Acc sweep; ``analysis`` the loss contours; ``segment`` its runs' training
   iterations (whole epochs) and the test-split passes after each epoch, on the segmentation network.
   Not counted: data generation and decoding, python/fastai start-up, validation passes.
 * GPU-hours at ``--gpu-tflops`` (default 312: the dense bf16 tensor-core peak of an NVIDIA A100,
@@ -192,7 +193,8 @@ def segment_cost(p: Params) -> Cost:
     from ..segmentation import epoch_plan
 
     s, t = p.segment, seg_size(p)
-    train, forward = _seg_flops(json.dumps(to_dict(p.model), sort_keys=True), t.classes, p.data.image_size, s.head)
+    train, forward = _seg_flops(json.dumps(to_dict(p.model), sort_keys=True), t.classes, s.image_size or p.data.image_size,
+                                s.head)
     batches, epochs = epoch_plan(t.n_train, s.batch_size, s.iterations)
     images = epochs * min(batches * s.batch_size, t.n_train)
     runs = len(seg_runs(p))
@@ -267,6 +269,21 @@ def transfer_cost(p: Params, spec, sizes: dict) -> Cost:
     return training(n, cfg.epochs, step, steps, f)
 
 
+def aa_units(e) -> tuple[int, int]:
+    """(attack iterations, forward passes) per attacked image of ``ra_aa`` with the members of ``e``
+    (``EvalParams``), as if the image survived every member; the final classification counts as one attack
+    iteration, as every other classification of attacked images here does."""
+    iters = fwd = 0
+    for m in e.aa_members:
+        runs = e.aa_target_classes if m in ("apgd-t", "fab-t") else 1
+        if m == "square":
+            fwd += e.aa_queries
+        else:
+            iters += e.aa_steps * runs
+            fwd += e.aa_steps * runs if m == "fab-t" else 0  # FAB checks each new point with a forward pass
+    return iters + 1, fwd
+
+
 def evaluate_cost(p: Params, spec, sizes: dict) -> Cost:
     e = p.evaluation
     t = sizes[spec.task]
@@ -281,7 +298,9 @@ def evaluate_cost(p: Params, spec, sizes: dict) -> Cost:
     if spec.regime == "adversarial" and spec.task == p.transfer_attack_task:
         iters += n_rob * (a.steps + 1)  # examples from the reference model, then classified
     if aa_graded(p, spec):  # ra_aa: each member on the images PGD-20 left correct; priced as if all were (a bound)
-        iters += n_rob * (e.aa_steps * sum(e.aa_target_classes if m == "apgd-t" else 1 for m in e.aa_members) + 1)
+        aa_iters, aa_fwd = aa_units(e)
+        iters += n_rob * aa_iters
+        clean += n_rob * aa_fwd * f.forward
     if e.adv_acc_eps and adv_acc_run(p, spec):
         iters += n_rob * len(e.adv_acc_attacked()) * (a.steps + 1)
     return Cost(1, eval=clean + iters * f.attack)

@@ -32,7 +32,7 @@ def body(p: Params) -> None:
         log("data", f"{name}: {task.x_train.shape[0]} train / {task.x_test.shape[0]} test, "
                     f"{task.num_classes} classes, {task.x_train.shape[1]} px")
     seg = p.segment  # the segmentation task of stage `segment` (repro/data/segmentation.py)
-    task = load_seg_task(seg.task, p.data.root, p.data.image_size, seg.max_train, seg.max_test, p.data.download,
+    task = load_seg_task(seg.task, p.data.root, seg.image_size or p.data.image_size, seg.max_train, seg.max_test, p.data.download,
                          p.seed, seg.n_train, seg.n_test)
     task.save(task_path(seg.task))
     log("data", f"{seg.task}: {task.x_train.shape[0]} train / {task.x_test.shape[0]} test segmentation images, "

@@ -97,11 +97,11 @@ def reference_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     """Keys and shapes of ``build_model(arch, 1000).state_dict()`` (= torchvision's), built on the meta device."""
     from ..models import build_model
 
-    with torch.device("meta"):
-        if arch == "inception_v3":  # the FID feature network (repro/fid.py), torchvision's own module
-            from torchvision.models import inception_v3
+    from ..models.inception import INCEPTION_ARCHS, build_inception_graph
 
-            model = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    with torch.device("meta"):
+        if arch in INCEPTION_ARCHS:  # the FID feature networks (repro/fid.py, repro/models/inception.py)
+            model = build_inception_graph(arch)
         else:
             model = build_model(arch, 1000)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
