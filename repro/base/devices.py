@@ -107,9 +107,9 @@ def _first_tensor(obj) -> torch.Tensor | None:
 
 def _fx_tracing() -> bool:
     """torch.fx's symbolic tracing (``runtime.inference_model``'s folding) calls modules on proxies, not data."""
-    from torch.fx._symbolic_trace import is_fx_tracing
+    from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
-    return is_fx_tracing()
+    return is_fx_symbolic_tracing()
 
 
 def _pre(module: torch.nn.Module, args) -> None:
