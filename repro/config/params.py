@@ -51,6 +51,9 @@ class Params:
         check(self.workers >= 0, "workers", f"{self.workers} must be >= 0 (0 = auto)")
         check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device",
               f"{self.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
+        check(self.model.width_divisor == 1 or not self.pretrain.published, "model.width_divisor",
+              f"{self.model.width_divisor} narrows the network, but pretrain.published loads checkpoints of the full "
+              "one; allowed: 1, or pretrain.published {}")
         check(len(set(self.pretrain.kinds)) == len(self.pretrain.kinds), "pretrain.kinds",
               f"{list(self.pretrain.kinds)}: kinds must be unique (one pretrain@<kind> stage each)")
         levels = self.sweep.sparsities

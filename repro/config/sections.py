@@ -181,6 +181,9 @@ class ModelParams:
     depths: tuple[int, ...] = (1, 1, 1)
     width: int = 8
     block: Literal["basic", "bottleneck"] = "basic"
+    # every channel count divided by this, layers and names kept: 1 = the architecture itself; make rehearse
+    # runs the real tiers' networks at 16 (a CPU check of the path, never a result)
+    width_divisor: Literal[1, 2, 4, 8, 16, 32] = 1
 
     def __post_init__(self):
         names = current()
