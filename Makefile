@@ -11,7 +11,7 @@ TOOLS  := .venv-tools
 # (stages, tests, bench); the package sets the same default itself (repro/__init__.py).
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: venv tools test repro bench lock clean-venv
+.PHONY: venv tools test repro bench gpu-check lock clean-venv
 
 venv: $(STAMP)
 
@@ -53,6 +53,12 @@ repro: venv
 # Speed against baselines run in the same session (bench/README.md); writes bench/results/<machine>.json.
 bench: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m bench.run
+
+# The first command on a new CUDA machine (repro/gpucheck.py): fine-tunes and evaluates a ResNet-18 at 32 px and a
+# ResNet-50 at 224 px on a few hundred images, checks devices, fp32 attacks and masks, prints the measured rates
+# beside the planner's and each tier's GPU-hours. Without CUDA: one line, exit 0.
+gpu-check: venv
+	$(PY) -m repro.gpucheck
 
 # Re-resolve the lock file from pyproject.toml (needs the package index).
 lock:
