@@ -17,8 +17,8 @@ from repro.data import DATASETS, PUBLIC_DATASETS, ArrayTask, DataError, first_pe
 from repro.data.public import TORCHVISION_SETS, safe_unpickle
 from repro.registries import params_from
 
-from published_formats import (py2_pickle, write_birdsnap, write_cifar10, write_cub200, write_tiny_imagenet,
-                               write_visda17)
+from published_formats import (py2_pickle, write_birdsnap, write_cifar10, write_cub200, write_svhn,
+                               write_tiny_imagenet, write_visda17)
 
 # ------------------------------------------------------------------ file builders
 
@@ -443,8 +443,10 @@ def test_data_stage_builds_public_tasks_from_data_root(tmp_path, monkeypatch, ca
 
     root = tmp_path / "datasets"
     make_tiny(root)
-    ref = make_cifar10(root)
-    make_svhn(root)
+    rng = np.random.default_rng(7)
+    x, y = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), np.arange(20) % 10  # every class: the data
+    write_cifar10(root, x, y, x[:10], y[:10])                                              # stage refuses a lost one
+    write_svhn(root, x, y, x[:10], y[:10])
     work = tmp_path / "work"
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump({"data": {
@@ -469,8 +471,8 @@ def test_data_stage_builds_public_tasks_from_data_root(tmp_path, monkeypatch, ca
     src = ArrayTask.load(work / "runs" / "data" / "tiny_imagenet.npz")
     assert src.image_size == (32, 32) and src.y_train.tolist() == [0, 0, 1, 1] and src.y_test.tolist() == [1, 0, 1]
     c10 = ArrayTask.load(work / "runs" / "data" / "cifar10.npz")
-    assert np.array_equal(c10.x_train[9], ref["train"][9].reshape(3, 32, 32).transpose(1, 2, 0))
-    assert ArrayTask.load(work / "runs" / "data" / "svhn.npz").y_train.tolist() == [0, 1, 0, 5, 0]
+    assert np.array_equal(c10.x_train, x) and c10.y_train.tolist() == y.tolist()
+    assert ArrayTask.load(work / "runs" / "data" / "svhn.npz").y_train.tolist() == y.tolist()  # 10 -> digit 0
 
 
 def test_keep_fraction_takes_the_first_share_of_every_class():
@@ -531,7 +533,7 @@ def test_small_tier_data_stage_offline_at_a_fraction(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
     assert data_stage.main() == 2  # 20 CIFAR images cannot hold out 2,500: refused before anything is written
     assert not (tmp_path / "runs" / "data" / "cifar10.npz").exists()
-    cfg["transfer"]["validation"].update(n=5, robust_images=2)
+    cfg["transfer"]["validation"].update(n=10, robust_images=2)  # one of each class (5 would lose 5 classes)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
     assert cfg["pretrain"]["train"]["epochs"] == 45 and cfg["data"]["fraction"] == 0.5
     assert data_stage.main() == 0
