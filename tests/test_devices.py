@@ -27,6 +27,8 @@ def test_trace_flags_unplaced_and_hard_coded_models_and_passes_placed_ones(tmp_p
         runtime.inference_model(good)(x)  # the folded copy keeps the mark
         _net()(x)  # never placed
         devices.place(_net(), "cpu")(x)  # a hard-coded device, not the resolved one
+        with torch.device("meta"):  # the planner's FLOP count (parallel_map's longest-first order): no compute
+            _net()(torch.rand(2, 3, 8, 8))
     finally:
         devices.end()
     events = devices.read(trace)

@@ -122,6 +122,8 @@ def _pre(module: torch.nn.Module, args) -> None:
         weight = next(module.buffers(), None)
     if weight is None:  # a parameter-free module (a wrapper, an activation): nothing runs on a device of its own
         return
+    if weight.device.type == "meta":  # shapes only, no data, no arithmetic: the planner's FLOP count
+        return
     x = _first_tensor(args)
     event = {"event": "forward", "stage": _STATE["stage"], "model": type(module).__name__, "placed": placed(module),
              "params": str(weight.device), "inputs": None if x is None else str(x.device)}
