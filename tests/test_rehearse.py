@@ -39,6 +39,8 @@ def test_each_combination_is_the_tier_at_trial_scale_and_validates(combo, tmp_pa
     if v.how != "none":
         assert v.n == 0.1 and v.robust_images == 5
     assert report(p, p.tier).total.runs > 0  # the planner prices it (its CPU estimate is checked against the run)
+    if "dw_data" in p.experiments and p.experiments["dw_data"].pairs:  # DW Fig. 5: every downstream task
+        assert p.experiments["dw_data"].tasks in (None, tuple(p.data.downstream), list(p.data.downstream)), combo
 
 
 def test_the_data_root_covers_every_dataset_a_combination_reads(tmp_path):
