@@ -48,9 +48,10 @@ def scale(cfg: dict, fraction: float) -> dict:
         if isinstance(adv.get("epochs"), int):
             adv["epochs"] = max(2, adv["epochs"])
     val = out.get("transfer", {}).get("validation", {})
-    for k in ("n", "robust_images"):  # held-out images: a fraction of the (reduced) training split
-        if isinstance(val.get(k), int) and val[k] > 0:
-            val[k] = max(1, round(val[k] * fraction))
+    counts = [(val, "n"), (val, "robust_images"), *((val["per_task"], t) for t in val.get("per_task") or {})]
+    for d, k in counts:  # held-out image counts shrink with the (reduced) training split; a fraction of it stays
+        if isinstance(d.get(k), int) and not isinstance(d[k], bool) and d[k] > 0:
+            d[k] = max(1, round(d[k] * fraction))
     return out
 
 

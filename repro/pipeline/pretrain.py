@@ -28,11 +28,10 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None):
     ckpt = epoch_checkpoint(f"pretrain@{kind}", kind, p, carry_dir=out_dir, inputs=[task_path(p.data.source)])
     learn = train(dls, model, tp, live_dir=out_dir / "live", progress=progress, extra_cbs=[ckpt],
                   compile=p.runtime.compile, **learner_kwargs(kind, p.pretrain))
-    model = learn.model.cpu()
-    loader = test_loader(task, bs=p.evaluation.batch_size, size=p.data.image_size, device="cpu",
+    loader = test_loader(task, bs=p.evaluation.batch_size, size=p.data.image_size, device=dev,
                          recipe=p.data.recipe)
-    sa = metrics.evaluate(model, loader, progress=False)["accuracy"]
-    return model, sa
+    sa = metrics.evaluate(learn.model, loader, progress=False)["accuracy"]  # on the training device
+    return learn.model.cpu(), sa
 
 
 def published(p: Params, kind: str, name: str, final) -> None:

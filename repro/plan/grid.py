@@ -166,7 +166,7 @@ def imp_runs(p: Params) -> list[tuple[str, str, str | None]]:
             elif method == "a_imp_ds":
                 for t in e.tasks or p.data.downstream:
                     need.add((kind, "adversarial", t))
-    if p.study.method in ("imp", "a_imp"):  # the study draws its ticket for every kind
+    if p.study.method in ("imp", "a_imp") and p.study_tasks:  # the study draws its ticket for every kind
         for kind in p.pretrain.kinds:
             need.add((kind, "standard" if p.study.method == "imp" else "adversarial", None))
     return sorted(need, key=lambda t: (t[0], t[1], t[2] or ""))
