@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import devices
 from .data import ArrayTask, domain_gap_score
 
 __all__ = ["FID_WEIGHTS", "INCEPTION_WEIGHTS", "INCEPTION_SIZE", "FID_SOURCE_IMAGES", "build_inception",
@@ -90,6 +91,8 @@ def inception_feature_fn(inception: nn.Module, batch_size: int = 50, size: int =
     feats = PoolFeatures(inception, size)
     feats.eval()
     dev = torch.device(device) if device is not None else next(inception.parameters()).device
+    if devices.placed(inception) is not None:  # the wrapper runs where the seam put the network
+        devices.mark(feats, devices.placed(inception))
 
     def fn(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -126,4 +129,4 @@ def load_inception(data_root: str | Path = "data", dest: str | Path | None = Non
     if not dest.is_file():
         fetch(name, dest, cache_dir=weights_dir(data_root))
     model = build_inception(load_torch(dest), arch=FID_WEIGHTS[name])
-    return model.to(device) if device is not None else model
+    return devices.place(model, device) if device is not None else model

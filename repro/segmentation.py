@@ -208,12 +208,12 @@ def train_segmentation(task: SegTask, backbone: nn.Module, cfg: SegConfig, *, ma
     from fastai.learner import Learner
     from fastai.optimizer import OptimWrapper
 
-    from .base import runtime
+    from .base import devices, runtime
     from .training.callbacks import CountImages, MaskEnforcer, RaiseOnNaN
 
     dev = torch.device(device) if device is not None else runtime.device()
     torch.manual_seed(seed)
-    model = SegmentationNet(backbone, task.num_classes, head).to(dev)
+    model = devices.place(SegmentationNet(backbone, task.num_classes, head), dev)  # the device seam
     n_train = task.x_train.shape[0]
     keep = np.arange(max(1, int(math.ceil(n_train * train_fraction))))
     state = random.getstate()  # fastai draws the shuffle RNG from `random` at construction

@@ -52,11 +52,13 @@ def scale(cfg: dict, fraction: float) -> dict:
     for adv in [tr.get("adversarial", {}), *(r.get("adversarial") or {} for r in recipes)]:
         if isinstance(adv.get("epochs"), int):
             adv["epochs"] = max(2, adv["epochs"])
-    for section, block in HELD_OUT:  # held-out images: a fraction of the (reduced) training split
+    counts = []
+    for section, block in HELD_OUT:
         val = out.get(section, {}).get(block, {})
-        for k in ("n", "robust_images"):
-            if isinstance(val.get(k), int) and val[k] > 0:
-                val[k] = max(1, round(val[k] * fraction))
+        counts += [(val, "n"), (val, "robust_images"), *((val["per_task"], t) for t in val.get("per_task") or {})]
+    for d, k in counts:  # held-out image counts shrink with the (reduced) training split; a fraction of it stays
+        if isinstance(d.get(k), int) and not isinstance(d[k], bool) and d[k] > 0:
+            d[k] = max(1, round(d[k] * fraction))
     return out
 
 

@@ -66,13 +66,14 @@ def smoke_lab(tmp_path_factory):
     a test that writes (push, exp run, ...) works on ``clone_lab(smoke_lab, dst)``."""
     import time
 
-    from workspace import commit_all, copy_project, dvc, init_repo
+    from workspace import commit_all, copy_project, dvc, env, init_repo
 
     if os.environ.get("REPRO_SMOKE_LAB"):  # debugging: a finished lab of an earlier session, reused as is
         return Path(os.environ["REPRO_SMOKE_LAB"])
     lab = init_repo(copy_project(tmp_path_factory.mktemp("smoke") / "lab"), tier="smoke")
     t0 = time.time()
-    dvc(lab, "repro", timeout=3600)
+    # every stage's forward passes, recorded beside the lab (repro.base.devices; test_smoke_pipeline checks them)
+    dvc(lab, "repro", timeout=3600, environ=env(REPRO_DEVICE_TRACE=str(lab.parent / "device-trace.jsonl")))
     commit_all(lab, "results")  # dvc.lock and the uncached metrics go to git
     print(f"\n[smoke_lab] dvc repro of the smoke tier: {time.time() - t0:.0f} s")
     return lab

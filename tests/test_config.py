@@ -45,6 +45,9 @@ def test_tiers_use_the_official_attack_steps():
     ({"experiments": {"x": {"pairs": [["standard", "snip"]]}}}, "experiments.x.pairs"),
     ({"experiments": {"x": {"pairs": [["alien", "omp"]]}}}, "experiments.x.pairs"),
     ({"sweep": {"sparsities": [0.2, 1.0]}}, "sweep.sparsities"),
+    ({"model": {"width_divisor": 3}}, "model.width_divisor"),
+    ({"model": {"arch": "resnet50", "width_divisor": 16},
+      "pretrain": {"published": {"standard": "torchvision_resnet50_imagenet1k_v1"}}}, "model.width_divisor"),
 ])
 def test_invalid_values_name_the_key(bad, key):
     from repro.registries import params_from

@@ -25,7 +25,7 @@ LAYERS = {
     "repro.pretraining": 6, "repro.plan": 6, "repro.verdicts": 6, "repro.claims": 6, "repro.segmentation": 6,
     "repro.registries": 6, "repro.pipeline": 6,
     "repro.stages": 7,
-    "repro.launch": 8,
+    "repro.launch": 8, "repro.gpucheck": 8,
 }
 NAMES = {0: "base", 1: "config", 2: "models/data", 3: "weights/tickets/attacks", 4: "metrics", 5: "training",
          6: "paper logic", 7: "stages", 8: "launchers"}

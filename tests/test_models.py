@@ -27,6 +27,25 @@ def test_cifar_resnets_follow_torchvision_names(arch, tv):
     assert ours["conv1.weight"].shape[-1] == 3
 
 
+@pytest.mark.parametrize("arch", ["resnet50", "resnet18", "cifar_resnet18", "cifar_resnet50"])
+def test_width_divisor_keeps_layers_and_names_and_divides_every_channel_count(arch):
+    """model.width_divisor (make rehearse's stand-in): same parameter names in the same order, every convolution's
+    channels divided by the divisor (the RGB input excepted), the classifier's input too; it runs."""
+    from repro.config import ModelParams
+    from repro.models import model_from_params
+
+    full, narrow = build_model(arch, 10), model_from_params(ModelParams(arch=arch, width_divisor=16), 10)
+    fs, ns = full.state_dict(), narrow.state_dict()
+    assert list(fs) == list(ns)
+    convs = [n for n, m in full.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    for n in convs:
+        f, w = fs[f"{n}.weight"].shape, ns[f"{n}.weight"].shape
+        assert w[0] == f[0] // 16 and w[1] == (3 if f[1] == 3 else f[1] // 16) and w[2:] == f[2:], n
+    assert ns["fc.weight"].shape == (10, fs["fc.weight"].shape[1] // 16)
+    size = 32 if arch.startswith("cifar") else 64
+    assert narrow(torch.rand(2, 3, size, size)).shape == (2, 10)
+
+
 def test_normalization_inside_model_and_not_in_state_dict():
     """Attacks work in [0, 1]: the model normalizes its input; the buffers are not saved."""
     m = build_model("cifar_resnet", 4, depths=(1, 1), width=8, mean=(0.2, 0.3, 0.4), std=(0.5, 0.5, 0.5))

@@ -363,3 +363,21 @@ def test_dvc_plots_show_the_training_curves(lab, params):
         values = shown[key][0]["content"]["data"]["values"]
         assert len(values) == params.pretrain.train.epochs, values
     assert any(k.startswith("SA after standard transfer") for k in shown)
+
+
+# --------------------------------------------------------------------------------------- devices
+def test_every_stage_computes_on_the_resolved_device(lab, params):
+    """The device seam (issue 25): the run recorded every stage's forward passes (REPRO_DEVICE_TRACE, set by
+    the smoke_lab fixture); each ran on a model repro.base.devices.place put on the stage's resolved device
+    (spelt cpu:0 while tracing, so a hard-coded "cpu" would show), with its input there too."""
+    from repro.base import devices
+
+    events = devices.read(lab.parent / "device-trace.jsonl")
+    seen = devices.summary(events)
+    computing = ["imp", "reference", "transfer@dense", "evaluate@dense", "analysis", "segment", "study",
+                 *(f"pretrain@{k}" for k in params.pretrain.kinds),
+                 *(f"{s}@s{lv}" for s in ("transfer", "evaluate") for lv in params.sweep.sparsities)]
+    missing = [s for s in computing if not seen.get(s, {}).get("models")]
+    assert not missing, f"no forward pass recorded for {missing}; recorded: {sorted(seen)}"
+    assert all(v["resolved"] == "cpu:0" for v in seen.values()), seen
+    assert devices.check(events) == []

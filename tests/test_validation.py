@@ -149,7 +149,9 @@ def test_real_tiers_select_on_the_official_held_out_images(tier):
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())
     cfg = merge(cfg, yaml.safe_load((ROOT / "tiers" / f"{tier}.yaml").read_text()))
     v = cfg["transfer"]["validation"]
-    assert (v["how"], v["n"]) == ("last", 5000)  # the official code: the last 5,000 training images
+    # the official code: the last 5,000 training images; `auto` keeps them where the file order is a fair draw
+    # of the classes (CIFAR's shuffled batches), else draws them per class (tests/test_splits.py)
+    assert (v["how"], v["n"]) == ("auto", 5000)
     assert v["robust_images"] >= 1
     assert cfg["evaluation"]["select"] == {"standard": "best_sa", "adversarial": "best_ra", "linear": "best_sa"}
 
@@ -161,7 +163,7 @@ def test_a_fraction_of_a_tier_holds_out_that_fraction_of_the_validation_images(t
     monkeypatch.setattr(tiers, "TIERS_DIR", ROOT / "tiers")
     cfg = tiers.apply(["small", "trial"], tmp_path / "params.yaml", fraction=0.01)
     v = cfg["transfer"]["validation"]
-    assert (v["how"], v["n"], v["robust_images"]) == ("last", 50, 10)
+    assert (v["how"], v["n"], v["robust_images"]) == ("auto", 50, 10)
     load_params(tmp_path / "params.yaml")  # still valid: robust_images <= n
 
 

@@ -15,13 +15,19 @@ import warnings
 import numpy as np
 import torch
 
+from . import devices
+
 
 def device(prefer: str = "auto") -> torch.device:
+    """The device ``prefer`` (params' ``device``) resolves to: CUDA when present for ``auto``. While the device
+    trace is on (``repro.base.devices``), the CPU is spelt ``cpu:0``, so a model put on a hard-coded ``"cpu"``
+    stands out from one put on the resolved device."""
     if prefer == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        prefer = "cuda" if torch.cuda.is_available() else "cpu"
     if prefer.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {prefer!r} requested but CUDA is not available; use 'cpu' or 'auto'")
-    return torch.device(prefer)
+    dev = torch.device(prefer)
+    return torch.device("cpu", 0) if dev.type == "cpu" and devices.tracing() else dev
 
 
 def use_amp(dev: torch.device) -> bool:
@@ -30,9 +36,9 @@ def use_amp(dev: torch.device) -> bool:
 
 
 def prepare_model(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
-    """Move ``model`` to ``dev`` in channels_last memory format (CPU and CUDA alike); on the CPU, with
-    :func:`guard_cpu_convolutions` applied."""
-    model = model.to(dev).to(memory_format=torch.channels_last)
+    """Move ``model`` to ``dev`` (through the device seam, ``devices.place``) in channels_last memory format (CPU
+    and CUDA alike); on the CPU, with :func:`guard_cpu_convolutions` applied."""
+    model = devices.place(model, dev).to(memory_format=torch.channels_last)
     if torch.device(dev).type == "cpu":
         guard_cpu_convolutions(model)
     return model
@@ -157,6 +163,8 @@ def inference_model(model: torch.nn.Module) -> torch.nn.Module:
         fused = fused.to(memory_format=torch.channels_last)  # folded weights are new, contiguous tensors
     fused.eval().requires_grad_(False)
     fused._repro_inference = True
+    if devices.placed(model) is not None:  # the copy sits where the original was placed
+        devices.mark(fused, devices.placed(model))
     return fused
 
 

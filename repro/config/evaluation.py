@@ -39,6 +39,9 @@ class EvalParams:
     attack: AttackParams = field(default_factory=lambda: AttackParams("pgd", 8 / 255, 2 / 255, 20))
     ece_bins: int = 15
     batch_size: int = 256
+    # DW Table A2: the transfer attack from an independently trained robust model (stage `reference`) on the
+    # adversarially fine-tuned runs of `transfer_attack_task`; false = no reference model, no transfer attack
+    transfer_attack: bool = True
     transfer_attack_task: Optional[str] = None  # None: the first downstream task
     reference: TrainParams = field(default_factory=lambda: TrainParams(epochs=4, lr=0.05, schedule="cosine"))
     landscape_points: int = 11

@@ -41,7 +41,9 @@ class StudyParams:
     """The ticket under study (top-level ``sparsity``): method and downstream tasks."""
 
     method: Literal["imp", "a_imp", "omp", "random"] = "imp"
-    tasks: Optional[tuple[str, ...]] = None  # None: the first downstream task
+    # None: the first downstream task; [] = no study (the stage writes metrics/study.json saying so, and draws,
+    # fine-tunes and baselines nothing: a tier whose figures need no standard-vs-adversarial comparison)
+    tasks: Optional[tuple[str, ...]] = None
 
 
 #: the tier names ``tiers/<name>.yaml`` (and the committed default) that ``tier`` may record

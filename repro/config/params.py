@@ -52,6 +52,9 @@ class Params:
         check(self.workers >= 0, "workers", f"{self.workers} must be >= 0 (0 = auto)")
         check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device",
               f"{self.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
+        check(self.model.width_divisor == 1 or not self.pretrain.published, "model.width_divisor",
+              f"{self.model.width_divisor} narrows the network, but pretrain.published loads checkpoints of the full "
+              "one; allowed: 1, or pretrain.published {}")
         check(len(set(self.pretrain.kinds)) == len(self.pretrain.kinds), "pretrain.kinds",
               f"{list(self.pretrain.kinds)}: kinds must be unique (one pretrain@<kind> stage each)")
         levels = self.sweep.sparsities
@@ -65,6 +68,9 @@ class Params:
                           ("data.ood", [self.data.ood]), ("data.ood_per_task", list(self.data.ood_per_task))):
             for name in used:
                 check(known is None or name in known, key, f"dataset {name!r} is unknown; allowed: {allowed}")
+        check(self.evaluation.transfer_attack or self.evaluation.transfer_attack_task is None,
+              "evaluation.transfer_attack_task", f"{self.evaluation.transfer_attack_task!r} names the transfer-attack "
+              "task, but evaluation.transfer_attack is false; allowed: null, or transfer_attack: true")
         if self.evaluation.transfer_attack_task is not None:
             check(self.evaluation.transfer_attack_task in self.data.downstream, "evaluation.transfer_attack_task",
                   f"{self.evaluation.transfer_attack_task!r} is not a downstream task; allowed: {', '.join(self.data.downstream)}")
@@ -116,12 +122,15 @@ class Params:
         for r in SELECT_REGIMES:
             c = self.evaluation.selected(r)
             check(c == "last" or v.how != "none", f"evaluation.select.{r}",
-                  f"{c!r} needs held-out validation images (transfer.validation.how 'last' or 'stratified'); "
+                  f"{c!r} needs held-out validation images (transfer.validation.how 'last', 'stratified' or 'auto'); "
                   "allowed without them: last")
             check(c != "best_ra" or v.robust_images > 0, f"evaluation.select.{r}",
                   "'best_ra' needs transfer.validation.robust_images >= 1 (the validation RA)")
         for t in self.transfer.per_task:  # a tier's recipe for a task this run leaves out is unused, not an error
             check(known is None or t in known, f"transfer.per_task.{t}", f"dataset {t!r} is unknown; allowed: {allowed}")
+        for t in v.per_task:  # the same for a tier's held-out count of a task this run leaves out
+            check(known is None or t in known, f"transfer.validation.per_task.{t}",
+                  f"dataset {t!r} is unknown; allowed: {allowed}")
         lv = self.evaluation.trajectory_level
         check(any(abs(lv - s) < 1e-6 for s in levels), "evaluation.trajectory_level",
               f"{lv} is not a level of sweep.sparsities {list(levels)} (the level whose runs keep trajectories)")
@@ -159,7 +168,8 @@ class Params:
 
     @property
     def study_tasks(self) -> tuple[str, ...]:
-        return self.study.tasks or (self.data.downstream[0],)
+        """The study's tasks: ``study.tasks``, the first downstream task when null; () = no study."""
+        return self.study.tasks if self.study.tasks is not None else (self.data.downstream[0],)
 
     @property
     def transfer_attack_task(self) -> str:

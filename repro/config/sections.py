@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from .constants import (ADVERSARIAL_KINDS, LMP_BN, PRETRAIN_KINDS, RECIPE_NAME, SCHEDULES, TRAIN_REGIMES,
                         eps_label)
@@ -182,6 +182,9 @@ class ModelParams:
     depths: tuple[int, ...] = (1, 1, 1)
     width: int = 8
     block: Literal["basic", "bottleneck"] = "basic"
+    # every channel count divided by this, layers and names kept: 1 = the architecture itself; make rehearse
+    # runs the real tiers' networks at 16 (a CPU check of the path, never a result)
+    width_divisor: Literal[1, 2, 4, 8, 16, 32] = 1
 
     def __post_init__(self):
         names = current()
@@ -272,24 +275,40 @@ class ValidationParams:
     """Checkpoint selection on held-out training images (never the test set).
 
     ``how``: ``none`` (off: the last epoch is the only checkpoint), ``last`` (the official Double-Win
-    code: the last ``n`` training images) or ``stratified`` (``n`` images drawn per class in proportion,
-    for small sets). Per epoch: validation SA on the ``n`` images, RA under PGD-``steps`` (eps/alpha of
-    ``evaluation.attack``, fp32) on the first ``robust_images`` of them (0 = no RA and no best-RA weights).
+    code: the last ``n`` training images, in file order), ``stratified`` (``n`` images drawn per class in
+    proportion) or ``auto`` (the official last ``n`` where the file order makes them a fair draw of the
+    classes, else stratified: ``repro.data.splits.last_keeps_balance``; CUB-200's files are sorted by class).
+    ``n``: held-out images, a count (``5000``) or a fraction of each task's training images (``0.1``);
+    ``per_task`` overrides it for named tasks (``{cub200: 0.1}``). Per epoch: validation SA on the held-out
+    images, RA under PGD-``steps`` (eps/alpha of ``evaluation.attack``, fp32) on the first ``robust_images``
+    of them (at most all of them; 0 = no RA and no best-RA weights).
     """
 
-    how: Literal["none", "last", "stratified"] = "none"
-    n: int = 0
+    how: Literal["none", "last", "stratified", "auto"] = "none"
+    n: Union[int, float] = 0
+    per_task: dict[str, Union[int, float]] = field(default_factory=dict)
     robust_images: int = 0
     steps: int = 10
 
     def __post_init__(self):
-        check(self.n >= 0, "n", f"{self.n} must be >= 0 (held-out training images)")
+        for key, v in (("n", self.n), *((f"per_task.{t}", v) for t, v in self.per_task.items())):
+            check(v >= 0 and (isinstance(v, int) or 0 < v < 1), key,
+                  f"{v} is not allowed; allowed: a count of held-out images (an integer >= 1) or a fraction of "
+                  "each task's training images in (0, 1)" + ("; 0 = off" if key == "n" else ""))
         check((self.how == "none") == (self.n == 0), "n",
-              f"{self.n} with how={self.how!r}: held-out images need how 'last' or 'stratified' and n >= 1; "
-              "how 'none' needs n 0")
-        check(0 <= self.robust_images <= self.n, "robust_images",
-              f"{self.robust_images} is outside [0, n={self.n}] (held-out images attacked per epoch)")
+              f"{self.n} with how={self.how!r}: held-out images need how 'last', 'stratified' or 'auto' and "
+              "n > 0; how 'none' needs n 0")
+        check(self.robust_images >= 0 and (not isinstance(self.n, int) or self.robust_images <= self.n),
+              "robust_images", f"{self.robust_images} is outside [0, n={self.n}] (held-out images attacked per epoch)")
         check(self.steps >= 1, "steps", f"{self.steps} must be >= 1 (PGD steps of the validation RA)")
+
+    def count(self, task: str, n_train: int) -> int:
+        """Held-out images of ``task`` with ``n_train`` training images (0 when off): its ``per_task`` entry, else
+        ``n``; a fraction is rounded, at least 1."""
+        if self.how == "none":
+            return 0
+        n = self.per_task.get(task, self.n)
+        return n if isinstance(n, int) else max(1, round(n * n_train))
 
 
 @dataclass(frozen=True)

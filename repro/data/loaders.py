@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import Dataset
 
-from ..base import runtime
+from ..base import devices, runtime
 from ..base.errors import DataError
 from .arrays import ArrayTask
 from .splits import subset_indices, validation_split
@@ -77,14 +77,14 @@ def array_loader(images: np.ndarray, labels: np.ndarray | None, bs: int, size: i
     """A plain evaluation loader (no shuffle, no augmentation) over uint8 images.
 
     ``labels=None`` gives zeros (e.g. out-of-distribution images). A plain torch
-    DataLoader (batches on the CPU; the evaluation functions move them to the
-    model's device), so evaluation-only stages never import fastai.
+    DataLoader (batches on the CPU, in pinned memory when ``device`` is CUDA; the evaluation functions move
+    them to the model's device, ``non_blocking``), so evaluation-only stages never import fastai.
     """
     if labels is None:
         labels = np.zeros(images.shape[0], np.int64)
     ds = ArrayDataset(images, labels, test_transform(size, recipe))
     return TorchDataLoader(ds, batch_size=bs, shuffle=False, drop_last=False, num_workers=num_workers,
-                           pin_memory=_device(device).type == "cuda")
+                           pin_memory=devices.pin(_device(device)))
 
 
 def test_loader(task: ArrayTask, bs: int, size: int | None = None, recipe: str = "cifar",
@@ -145,10 +145,11 @@ def make_dataloaders(
     state = random.getstate()
     try:
         random.seed(int(seed))
+        # pinned host batches on CUDA (devices.pin): fastai copies each batch to `dev` as it is drawn
         train_dl = DataLoader(train_ds, bs=bs, shuffle=True, drop_last=drop_last, num_workers=num_workers,
-                              device=dev, wif=_wif_reseed)
+                              device=dev, wif=_wif_reseed, pin_memory=devices.pin(dev))
         valid_dl = DataLoader(valid_ds, bs=valid_bs or bs, shuffle=False, drop_last=False,
-                              num_workers=num_workers, device=dev)
+                              num_workers=num_workers, device=dev, pin_memory=devices.pin(dev))
     finally:
         random.setstate(state)
     dls = DataLoaders(train_dl, valid_dl, device=dev)

@@ -1,6 +1,8 @@
 """Which images a run trains and validates on: ``subset_indices`` (data-limited transfer, 100/10/1 %:
 stratified or the official "first N"), ``validation_split`` (the official "last n_val training images"),
-``held_out`` / ``with_held_out`` (checkpoint selection's held-out images, last or stratified)."""
+``held_out`` / ``with_held_out`` (checkpoint selection's held-out images: last, stratified, or ``auto``, the
+last unless that changes the class balance), ``check_classes`` (the data stage's refusal of a split that
+loses a class)."""
 from __future__ import annotations
 
 import dataclasses
@@ -74,20 +76,58 @@ def check_held_out(n: int, total: int, task: str | None = None, key: str = "tran
                         f"(lower {key}, or use more data)")
 
 
+#: ``auto`` keeps the official "last n" unless a chi-square test of its class counts against a random draw of n
+#: images rejects it at this level (or it loses a class): then the held-out images are stratified
+BALANCE_ALPHA = 1e-3
+HOW = ("last", "stratified", "auto")
+
+
+def last_keeps_balance(y: np.ndarray, n: int, alpha: float = BALANCE_ALPHA) -> bool:
+    """Whether the last ``n`` of the labels ``y`` are a fair draw of the classes: every class of ``y`` stays in both
+    parts, and Pearson's chi-square of the last ``n``'s class counts against the split's proportions (divided by the
+    finite-population factor (N - n) / (N - 1) of drawing without replacement) is below its ``1 - alpha`` quantile.
+    Shuffled files (CIFAR's batches) pass; class-sorted ones (CUB-200's images.txt) fail."""
+    from scipy.stats import chi2
+
+    y = np.asarray(y)
+    total = int(y.shape[0])
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        return True
+    tail = np.unique(y[total - n:], return_counts=True)
+    head = np.unique(y[:total - n])
+    if len(tail[0]) < len(classes) or len(head) < len(classes):
+        return False
+    observed = np.zeros(len(classes))
+    observed[np.searchsorted(classes, tail[0])] = tail[1]
+    expected = counts * n / total
+    stat = float(((observed - expected) ** 2 / expected).sum()) / ((total - n) / max(1, total - 1))
+    return stat <= chi2.ppf(1 - alpha, len(classes) - 1)
+
+
+def resolve_how(y: np.ndarray, how: str, n: int) -> str:
+    """The rule ``how`` takes for labels ``y``: ``auto`` becomes ``last`` or ``stratified`` (:func:`last_keeps_balance`)."""
+    if how not in HOW:
+        raise DataError(f"transfer.validation.how {how!r} is not allowed; allowed: {', '.join(HOW)}")
+    if how != "auto":
+        return how
+    return "last" if last_keeps_balance(y, n) else "stratified"
+
+
 def held_out(y: np.ndarray, how: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(training indices, held-out validation indices) of a training split with labels ``y``.
 
     ``last``: the official code's last ``n`` images. ``stratified``: ``n`` images in the classes'
     proportions (largest remainders), drawn with a fixed seed, so every run and seed of a task holds
-    out the same images. Both index arrays are sorted and disjoint, and together cover the split.
+    out the same images. ``auto``: ``last`` when :func:`last_keeps_balance`, else ``stratified``. Both index
+    arrays are sorted and disjoint, and together cover the split.
     """
     y = np.asarray(y)
     total = int(y.shape[0])
     check_held_out(n, total)
+    how = resolve_how(y, how, n)
     if how == "last":
         return validation_split(total, n)
-    if how != "stratified":
-        raise DataError(f"transfer.validation.how {how!r} is not allowed; allowed: last, stratified")
     classes, counts = np.unique(y, return_counts=True)
     quota = counts * n / total
     take = np.floor(quota).astype(np.int64)
@@ -97,10 +137,45 @@ def held_out(y: np.ndarray, how: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.setdiff1d(np.arange(total, dtype=np.int64), val), val.astype(np.int64)
 
 
+def lost_classes(y: np.ndarray, num_classes: int) -> list[int]:
+    """The classes in [0, ``num_classes``) without an image among the labels ``y``."""
+    present = np.unique(np.asarray(y))
+    return sorted(set(range(int(num_classes))) - set(int(c) for c in present))
+
+
+def check_classes(task: str, y_train: np.ndarray, num_classes: int, how: str = "none", n: int = 0) -> str:
+    """Refuse (``DataError``, one line) a training split without an image of every class, and, with held-out
+    validation (``how`` != ``none``, ``n`` images), a held-out part or a remaining training part that loses a class.
+    Returns the rule the held-out split takes (``last``/``stratified``, or ``none``)."""
+    def names(c: list[int]) -> str:
+        return ", ".join(map(str, c[:5])) + (f" and {len(c) - 5} more" if len(c) > 5 else "")
+
+    lost = lost_classes(y_train, num_classes)
+    if lost:
+        raise DataError(f"task {task!r}: its training split has no image of {len(lost)} of its {num_classes} classes "
+                        f"(class {names(lost)}); allowed: every class (check data.root, data.max_train, data.fraction)")
+    if how == "none":
+        return how
+    y = np.asarray(y_train)
+    check_held_out(n, int(y.shape[0]), task)
+    rule = resolve_how(y, how, n)
+    train_idx, val_idx = held_out(y, rule, n)
+    for part, idx in (("held-out validation images", val_idx), ("training images left beside them", train_idx)):
+        lost = lost_classes(y[idx], num_classes)
+        if lost:
+            raise DataError(f"transfer.validation: task {task!r}'s {len(idx)} {part} ({rule} rule, n = {n} of "
+                            f"{len(y)}) miss {len(lost)} of its {num_classes} classes (class {names(lost)}); allowed: "
+                            f"a split keeping every class (how: stratified or auto, and n >= {num_classes} with at "
+                            f"least 2 images per class)")
+    return rule
+
+
 def with_held_out(task: ArrayTask, how: str, n: int) -> ArrayTask:
     """``task`` with its held-out images moved to the end of the training split (the rest keep their
     file order, so the official "first N" fractions still take the first images): ``make_dataloaders(...,
-    val_from_train=n)`` then trains on the rest and validates on them. The test split is the same object."""
+    val_from_train=n)`` then trains on the rest and validates on them. The test split is the same object.
+    ``how`` ``auto`` takes the rule :func:`resolve_how` gives."""
+    how = resolve_how(task.y_train, how, n)
     train_idx, val_idx = held_out(task.y_train, how, n)
     if how == "last":
         return task

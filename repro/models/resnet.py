@@ -156,15 +156,35 @@ class CifarResNet(nn.Module):
 
 
 def ImageNetResNet(block: str, layers: Sequence[int], num_classes: int = 1000,
-                   mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> nn.Module:
-    """torchvision's ImageNet ResNet (7x7 stem, max-pool) with the normalization inside."""
+                   mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                   width_divisor: int = 1) -> nn.Module:
+    """torchvision's ImageNet ResNet (7x7 stem, max-pool) with the normalization inside. ``width_divisor`` > 1:
+    the same network (layers, blocks, strides, parameter names) with every channel count divided by it, built
+    stage by stage with torchvision's own ``_make_layer`` and blocks (``make rehearse``'s stand-in)."""
     from torchvision.models import resnet as tvr
+
+    blk = {"basic": tvr.BasicBlock, "bottleneck": tvr.Bottleneck}[block]
 
     class _ImageNetResNet(tvr.ResNet):
         def __init__(self):
-            super().__init__({"basic": tvr.BasicBlock, "bottleneck": tvr.Bottleneck}[block], list(layers),
-                             num_classes=num_classes)
+            if width_divisor == 1:
+                super().__init__(blk, list(layers), num_classes=num_classes)
+            else:
+                self._narrow(64 // width_divisor)
             self.normalize = Normalize(mean, std)
+
+        def _narrow(self, w: int) -> None:
+            nn.Module.__init__(self)
+            self._norm_layer, self.inplanes, self.dilation, self.groups, self.base_width = nn.BatchNorm2d, w, 1, 1, 64
+            self.conv1 = nn.Conv2d(3, w, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(w)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            for i, n in enumerate(layers):
+                setattr(self, f"layer{i + 1}", self._make_layer(blk, w * 2**i, n, stride=1 if i == 0 else 2))
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(w * 2 ** (len(layers) - 1) * blk.expansion, num_classes)
+            _init_like_torchvision(self)
 
         def features(self, x: torch.Tensor) -> torch.Tensor:
             x = self.maxpool(self.relu(self.bn1(self.conv1(self.normalize(x)))))
@@ -191,18 +211,19 @@ ARCHS: Registry[Callable[..., nn.Module]] = Registry("architecture")
 
 
 @ARCHS.register("cifar_resnet")
-def _cifar_resnet(num_classes: int, depths=(2, 2, 2, 2), width: int = 64, block: str = "basic", **kw) -> nn.Module:
-    return CifarResNet(num_classes, depths=depths, width=width, block=block, **kw)
+def _cifar_resnet(num_classes: int, depths=(2, 2, 2, 2), width: int = 64, block: str = "basic", width_divisor: int = 1,
+                  **kw) -> nn.Module:
+    return CifarResNet(num_classes, depths=depths, width=max(1, width // width_divisor), block=block, **kw)
 
 
 @ARCHS.register("cifar_resnet18")
-def _cifar_resnet18(num_classes: int, **kw) -> nn.Module:
-    return CifarResNet(num_classes, depths=(2, 2, 2, 2), width=64, block="basic", **kw)
+def _cifar_resnet18(num_classes: int, width_divisor: int = 1, **kw) -> nn.Module:
+    return CifarResNet(num_classes, depths=(2, 2, 2, 2), width=64 // width_divisor, block="basic", **kw)
 
 
 @ARCHS.register("cifar_resnet50")
-def _cifar_resnet50(num_classes: int, **kw) -> nn.Module:
-    return CifarResNet(num_classes, depths=(3, 4, 6, 3), width=64, block="bottleneck", **kw)
+def _cifar_resnet50(num_classes: int, width_divisor: int = 1, **kw) -> nn.Module:
+    return CifarResNet(num_classes, depths=(3, 4, 6, 3), width=64 // width_divisor, block="bottleneck", **kw)
 
 
 @ARCHS.register("resnet18")
@@ -222,10 +243,13 @@ def build_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
 
 def model_from_params(mp: ModelParams, num_classes: int, mean: Sequence[float] = (0.5, 0.5, 0.5),
                       std: Sequence[float] = (0.5, 0.5, 0.5)) -> nn.Module:
-    """The network params.yaml's ``model`` section names (depth, width and block apply to ``cifar_resnet``)."""
+    """The network params.yaml's ``model`` section names (depth, width and block apply to ``cifar_resnet``;
+    ``width_divisor`` to every architecture)."""
+    extra = {"width_divisor": mp.width_divisor} if mp.width_divisor != 1 else {}
     if mp.arch == "cifar_resnet":
-        return build_model(mp.arch, num_classes, depths=mp.depths, width=mp.width, block=mp.block, mean=mean, std=std)
-    return build_model(mp.arch, num_classes, mean=mean, std=std)
+        return build_model(mp.arch, num_classes, depths=mp.depths, width=mp.width, block=mp.block, mean=mean, std=std,
+                           **extra)
+    return build_model(mp.arch, num_classes, mean=mean, std=std, **extra)
 
 
 def classifier(model: nn.Module) -> nn.Linear:

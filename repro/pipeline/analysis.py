@@ -13,7 +13,7 @@ import torch
 
 from .. import landscape
 from ..attacks import bn_mode, pgd
-from ..base import runtime
+from ..base import devices, runtime
 from ..base.cpus import parallel_map, workers_for
 from ..base.io import atomic_path, load_torch, read_json, save_json
 from ..base.runctx import log
@@ -79,7 +79,8 @@ def _landscape(p: Params, root: Path, traj_file: Path) -> dict:
     run_dir = traj_file.parent
     spec = read_json(run_dir / "spec.json")
     task = load_task(spec["task"])
-    model = load_run_model(p, run_dir, task)
+    model = load_run_model(p, run_dir, task)  # on the stage's resolved device
+    dev = runtime.device(p.device)
     snaps = load_torch(traj_file)
     mask_flat = None
     if (run_dir / "mask.pt").is_file():
@@ -91,8 +92,8 @@ def _landscape(p: Params, root: Path, traj_file: Path) -> dict:
     n = min(p.evaluation.landscape_images, task.x_test.shape[0])
     # the tier's test transform, as every evaluation (e.g. Resize 256 + CenterCrop 224 for the 224-px models)
     batches = list(array_loader(task.x_test[:n], task.y_test[:n], p.evaluation.batch_size, p.data.image_size,
-                                recipe=p.data.recipe, device="cpu"))
-    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]).long()
+                                recipe=p.data.recipe, device=dev))
+    x, y = devices.to((torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]).long()), dev)
     a = p.evaluation.attack
     with bn_mode(model, "eval"):
         x_adv = pgd(model, x, y, eps=a.eps, alpha=a.alpha, steps=a.steps,

@@ -1,10 +1,11 @@
 """The data stage's tasks (``runs/data/<name>.npz``): the synthetic tasks generated from ``data.synthetic``, the
-public datasets read from ``data.root``; a downstream task must keep training images beside the held-out ones."""
+public datasets read from ``data.root``; every training split keeps every class, beside the held-out images too."""
 from __future__ import annotations
 
 from ..config import Params
-from ..data import DATASETS, PUBLIC_DATASETS, check_held_out, load_public
+from ..data import DATASETS, PUBLIC_DATASETS, load_public
 from ..data.public import keep_fraction
+from ..data.splits import check_classes, check_held_out
 from ..plan import selection_keys
 
 
@@ -29,16 +30,23 @@ def build_task(p: Params, name: str):
     return factory(**kw)
 
 
-def check_validation(p: Params, name: str, n_train: int) -> None:
-    """A downstream task must keep training images beside ``transfer.validation.n`` held-out ones (or, while that is
-    off, beside the ``pretrain.eps_select.n`` that decide RT's ε), and the source beside
-    ``pretrain.early_stopping.n``: refused here, before any output is written, not in the stages that split after
-    pretraining and IMP have run."""
-    v = p.transfer.validation
-    if v.how != "none" and name in p.data.downstream:
-        check_held_out(v.n, n_train, name)
-    if v.how == "none" and name in {t for t, _ in selection_keys(p)}:  # the images that decide RT's eps
-        check_held_out(p.pretrain.eps_select.n, n_train, name, key="pretrain.eps_select.n")
+def check_validation(p: Params, name: str, task) -> str:
+    """Every class in a task's training split, and with held-out validation (``transfer.validation``) in both the
+    held-out images of a downstream task and the training images left beside them: refused here in one line
+    (``repro.data.splits.check_classes``), before any output is written, not in the transfer stages after
+    pretraining and IMP have run; likewise the held-out images that decide RT's eps (``pretrain.eps_select.n``,
+    while ``transfer.validation`` is off) and those of early-stopped pretraining on the source
+    (``pretrain.early_stopping.n``). The OoD set's labels are never used: not checked. Returns the held-out rule
+    the task takes (``last``/``stratified``; ``none`` without held-out images)."""
+    n_train = len(task.y_train)
     es = p.pretrain.early_stopping  # early-stopped pretraining holds out source images
     if name == p.data.source and any(es.applies(k) for k in p.pretrain.kinds if k not in p.pretrain.published):
         check_held_out(es.n, n_train, name, key="pretrain.early_stopping.n")
+    if name == p.data.ood and name != p.data.source and name not in p.data.downstream:
+        return "none"
+    v = p.transfer.validation
+    if v.how == "none" and name in {t for t, _ in selection_keys(p)}:  # the images that decide RT's eps
+        check_held_out(p.pretrain.eps_select.n, n_train, name, key="pretrain.eps_select.n")
+    held = v.how != "none" and name in p.data.downstream
+    n = v.count(name, n_train) if held else 0
+    return check_classes(name, task.y_train, task.num_classes, v.how if held else "none", n)

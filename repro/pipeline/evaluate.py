@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .. import metrics, plausibility
-from ..base import runtime
+from ..base import devices, runtime
 from ..base.io import read_json
 from ..config import Params
 from ..data import ArrayTask, array_loader, test_loader
@@ -33,16 +33,19 @@ def robust_subset(task: ArrayTask, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def robust_loader(p: Params, task: ArrayTask):
-    """The test images every RA of a run attacks (the first ``evaluation.n_robust``), in evaluation batches."""
+    """The test images every RA of a run attacks (the first ``evaluation.n_robust``), in evaluation batches for the
+    stage's resolved device (pinned memory on CUDA)."""
     xr, yr = robust_subset(task, p.evaluation.n_robust)
-    return array_loader(xr, yr, p.evaluation.batch_size, p.data.image_size, recipe=p.data.recipe, device="cpu")
+    return array_loader(xr, yr, p.evaluation.batch_size, p.data.image_size, recipe=p.data.recipe,
+                        device=runtime.device(p.device))
 
 
 def load_run_model(p: Params, run_dir: Path, task: ArrayTask, checkpoint: str = "last") -> torch.nn.Module:
+    """A run's network with the weights of ``checkpoint``, on the stage's resolved device (``devices.place``)."""
     model = model_from_params(p.model, task.num_classes, mean=task.mean, std=task.std)
     f = run_dir / CHECKPOINT_FILES[checkpoint]
     load_into(model, load_state(f), f)
-    return model
+    return devices.place(model, runtime.device(p.device))
 
 
 def load_reference(p: Params, tasks: dict) -> dict:
@@ -73,13 +76,14 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         raise FileNotFoundError(f"{str(run_dir)!r} kept checkpoints {kept}, not {chosen!r} (evaluation.select."
                                 f"{spec['regime']}); re-run its transfer stage with transfer.validation on")
     model = load_run_model(p, run_dir, task, chosen)
+    dev = runtime.device(p.device)  # the model's, and the loaders pin memory for it
     fast = runtime.inference_model(model)  # Conv-BN folded once for every evaluation below
     e = p.evaluation
     size, bs = p.data.image_size, e.batch_size
-    clean = metrics.evaluate(fast, test_loader(task, bs, size, device="cpu", recipe=p.data.recipe),
+    clean = metrics.evaluate(fast, test_loader(task, bs, size, device=dev, recipe=p.data.recipe),
                              progress=False, n_bins=e.ece_bins, return_logits=True)
     ood_logits, _ = metrics.collect_logits(fast, array_loader(ood.x_test, None, bs, size, recipe=p.data.recipe,
-                                                               device="cpu"), progress=False)
+                                                               device=dev), progress=False)
     xr, yr = robust_subset(task, e.n_robust)
     rloader = robust_loader(p, task)
     a = e.attack
@@ -122,7 +126,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
     for other in (c for c in kept if c != chosen):  # test SA/RA of the other kept checkpoints
         m = runtime.inference_model(load_run_model(p, run_dir, task, other))
         out[f"sa@{other}"] = metrics.accuracy(*metrics.collect_logits(
-            m, test_loader(task, bs, size, device="cpu", recipe=p.data.recipe), progress=False))
+            m, test_loader(task, bs, size, device=dev, recipe=p.data.recipe), progress=False))
         out[f"ra@{other}"] = metrics.robust_accuracy(m, rloader, eps=a.eps, alpha=a.alpha, steps=a.steps,
                                                      random_start=a.random_start, restarts=a.restarts,
                                                      progress=False, seed=p.seed)
@@ -130,7 +134,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         from .. import sanity
 
         k = min(e.sanity_images, int(yr.shape[0]))
-        xs, ys = next(iter(array_loader(xr[:k], yr[:k], k, size, recipe=p.data.recipe, device="cpu")))
+        xs, ys = next(iter(array_loader(xr[:k], yr[:k], k, size, recipe=p.data.recipe, device=dev)))
         out["sanity"] = sanity.attack_sanity(
             fast, xs, ys, clean["logits"][:k], adv_logits[:k], eps=a.eps, alpha=a.alpha, steps=a.steps,
             random_start=a.random_start, restarts=a.restarts, sanity_alpha=e.sanity_alpha,
@@ -140,7 +144,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
     if mask_file.is_file():
         mask = Mask.load(mask_file)
         params = dict(model.named_parameters())
-        out["mask_violations"] = int(sum(int(torch.count_nonzero(params[k].detach()[~m])) for k, m in mask.items()))
+        out["mask_violations"] = int(sum(int(torch.count_nonzero(params[k].detach()[~m.to(params[k].device)])) for k, m in mask.items()))
     if spec["regime"] == "adversarial" and spec["task"] in reference:
         out["transfer_attack_acc"] = metrics.transfer_attack_accuracy(
             fast, reference[spec["task"]], rloader, progress=False, seed=p.seed,

@@ -26,9 +26,10 @@ def held_out_ds(p: Params, task):
     """(task, held-out count): a downstream task with ``transfer.validation``'s held-out images moved to the end of
     its training split, and how many they are (0: none held out), so DS IMP never trains on them."""
     v = p.transfer.validation
-    if v.how == "none":
+    n = v.count(task.name, len(task.y_train))
+    if not n:
         return task, 0
-    return with_held_out(task, v.how, v.n), v.n
+    return with_held_out(task, v.how, n), n
 
 
 def imp_retrainer(p: Params, task, adversarial: bool, seed: int, downstream: bool = False):

@@ -48,7 +48,7 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, eps: f
                             extra="" if eps is None else repr(eps))
     learn = train(dls, model, tp, live_dir=out_dir / "live", progress=progress, extra_cbs=[*cbs, ckpt],
                   compile=p.runtime.compile, **learner_kwargs(kind, pp))
-    model = learn.model.cpu()
+    model = learn.model
     record = None
     if stop is not None:
         best = stop.best["best_ra"]
@@ -59,10 +59,10 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, eps: f
                   "history": stop.history}
         log(f"pretrain@{name}", f"early stopping: kept epoch {best['epoch'] + 1} of {len(stop.history)} "
                                 f"(held-out PGD accuracy {best['value']:.3f})")
-    loader = test_loader(task, bs=p.evaluation.batch_size, size=p.data.image_size, device="cpu",
+    loader = test_loader(task, bs=p.evaluation.batch_size, size=p.data.image_size, device=dev,
                          recipe=p.data.recipe)
-    sa = metrics.evaluate(model, loader, progress=False)["accuracy"]
-    return model, sa, record
+    sa = metrics.evaluate(model, loader, progress=False)["accuracy"]  # on the training device
+    return model.cpu(), sa, record
 
 
 def published(p: Params, kind: str, name: str, final) -> None:

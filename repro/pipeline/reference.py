@@ -15,9 +15,14 @@ from .inputs import load_task, task_path
 REFERENCE_SEED_OFFSET = 7919  # a seed no transfer run uses
 
 
-def train_reference(p: Params) -> str:
+def train_reference(p: Params) -> str | None:
     """Train the robust reference model of the transfer-attack task (DW Table A2: PGD adversarial training from a
-    random initialisation) into ``runs/reference/<task>/``; returns the task."""
+    random initialisation) into ``runs/reference/<task>/``; returns the task. With ``evaluation.transfer_attack``
+    false, writes ``runs/reference/off.json`` only and returns None."""
+    if not p.evaluation.transfer_attack:  # no Table A2 in this tier: the stage's output says so, nothing is trained
+        with atomic_dir(RUNS / "reference") as out:
+            save_json({"transfer_attack": False, "why": "evaluation.transfer_attack is false"}, out / "off.json")
+        return None
     name = p.transfer_attack_task
     task = load_task(name)
     runtime.seed_everything(p.seed + REFERENCE_SEED_OFFSET)

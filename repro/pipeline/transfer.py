@@ -17,7 +17,7 @@ from ..config.constants import DS_METHODS, eps_label
 from ..config.params import SELECT_REGIMES, ValidationParams
 from ..config.typed import config_hash
 from ..data import make_dataloaders
-from ..data.splits import with_held_out
+from ..data.splits import resolve_how, with_held_out
 from ..plan import DENSE, RUNS, RunSpec, level_name, reusable_run, source_eps, ticket_path
 from ..tickets.mask import Mask
 from ..training import HeldOutValidation, LearnableMask, train
@@ -85,8 +85,10 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
     regime_cfg = (p.tickets.lmp.train if spec.regime == "mask"
                   else p.transfer.recipe(spec.regime, spec.task, spec.recipe))
     v = validation or p.transfer.validation
-    n_val = v.n if v.how != "none" and spec.regime in (*SELECT_REGIMES, "mask") else 0
+    n_val = v.count(spec.task, len(task.y_train)) if spec.regime in (*SELECT_REGIMES, "mask") else 0
+    rule = "none"
     if n_val:
+        rule = resolve_how(task.y_train, v.how, n_val)  # `auto`: last, unless that changes the class balance
         key = (spec.task, v.how, n_val)
         if key not in tasks:
             tasks[key] = with_held_out(task, v.how, n_val)
@@ -135,7 +137,7 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
             for name, best in val_cb.best.items():
                 save_torch(best["state"], out / f"{name}.pt")
             save_json({
-                "how": v.how, "n": n_val, "robust_images": v.robust_images, "steps": v.steps,
+                "how": rule, "n": n_val, "robust_images": min(v.robust_images, n_val), "steps": v.steps,
                 "epochs": val_cb.history, **{f"{k}_epoch": b["epoch"] for k, b in val_cb.best.items()}}, out / "validation.json")
         save_json({
             "kind": spec.kind, "method": spec.method, "task": spec.task, "regime": spec.regime,

@@ -76,6 +76,9 @@ PUBLIC_SIZES = {
     "sun397": (50 * 397, 50 * 397, 397),     # first 50 / next 50 per class
     "caltech101": (30 * 101, 8_677 - 30 * 101, 101),   # first 30 per class / the rest
     "caltech256": (60 * 257, 30_607 - 60 * 257, 257),  # first 60 per class / the rest
+    # Birdsnap 1.1 lists 49,829 images of 500 species, 2,443 of them its test set (test_images.txt); a copy fetched
+    # with get_birdsnap.py holds fewer (Flickr no longer serves every image): an upper bound
+    "birdsnap": (49_829 - 2_443, 2_443, 500),
 }
 BENCH_RESULTS = Path("bench") / "results"
 
@@ -255,7 +258,7 @@ def imp_cost(p: Params, run: tuple, sizes: dict) -> Cost:
     t = sizes[task] if task else sizes[p.data.source]
     f = flops_for(p, t.classes)
     cfg = ip.retrain_ds if task else ip.retrain
-    n = t.n_train - (v.n if task and v.how != "none" else 0)
+    n = t.n_train - (v.count(task, t.n_train) if task else 0)
     c = training(n, cfg.epochs, f.train, ip.attack.steps if retrain == "adversarial" else 0, f)
     return Cost(1, c.train * ip.max_rounds, c.attack * ip.max_rounds)
 
@@ -311,7 +314,7 @@ def evaluate_cost(p: Params, spec, sizes: dict) -> Cost:
     k = min(getattr(e, "sanity_images", 0), n_rob)
     if k:
         iters += k * (a.steps + 2 * 5 + 2 * getattr(e, "sanity_strong_steps", 10) + 4)
-    if spec.regime == "adversarial" and spec.task == p.transfer_attack_task:
+    if spec.regime == "adversarial" and spec.task == p.transfer_attack_task and e.transfer_attack:
         iters += n_rob * (a.steps + 1)  # examples from the reference model, then classified
     if aa_graded(p, spec):  # ra_aa: each member on the images PGD-20 left correct; priced as if all were (a bound)
         aa_iters, aa_fwd = aa_units(e)
@@ -346,10 +349,11 @@ def stage_costs(p: Params) -> dict[str, Cost]:
     for _ in grid_models(p):
         grid.add(Cost(1) if "pgd_adversarial" in (pt.published or {}) else pretraining("pgd_adversarial"))
     out["pretrain_eps"] = grid
-    sel, n_val = Cost(), selection_validation(p).n
+    sel, sv = Cost(), selection_validation(p)
     for spec in selection_runs(p):
-        sel.add(transfer_cost(p, spec, sizes, held_out=n_val))
         t = sizes[spec.task]
+        n_val = sv.count(spec.task, t.n_train)
+        sel.add(transfer_cost(p, spec, sizes, held_out=n_val))
         sel.eval += transfer_cfg(p, spec).epochs * n_val * flops_for(p, t.classes).forward  # held-out SA per epoch
     out["select_eps"] = sel
     imp = Cost()
@@ -358,7 +362,8 @@ def stage_costs(p: Params) -> dict[str, Cost]:
     out["imp"] = imp
     ref = sizes[p.transfer_attack_task]
     f = flops_for(p, ref.classes)
-    out["reference"] = training(ref.n_train, p.evaluation.reference.epochs, f.train, p.transfer.attack.steps, f)
+    out["reference"] = (training(ref.n_train, p.evaluation.reference.epochs, f.train, p.transfer.attack.steps, f)
+                        if p.evaluation.transfer_attack else Cost())
     for lv in [0.0, *p.sweep.sparsities]:
         name = level_name(lv)
         runs = runs_for_level(p, lv)

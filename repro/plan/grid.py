@@ -228,7 +228,7 @@ def imp_runs(p: Params, choice: EpsChoice | None = None) -> list[tuple[str, str,
             for t in e.tasks or p.data.downstream:
                 for regime in e.regimes:
                     need.add((kind, retrain, t if ds else None, rt_source(p, kind, name, t, regime, choice)))
-    if p.study.method in ("imp", "a_imp"):  # the study draws its ticket for every kind
+    if p.study.method in ("imp", "a_imp") and p.study_tasks:  # the study draws its ticket for every kind
         for kind in p.pretrain.kinds:
             need.add((kind, IMP_METHODS[p.study.method][0], None, ""))
     # a segmentation pair's ticket comes from the kind's own model (tickets_for_level)

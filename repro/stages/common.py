@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from .. import registries
-from ..base import cpus, runtime, timing
+from ..base import cpus, devices, runtime, timing
 from ..base.errors import EXPECTED_ERRORS, ConfigError
 from ..base.io import CKPT_ROOT
 from ..base.runctx import log
@@ -96,6 +96,7 @@ def run_stage(name: str, body: Callable[[Params], None], params_path: str = "par
     try:
         # the CPUs this job may use (affinity, cgroup quota), split into worker processes x threads
         split = cpus.split(n_workers(p), device(p).type)
+        devices.begin(name, device(p))  # the device trace (REPRO_DEVICE_TRACE), when on
         torch.set_num_threads(split.threads_alone)
         log(name, split.line())
         with timing.stage_record(name, workers=split.workers, threads=split.threads):

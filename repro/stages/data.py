@@ -23,14 +23,17 @@ from .common import log, run_stage
 
 def body(p: Params) -> None:
     tasks: dict = {}
+    held: dict = {}
     for name in (p.data.source, *p.data.downstream, p.data.ood):
         if name not in tasks:  # a public set in two roles (e.g. svhn downstream and OoD) is one file
             tasks[name] = build_task(p, name)
-            check_validation(p, name, len(tasks[name].y_train))
+            held[name] = check_validation(p, name, tasks[name])  # every class kept, or one line and no output
+    v = p.transfer.validation
     for name, task in tasks.items():
         task.save(task_path(name))
+        hold = (f"; held out {v.count(name, len(task.y_train))} ({held[name]})" if held[name] != "none" else "")
         log("data", f"{name}: {task.x_train.shape[0]} train / {task.x_test.shape[0]} test, "
-                    f"{task.num_classes} classes, {task.x_train.shape[1]} px")
+                    f"{task.num_classes} classes, {task.x_train.shape[1]} px{hold}")
     seg = p.segment  # the segmentation task of stage `segment` (repro/data/segmentation.py)
     task = load_seg_task(seg.task, p.data.root, seg.image_size or p.data.image_size, seg.max_train, seg.max_test, p.data.download,
                          p.seed, seg.n_train, seg.n_test)

@@ -14,7 +14,9 @@ from .common import log, run_stage
 
 
 def body(p: Params) -> None:
-    log("reference", f"robust reference model for {train_reference(p)} trained")
+    task = train_reference(p)
+    log("reference", f"robust reference model for {task} trained" if task else
+        "off (evaluation.transfer_attack: false): no reference model, no transfer attack")
 
 
 def main(argv=None) -> int:

@@ -44,6 +44,9 @@ def _transfer_and_evaluate(p: Params, root: Path, spec: RunSpec) -> dict:
 
 def _study(p: Params, s: float, root: Path) -> dict:
     tasks_used = p.study_tasks
+    if not tasks_used:  # study.tasks: [] (a tier that names no study): nothing drawn, fine-tuned or compared
+        log("study", "off (study.tasks is empty)")
+        return {"sparsity": s, "method": p.study.method, "study": "off: study.tasks is empty"}
     masks = {}
     for kind in p.pretrain.kinds:  # IMP partial rounds; tickets at exactly `sparsity`
         masks[kind] = draw(p, kind, p.study.method, None, s)

@@ -44,9 +44,7 @@ Layouts under ``root`` (the formats the datasets are published in):
 * The Robust Tickets Fig. 9 sets, through the torchvision dataset classes (their
   layouts, under ``root``): ``aircraft`` (FGVCAircraft, trainval / test,
   ``fgvc-aircraft-2013b/``), ``pets`` (OxfordIIITPet, trainval / test,
-  ``oxford-iiit-pet/``), ``flowers`` (Flowers102, train+val / test,
-  ``flowers-102/``; torchvision checks the md5 of ``imagelabels.mat`` and
-  ``setid.mat``, so only the real files load), ``cars`` (StanfordCars, train /
+  ``oxford-iiit-pet/``), ``cars`` (StanfordCars, train /
   test, ``stanford_cars/``; no longer downloadable), ``food`` (Food101, train /
   test, ``food-101/``), ``dtd`` (DTD partition 1, train+val / test,
   ``dtd/dtd/``), and the sets without an official split, split per class in
@@ -61,6 +59,9 @@ Layouts under ``root`` (the formats the datasets are published in):
 * ``visda17``: VisDA-2017 classification, ``visda17/{train,validation}/`` (the published tars), each
   with ``image_list.txt`` (``<path relative to the split> <label 0-11>``) and ``<class>/...`` images;
   train = ``train`` (synthetic), test = ``validation`` (real) (Double-Win Fig. A10).
+* ``flowers``: Oxford Flowers-102 in torchvision's layout, ``flowers-102/`` (``jpg/image_%05d.jpg``,
+  ``imagelabels.mat``, ``setid.mat``), read here (``torchvision.datasets.Flowers102`` refuses any ``.mat``
+  file but the published bytes); train = train + val, test = test (Robust Tickets Fig. 9).
 * ``birdsnap``: Birdsnap 1.1, ``birdsnap/`` (the published archive): tab-separated ``species.txt``,
   ``images.txt`` (``path``, ``species_id`` columns) and ``test_images.txt`` (header ``path``), each
   with a header line; images as ``get_birdsnap.py`` stores them (``download/images/<path>``, or

@@ -1,4 +1,4 @@
-"""The list-file sets: CUB-200-2011, VisDA-2017, Birdsnap (Double-Win Fig. A10, Robust Tickets Fig. 9)."""
+"""The list-file sets: CUB-200-2011, VisDA-2017, Birdsnap, Flowers-102 (Double-Win Fig. A10, Robust Tickets Fig. 9)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -190,3 +190,65 @@ def birdsnap(root, size: int = 224, max_train=None, max_test=None, download: boo
             continue
         (te if p in test_set else tr).append((img_dir / p, y))
     return _list_task("birdsnap", tr, te, n_cls, out, max_train, max_test)
+
+
+_FLOWERS_SPLITS = {"trnid": "train", "valid": "val", "tstid": "test"}
+
+
+@PUBLIC_DATASETS.register("flowers")
+def flowers(root, size: int = 224, max_train=None, max_test=None, download: bool = False,
+            upscale: bool = True) -> ArrayTask:
+    """Oxford Flowers-102 from ``root/flowers-102`` (torchvision's layout of the published files).
+
+    ``jpg/image_%05d.jpg`` (image ids from 1), ``imagelabels.mat`` (``labels``: the class, 1-102, of every
+    image id), ``setid.mat`` (``trnid``, ``valid``, ``tstid``: the image ids of each split). Training split =
+    train + val (in that order, each in its file's order), test split = test; 102 classes, labels 0-based.
+    Read here rather than through ``torchvision.datasets.Flowers102``, which refuses any ``.mat`` file but the
+    published bytes (md5), so that files written in the same format load too; ``download: true`` fetches
+    with torchvision, which checks those md5s.
+    """
+    root, base, out = _list_start(root, "flowers-102", size, upscale, max_train, max_test)
+    how = ("set data.root to a folder holding flowers-102/ (102flowers.tgz extracted into jpg/, imagelabels.mat, "
+           "setid.mat, as torchvision.datasets.Flowers102 leaves them) or set data.download: true on a machine with "
+           "internet")
+    if not (base / "setid.mat").is_file() and download:
+        def fetch():
+            import torchvision.datasets as tvd
+
+            tvd.Flowers102(str(root), split="test", download=True)  # every file, md5-checked
+        tv_download("flowers", root, fetch)
+
+    def mat(name: str) -> dict:
+        path = base / name
+        if not path.is_file():
+            raise DataError(f"flowers: missing {str(path)!r}; {how}")
+        from scipy.io import loadmat
+
+        try:
+            return loadmat(str(path), squeeze_me=True)
+        except Exception as e:  # a truncated or foreign file
+            raise DataError(f"flowers: {str(path)!r} is not a readable .mat file ({str(e).splitlines()[0][:80]})") from None
+
+    def ints(d: dict, key: str, path: str) -> np.ndarray:
+        v = d.get(key)
+        try:
+            a = np.atleast_1d(np.asarray(v)).astype(np.int64)
+        except (TypeError, ValueError):
+            a = None
+        if v is None or a is None or a.ndim != 1:
+            raise DataError(f"flowers: {str(base / path)!r} needs a 1-D integer array {key!r}")
+        return a
+
+    labels = ints(mat("imagelabels.mat"), "labels", "imagelabels.mat")
+    if labels.size == 0 or labels.min() < 1 or labels.max() > 102:
+        raise DataError(f"flowers: {str(base / 'imagelabels.mat')!r}: labels must lie in [1, 102]")
+    sets = mat("setid.mat")
+    ids = {split: ints(sets, key, "setid.mat") for key, split in _FLOWERS_SPLITS.items()}
+    for split, a in ids.items():
+        if a.size and (a.min() < 1 or a.max() > labels.size):
+            raise DataError(f"flowers: {str(base / 'setid.mat')!r}: {split} image ids must lie in [1, {labels.size}] "
+                            f"(the images of imagelabels.mat)")
+    item = lambda i: (base / "jpg" / f"image_{i:05d}.jpg", int(labels[i - 1]) - 1)  # noqa: E731
+    tr = [item(i) for i in (*ids["train"], *ids["val"])]
+    te = [item(i) for i in ids["test"]]
+    return _list_task("flowers", tr, te, 102, out, max_train, max_test)

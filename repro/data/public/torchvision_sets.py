@@ -41,9 +41,6 @@ class TorchvisionSpec:
 TORCHVISION_SETS: dict[str, TorchvisionSpec] = {
     "aircraft": TorchvisionSpec("FGVCAircraft", "fgvc-aircraft-2013b", ({"split": "trainval"},), ({"split": "test"},)),
     "pets": TorchvisionSpec("OxfordIIITPet", "oxford-iiit-pet", ({"split": "trainval"},), ({"split": "test"},)),
-    "flowers": TorchvisionSpec("Flowers102", "flowers-102", ({"split": "train"}, {"split": "val"}),
-                               ({"split": "test"},),
-                               download_note="torchvision also checks the md5 of imagelabels.mat and setid.mat"),
     "cars": TorchvisionSpec("StanfordCars", "stanford_cars", ({"split": "train"},), ({"split": "test"},),
                             download_note="its original URL is gone, so torchvision cannot download it; place "
                                           "the devkit, cars_train, cars_test and cars_test_annos_withlabels.mat "
