@@ -240,6 +240,23 @@ def test_scope_heads_the_line():
                                               "2 inconclusive, 3 contradicted, 4 not testable here, 5 not run")
 
 
+def test_vtab_count_contradicts_on_losses_not_on_ties():
+    """RT's 7/3/2 of 12 reproduces; three losses of three contradict; twelve ties (a run too noisy to see RT's wins)
+    do not: noise turns wins into ties, never into losses (a rule on the score W - L contradicted RT's own pattern
+    in 18 % of simulated default runs)."""
+    from repro.claims.rt import count_decision
+
+    def count(w, t, lo):
+        return count_decision({f"t{i}": r for i, r in enumerate(["win"] * w + ["tie"] * t + ["loss"] * lo)})
+    r = count(7, 3, 2)
+    assert r.outcome == "reproduced" and r.numbers["p_losses_under_paper"] == pytest.approx(0.619, abs=0.001)
+    assert r.numbers["p_without_advantage"] == pytest.approx(0.012, abs=0.001)
+    r = count(0, 0, 3)
+    assert r.outcome == "contradicted" and r.numbers["p_losses_under_paper"] == pytest.approx(1 / 216, abs=1e-4)
+    assert count(0, 12, 0).outcome == "inconclusive"
+    assert count(3, 0, 0).outcome == "reproduced" and count(2, 10, 0).outcome == "inconclusive"
+
+
 def test_old_domain_gap_case_is_no_longer_reproduced():
     """Issue 27: rho = 1.00 over 3 tasks (p = 1/6) while robust tickets lose on every task."""
     tasks = ("near", "mid", "far")
