@@ -53,3 +53,30 @@ def test_segmentation_records_a_bootstrap_error_of_miou():
     assert miou_bootstrap_se(np.repeat(per_image, 4, axis=0), 3, seed=0) == pytest.approx(se / 2, rel=0.2)
     # identical images: every resample has the same confusion matrix, no sampling error
     assert miou_bootstrap_se(np.repeat(per_image[:1], 50, axis=0), 3, seed=0) == 0.0
+
+
+def test_every_evaluated_run_records_its_images_consistently(tmp_path):
+    """The evaluate stage on the smoke workspace (a standard, an adversarial and a mask run; the reference model for
+    the transfer attack): each per-image record has one bit per scored image and its mean is the run's accuracy
+    (SA over every test image, also for a run graded by the AutoAttack-grade ensemble, whose bookkeeping once
+    overwrote the clean record with the attacked images'), and each run stores its bootstrap errors."""
+    import json
+
+    import reliability_ws as W
+
+    ws = W.clone(tmp_path / "ws")
+    for stage in (("reference",), ("transfer", "0.488"), ("evaluate", "0.488")):
+        rc, err = W.stage(ws, *stage)
+        assert rc == 0, err
+    rows = [json.loads(f.read_text()) for f in sorted((ws / "runs/eval/s0.488").rglob("metrics.json"))]
+    assert {r["regime"] for r in rows} >= {"standard", "adversarial"}
+    seen = set()
+    for r in rows:
+        for key, rec in r["correct"].items():
+            n = r["n_test"] if key == "sa" else r["n_robust"]
+            bits = unpack_bits(rec)
+            assert rec["n"] == bits.size == n, (r["regime"], key)
+            assert bits.mean() == pytest.approx(r[key], abs=1e-6), (r["regime"], key)
+            seen.add(key)
+        assert set(r["se"]) == {"nll", "ece", "ood_auroc"} and all(v > 0 for v in r["se"].values())
+    assert seen == {"sa", "ra", "ra_aa", "transfer_attack_acc"}

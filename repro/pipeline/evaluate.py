@@ -144,11 +144,11 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         ra_aa, aa_ok, trace = metrics.robust_accuracy_aa(
             fast, rloader, eps=a.eps, steps=e.aa_steps, members=e.aa_members, n_target_classes=e.aa_target_classes,
             robust=pgd_ok, progress=False, seed=p.seed, return_details=True)
-        clean_ok = clean["logits"][:len(labels)].argmax(1) == labels
+        attacked_clean_ok = clean_ok[:len(labels)]  # the attacked images are the first test images
         out["ra_aa"] = ra_aa
         out["aa"] = {"attack": " -> ".join(("pgd20",) + tuple(e.aa_members)), "steps": e.aa_steps,
                      "target_classes": e.aa_target_classes, "n": int(len(labels)),
-                     "robust_after": {"clean": int(clean_ok.sum()), "pgd20": int(pgd_ok.sum()),
+                     "robust_after": {"clean": int(attacked_clean_ok.sum()), "pgd20": int(pgd_ok.sum()),
                                       **{m: trace.get(m, 0) for m in e.aa_members}}}
         strong = (pgd_ok, aa_ok)
     if e.adv_acc_eps and adv_acc_run(p, run):
