@@ -87,6 +87,8 @@ td:first-child,th:first-child{text-align:left}
 .paper{background:#fff7e6;padding:.1em .4em;border-radius:3px}
 .reproduced{color:#1a7f37;font-weight:bold}.contradicted{color:#b00;font-weight:bold}
 .inconclusive{color:#9a6700;font-weight:bold}.not-run{color:#777;font-weight:bold}
+.not-testable-here{color:#5a4fcf;font-weight:bold}.descriptive{color:#555;font-style:italic}
+.kind{font-size:.8em;color:#fff;background:#777;border-radius:3px;padding:0 .3em}
 section.scorecard{border:2px solid #0072B2;border-radius:6px;padding:.6em 1.2em;margin:1em 0}
 """
 
@@ -141,30 +143,48 @@ def _outcome(o: str) -> str:
     return f'<span class="{o.replace(" ", "-")}">{html.escape(o)}</span>'
 
 
-SCORE_LINE = Template("at tier $tier: $reproduced reproduced, $inconclusive inconclusive, $contradicted contradicted, "
-                      "$not_run not run")
 SCORE_HEAD = Template(
     '<section class="scorecard" id="scorecard">\n<h2>Do the papers\' claims hold? $line</h2>\n<p class="meta">$total '
-    "headline claims of both papers, each decided on this run's metrics by the rule in its row "
-    "(<code>metrics/claims_detail.json</code>, <code>repro/claims/</code>); RA-based claims counted under $ra RA. "
-    "Runs that did not learn are never evidence ($excluded excluded).</p>")
+    "headline claims of both papers (stated, or <span class=\"kind\">derived</span> where the paper only implies "
+    "them), each decided on this run's metrics by the rule in its row (<code>metrics/claims_detail.json</code>, "
+    "<code>repro/claims/</code>); $descriptive descriptive row(s) shown but not counted. A verdict is a verdict on "
+    "this run's scope only. <b>Not testable here</b>: the claim's premise (a stated rule, in its row) fails in this "
+    "run, so neither outcome would bear on it; what the run's cells show is in the row$shows. RA-based claims "
+    "counted under $ra RA. Runs that did not learn are never evidence ($excluded excluded).</p>$paper")
+SCORE_PAPER = Template('<p class="meta">The same rules on the papers\' own printed numbers '
+                       '(<code>paper_figures/paper_values.yaml</code>): $counts; a rule that called them contradicted '
+                       "would be wrong.</p>")
 SCORE_VARIANT = Template("<p>Under $ra RA: $reproduced reproduced, $inconclusive inconclusive, $contradicted "
-                         "contradicted, $not_run not run; outcomes differ for: $differ.</p>")
+                         "contradicted, $not_testable not testable here, $not_run not run; outcomes differ for: "
+                         "$differ.</p>")
 SCORE_TABLE = ("<details open><summary>Every claim</summary><table><tr><th>claim</th><th>paper</th><th>where</th>"
-               "<th>quoted claim</th><th>outcome</th><th>why (numbers in metrics/claims_detail.json)</th></tr>")
+               "<th>quoted claim</th><th>outcome</th><th>on the paper's own numbers</th>"
+               "<th>why (numbers in metrics/claims_detail.json)</th></tr>")
 SCORE_ROW = Template(
-    '<tr id="claim-$cid"><td>$cid</td><td>$paper</td><td>$section; $figure<br><small>$links</small></td>'
-    '<td style="text-align:left">“$quote”<br><small>test: $test</small></td><td>$outcome$alt</td>'
-    '<td style="text-align:left">$reason</td></tr>')
+    '<tr id="claim-$cid"><td>$cid$kind</td><td>$paper</td><td>$section; $figure<br><small>$links</small></td>'
+    '<td style="text-align:left">“$quote”<br><small>test: $test</small>$premises</td><td>$outcome$alt</td>'
+    '<td>$on_paper</td><td style="text-align:left">$reason</td></tr>')
+COUNTS = ("reproduced", "inconclusive", "contradicted", "not_testable", "not_run")
 
 
 def scorecard_html(claims: dict) -> str:
-    """The report's opening: the counts of metrics/claims.json ("at tier T: N reproduced, ..."), the claims
-    whose outcome depends on the RA variant, and one row per claim (repro/claims/)."""
-    counts = ("reproduced", "inconclusive", "contradicted", "not_run")
+    """The report's opening: the scope and counts of metrics/claims.json ("at tier T (scope): N reproduced, ..."),
+    what the not-testable claims' cells show, the rules' outcomes on the papers' own numbers, the claims whose
+    outcome depends on the RA variant, and one row per claim (repro/claims/)."""
     verdict_ra = claims.get("verdict_ra")
-    line = SCORE_LINE.substitute(tier=claims.get("tier", "?"), **{k: claims[k] for k in counts})
-    h = [SCORE_HEAD.substitute(line=e(line), total=claims["total"], ra=e(RA_NAMES.get(verdict_ra, str(verdict_ra))),
+    line = claims.get("scorecard") or f"at tier {claims.get('tier', '?')}"  # repro.claims.scorecard_line, by the stage
+    shows: dict[str, int] = {}
+    for c in claims.get("claims", {}).values():
+        if c["outcome"] == "not testable here":
+            o = c.get("numbers", {}).get("run_shows", "?")
+            shows[o] = shows.get(o, 0) + 1
+    shows_text = (" (of the " + str(sum(shows.values())) + ", the cells show " +
+                  ", ".join(f"{n} {o}" for o, n in sorted(shows.items())) + ")") if shows else ""
+    paper = claims.get("paper_numbers")
+    paper_html = SCORE_PAPER.substitute(counts=e(", ".join(f"{n} {o.replace('_', ' ')}" for o, n in
+                                                           sorted(paper.items())))) if paper else ""
+    h = [SCORE_HEAD.substitute(line=e(line), total=claims["total"], descriptive=e(str(claims.get("descriptive", 0))),
+                               ra=e(RA_NAMES.get(verdict_ra, str(verdict_ra))), shows=e(shows_text), paper=paper_html,
                                excluded=e(str(claims.get("excluded_not_learned", 0))))]
     for v in (v for v in claims.get("by_variant", {}) if v != verdict_ra):
         if v not in claims.get("ra_variants_present", []):
@@ -172,14 +192,22 @@ def scorecard_html(claims: dict) -> str:
             continue
         differ = ", ".join(f'<a href="#claim-{e(d)}">{e(d)}</a>' for d in claims.get("differ", [])) or "none"
         h.append(SCORE_VARIANT.substitute(ra=e(RA_NAMES.get(v, v)), differ=differ,
-                                          **{k: claims["by_variant"][v][k] for k in counts}))
+                                          **{k: claims["by_variant"][v].get(k, 0) for k in COUNTS}))
     h.append(SCORE_TABLE)
     for cid, c in claims.get("claims", {}).items():
         by = c.get("by_variant")
         alt = "".join(f"<br><small>{e(RA_NAMES.get(v, v))}: {_outcome(r['outcome'])}</small>" for v, r in by.items()
                       if v != verdict_ra) if by else ""
+        if c["outcome"] == "not testable here" and c.get("numbers", {}).get("run_shows"):
+            alt += f"<br><small>the run's cells: {_outcome(c['numbers']['run_shows'])}</small>"
         links = " ".join(f'<a href="#{e(i)}">{e(i)}</a>' for i in c.get("items", []))
+        kind = c.get("kind", "stated")
+        premises = "".join(f"<br><small>premise: {e(p)}</small>" for p in c.get("premises_stated", []))
+        pn = c.get("paper_numbers")
+        on_paper = f"{_outcome(pn['outcome'])}<br><small>{e(pn['source'])}</small>" if pn else "<small>–</small>"
         h.append(SCORE_ROW.substitute(cid=e(cid), links=links, outcome=_outcome(c["outcome"]), alt=alt,
+                                      kind="" if kind == "stated" else f' <span class="kind">{e(kind)}</span>',
+                                      premises=premises, on_paper=on_paper,
                                       **{k: e(c[k]) for k in ("paper", "section", "figure", "quote", "test", "reason")}))
     h.append("</table></details></section>")
     return "\n".join(h)

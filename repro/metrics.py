@@ -298,20 +298,24 @@ def transfer_attack_accuracy(
     progress: bool = True,
     seed: Optional[int] = None,
     examples: Optional[list] = None,
+    return_logits: bool = False,
     **pgd_kw,
-) -> float:
+):
     """Accuracy of ``target_model`` on PGD examples crafted on ``source_model`` (transfer attack).
 
     Defaults to PGD-20, eps 8/255, alpha 2/255, random start; ``pgd_kw``
     overrides them (any :func:`repro.attacks.pgd` option). Both models run in
     eval mode. With the source equal to the target and the same seed this is
     exactly the white-box :func:`robust_accuracy`. ``examples``: the ones :func:`transfer_examples` crafted
-    (with these settings) for an earlier target; then nothing is crafted again.
+    (with these settings) for an earlier target; then nothing is crafted again. ``return_logits=True`` returns
+    ``(accuracy, the target's logits, labels)`` (per-image outcomes for the claims' paired comparisons).
     """
     dev = _model_device(target_model, device)
     if examples is None:
         examples = transfer_examples(source_model, loader, device=dev, progress=progress, seed=seed, **pgd_kw)
     logits, labels = collect_logits(target_model, examples, device=dev, progress=progress, amp=False)
+    if return_logits:
+        return accuracy(logits, labels), logits, labels
     return accuracy(logits, labels)
 
 

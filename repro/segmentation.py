@@ -243,17 +243,32 @@ def train_segmentation(task: SegTask, backbone: nn.Module, cfg: SegConfig, *, ma
 
 
 @torch.no_grad()
-def evaluate_segmentation(model: nn.Module, task: SegTask, batch_size: int = 64) -> dict:
-    """mIoU and pixel accuracy of ``model`` (eval mode) on ``task``'s test split."""
+def evaluate_segmentation(model: nn.Module, task: SegTask, batch_size: int = 64, seed: int = 0) -> dict:
+    """mIoU and pixel accuracy of ``model`` (eval mode) on ``task``'s test split, and ``miou_se``: the bootstrap
+    standard error of the mIoU over the test images (:func:`miou_bootstrap_se`; the claims' noise for one run)."""
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
-    conf = torch.zeros(task.num_classes, task.num_classes, dtype=torch.long)
+    per_image = []
     try:
         for s in range(0, task.x_test.shape[0], batch_size):
             x = torch.from_numpy(task.x_test[s:s + batch_size]).permute(0, 3, 1, 2).float().div_(255).to(dev)
             y = torch.from_numpy(task.m_test[s:s + batch_size].astype(np.int64)).to(dev)
-            conf += confusion(model(x).argmax(1), y, task.num_classes)
+            pred = model(x).argmax(1)
+            per_image += [confusion(pred[i], y[i], task.num_classes) for i in range(len(y))]
     finally:
         model.train(was)
-    return {"miou": miou(conf), "pixel_acc": pixel_accuracy(conf), "confusion": conf.tolist()}
+    stack = torch.stack(per_image)
+    conf = stack.sum(0)
+    return {"miou": miou(conf), "pixel_acc": pixel_accuracy(conf), "confusion": conf.tolist(),
+            "miou_se": miou_bootstrap_se(stack.reshape(len(per_image), -1).numpy(), task.num_classes, seed)}
+
+
+def miou_bootstrap_se(per_image: np.ndarray, num_classes: int, seed: int = 0, draws: int = 200) -> float:
+    """Standard deviation of the mIoU over ``draws`` bootstrap resamples of the test images (per-image
+    confusion matrices, flattened, one row each)."""
+    rng = np.random.default_rng(seed)
+    n = per_image.shape[0]
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(draws)])
+    confs = (counts @ per_image).reshape(draws, num_classes, num_classes)
+    return round(float(np.std([miou(c) for c in confs], ddof=1)), 6)

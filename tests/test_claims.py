@@ -121,10 +121,18 @@ def test_equal_mode_is_an_equivalence_test():
         r["n_test"] = r["n_robust"] = 200
     res = outcome("dw-retraining-no-difference", rows)
     assert res.outcome == "inconclusive" and res.numbers["equivalent"] == 0 and res.numbers["ties"] == 6
+    for r in rows:    # a 3.2 pp gap known to ±1 pp: neither within 3 pp nor beyond it: inconclusive, not
+        if r["method"] == "a_imp":  # contradicted (the old rule contradicted beyond 1 pp)
+            r["sa"], r["ra"], r["n_test"], r["n_robust"] = 0.632, 0.332, 20000, 20000
+        else:
+            r["n_test"] = r["n_robust"] = 20000
+    res = outcome("dw-retraining-no-difference", rows)
+    assert res.outcome == "inconclusive" and res.numbers["wins"] == 0 and res.numbers["losses"] == 6, res.reason
     for r in rows:
         if r["method"] == "a_imp":
             r["sa"], r["ra"] = 0.3, 0.1
-    assert outcome("dw-retraining-no-difference", rows).outcome == "contradicted"
+    res = outcome("dw-retraining-no-difference", rows)
+    assert res.outcome == "contradicted" and res.numbers["beyond_bound"] == 6
 
 
 def test_transfer_attack_not_below_white_box_ra():
@@ -132,23 +140,49 @@ def test_transfer_attack_not_below_white_box_ra():
             for m, lv in (("dense", 0.0), ("imp", 0.5), ("imp", 0.8)) for s in (0, 1)]
     assert outcome("dw-no-gradient-masking", rows).outcome == "reproduced"
     for r in rows:
+        r["transfer_attack_acc"] = 0.305  # no different from the white-box RA: all ties, inconclusive
+    res = outcome("dw-no-gradient-masking", rows)
+    assert res.outcome == "inconclusive" and res.numbers["ties"] == 3
+    for r in rows:
         r["transfer_attack_acc"] = 0.10   # a transfer attack far stronger than the white-box one: masking
     assert outcome("dw-no-gradient-masking", rows).outcome == "contradicted"
 
 
+def test_transfer_attack_paired_per_image_on_the_same_runs():
+    """The same 100 attacked images of the same runs: RA wrong on 6 of them that the transfer attack leaves right.
+    Unpaired, 6 pp on 100 images is inside the noise; per image (McNemar-type) it is a clear win."""
+    import numpy as np
+
+    from repro.base.io import pack_bits
+
+    base = np.arange(100) < 40            # both right on the first 40
+    ta = base | ((np.arange(100) >= 40) & (np.arange(100) < 46))
+    rows = []
+    for m, lv in (("dense", 0.0), ("imp", 0.5), ("imp", 0.8)):
+        for s in (0, 1):
+            rows.append(run(AT, m, "t", "adversarial", lv, 0.6, ra=0.40, transfer_attack_acc=0.46, seed=s,
+                            n_robust=100, correct={"ra": pack_bits(base), "transfer_attack_acc": pack_bits(ta)}))
+    res = outcome("dw-no-gradient-masking", rows)
+    assert res.outcome == "reproduced" and res.numbers["paired_cells"] == 3, res.reason
+    for r in rows:
+        del r["correct"]
+    assert outcome("dw-no-gradient-masking", rows).outcome == "inconclusive"
+
+
 # --------------------------------------------------------------------------- double-win claims
 
-def dw_rows(ticket_sa: dict, seeds=(0, 1)):
+def dw_rows(ticket_sa: dict, seeds=(0, 1), tasks=("t",)):
     """Dense baselines at 0.6 SA / 0.3 RA (std 0.01 over the seeds) and IMP tickets of each kind at two levels."""
     rows = []
-    for kind in (STD, FAT, AT):
-        for s in seeds:
-            d = 0.01 * (s - 0.5) * 2 ** 0.5   # two seeds -> sample std 0.01
-            for regime in ("standard", "adversarial"):
-                rows.append(run(kind, "dense", "t", regime, 0.0, 0.6 + d, ra=0.3 + d, seed=s))
-                for lv in (0.5, 0.8):
-                    sa = ticket_sa[kind][lv]
-                    rows.append(run(kind, "imp", "t", regime, lv, sa, ra=sa / 2, seed=s))
+    for task in tasks:
+        for kind in (STD, FAT, AT):
+            for s in seeds:
+                d = 0.01 * (s - 0.5) * 2 ** 0.5   # two seeds -> sample std 0.01
+                for regime in ("standard", "adversarial"):
+                    rows.append(run(kind, "dense", task, regime, 0.0, 0.6 + d, ra=0.3 + d, seed=s))
+                    for lv in (0.5, 0.8):
+                        sa = ticket_sa[kind][lv]
+                        rows.append(run(kind, "imp", task, regime, lv, sa, ra=sa / 2, seed=s))
     return rows
 
 
@@ -157,13 +191,33 @@ def test_double_win_exists_for_every_pretraining():
     r = outcome("dw-exist", rows)
     assert r.outcome == "reproduced", r.reason
     assert r.numbers["extreme_sparsity"] == {STD: {"t": 0.5}, FAT: {"t": 0.8}, AT: {"t": 0.8}}
-    assert outcome("dw-extreme-order", rows).outcome == "reproduced"
+    # the order from per-seed extreme sparsities: one task x 2 seeds x 2 others = 4 units, a sign test's smallest
+    # p is 1/16: inconclusive however clear; three tasks give 12 units
+    r = outcome("dw-extreme-order", rows)
+    assert r.outcome == "inconclusive" and r.numbers["at_higher"] == 2 and r.numbers["ties"] == 2, r.reason
+    rows = dw_rows({STD: {0.5: 0.6, 0.8: 0.4}, FAT: {0.5: 0.6, 0.8: 0.4}, AT: {0.5: 0.61, 0.8: 0.62}},
+                   tasks=("t1", "t2", "t3"))
+    r = outcome("dw-extreme-order", rows)
+    assert r.outcome == "reproduced" and r.numbers["at_higher"] == 12 and r.numbers["p_at_higher"] < 0.001
 
 
-def test_double_win_order_contradicted_and_existence_partial():
-    rows = dw_rows({STD: {0.5: 0.6, 0.8: 0.6}, FAT: {0.5: 0.5, 0.8: 0.5}, AT: {0.5: 0.5, 0.8: 0.4}})
-    assert outcome("dw-extreme-order", rows).outcome == "contradicted"   # AT 0 < STD 0.8
-    assert outcome("dw-exist", rows).outcome == "inconclusive"           # only θ_STD has one
+def test_double_win_order_contradicted_and_existence_absent_beyond_the_noise():
+    rows = dw_rows({STD: {0.5: 0.6, 0.8: 0.6}, FAT: {0.5: 0.5, 0.8: 0.5}, AT: {0.5: 0.5, 0.8: 0.4}},
+                   tasks=("t1", "t2", "t3"))
+    assert outcome("dw-extreme-order", rows).outcome == "contradicted"   # AT 0 < STD 0.8 in 6 units, 0 vs 0 in 6
+    r = outcome("dw-exist", rows)   # θ_FAT and θ_AT 10 pp below a dense model known to 1 pp: absent beyond the noise
+    assert r.outcome == "contradicted" and r.numbers["per_pretraining"] == {STD: "yes", FAT: "no", AT: "no"}
+
+
+def test_double_win_absence_inside_the_noise_is_not_a_contradiction():
+    """A ticket below the matching bound by less than its own seed noise (t with 1 df for two seeds) is not
+    evidence of absence: the old rule's 'contradicted' on the dense model's std alone is now inconclusive."""
+    rows = dw_rows({STD: {0.5: 0.57, 0.8: 0.55}, FAT: {0.5: 0.57, 0.8: 0.55}, AT: {0.5: 0.57, 0.8: 0.55}})
+    for r in rows:
+        if r["method"] == "imp" and r["seed"] == 1:
+            r["sa"] += 0.04      # tickets' own seeds 4 pp apart
+    r = outcome("dw-exist", rows)
+    assert r.outcome == "inconclusive" and set(r.numbers["per_pretraining"].values()) == {"undetermined"}
 
 
 def test_double_win_needs_two_seeds():
@@ -178,7 +232,7 @@ def test_double_win_seeds_counted_on_the_verdicts_own_tasks():
     rows = dw_rows({STD: {0.5: 0.6, 0.8: 0.4}, FAT: {0.5: 0.6, 0.8: 0.6}, AT: {0.5: 0.61, 0.8: 0.62}})
     rows += [run(k, "dense", "t_far", r, 0.0, 0.5) for k in (STD, FAT, AT) for r in ("standard", "adversarial")]
     assert outcome("dw-exist", rows).outcome == "reproduced"
-    assert outcome("dw-extreme-order", rows).outcome == "reproduced"
+    assert "too few seeds" not in outcome("dw-extreme-order", rows).reason
 
 
 def test_data_amplified_contrasts_fractions():
@@ -230,15 +284,21 @@ def test_unknown_verdict_ra_is_refused():
 
 # --------------------------------------------------------------------------- RT Table II: rank correlation
 
-def test_domain_gap_rank_correlation():
-    gaps = {"t_near": 10.0, "t_mid": 50.0, "t_far": 90.0}
-    grows = omp_grid({"t_near": 0.50, "t_mid": 0.60, "t_far": 0.75}, 0.50)
+def test_domain_gap_needs_large_gap_wins_and_a_permutation_p():
+    tasks = ("t1", "t2", "t3", "t4", "t5")
+    gaps = {t: 10.0 * (i + 1) for i, t in enumerate(tasks)}
+    grows = omp_grid({"t1": 0.50, "t2": 0.50, "t3": 0.55, "t4": 0.62, "t5": 0.70}, 0.50, tasks=tasks)
     r = outcome("rt-domain-gap", grows, gaps)
-    assert r.outcome == "reproduced" and r.numbers["spearman"] == pytest.approx(1.0)
-    shrinks = omp_grid({"t_near": 0.75, "t_mid": 0.60, "t_far": 0.50}, 0.50)
+    assert r.outcome == "reproduced" and r.numbers["large_wins"] == 2 and r.numbers["p_rises"] <= 0.05, r.reason
+    # issue 27: rho = 1.00 over 3 tasks (p = 1/6) while robust tickets lose on every task is not a reproduction
+    three = {t: gaps[t] for t in ("t1", "t2", "t3")}
+    loses = omp_grid({"t1": 0.30, "t2": 0.35, "t3": 0.40}, 0.50, tasks=("t1", "t2", "t3"))
+    assert outcome("rt-domain-gap", loses, three).outcome == "inconclusive"
+    loses5 = omp_grid({"t1": 0.30, "t2": 0.35, "t3": 0.40, "t4": 0.42, "t5": 0.44}, 0.50, tasks=tasks)
+    assert outcome("rt-domain-gap", loses5, gaps).outcome == "contradicted"   # loses on the large-gap tasks
+    shrinks = omp_grid({"t1": 0.75, "t2": 0.70, "t3": 0.62, "t4": 0.55, "t5": 0.50}, 0.50, tasks=tasks)
     assert outcome("rt-domain-gap", shrinks, gaps).outcome == "contradicted"
     assert outcome("rt-domain-gap", grows, None).outcome == "not run"
-    assert outcome("rt-domain-gap", grows, {"t_near": 1.0, "t_far": 2.0}).outcome == "inconclusive"
 
 
 def test_spearman_by_value():
@@ -263,7 +323,10 @@ def test_every_claim_quotes_its_paper():
 
     for cid in CLAIMS:
         c = CLAIMS.get(cid)
-        assert norm(c.quote) in norm(texts[c.paper]), cid
+        text, at = norm(texts[c.paper]), 0
+        for part in c.quote.split(" … "):   # an elision: the parts appear in this order
+            at = text.find(norm(part), at)
+            assert at >= 0, (cid, part)
 
 
 def test_every_claim_names_report_items_that_exist():
@@ -279,8 +342,9 @@ def test_every_claim_names_report_items_that_exist():
 
 def test_no_runs_means_every_claim_not_run():
     doc = evaluate_all([])
-    assert doc["not_run"] == doc["total"] == len(CLAIMS.names())
-    assert {c["outcome"] for c in doc["claims"].values()} == {"not run"}
+    counted = [cid for cid in CLAIMS if CLAIMS.get(cid).kind != "descriptive"]
+    assert doc["not_run"] == doc["total"] == len(counted) and doc["descriptive"] == 1
+    assert {c["outcome"] for c in doc["claims"].values()} == {"not run", "descriptive"}
 
 
 def mixed_doc():
@@ -291,20 +355,23 @@ def mixed_doc():
 def test_counts_are_the_claims_outcomes():
     doc = mixed_doc()
     for o in OUTCOMES:
-        key = o.replace(" ", "_")
-        assert doc[key] == sum(c["outcome"] == o for c in doc["claims"].values())
+        assert doc[key(o)] == sum(c["outcome"] == o for c in doc["claims"].values())
     assert doc["reproduced"] >= 1 and doc["contradicted"] >= 1 and doc["not_run"] >= 1
-    assert sum(doc[o.replace(" ", "_")] for o in OUTCOMES) == doc["total"]
+    assert sum(doc[key(o)] for o in OUTCOMES) == doc["total"]
     assert doc["by_variant"]["pgd20"] == counts(doc["claims"])
     assert doc["by_variant"]["aa"]["contradicted"] == doc["contradicted"] + 1
     json.dumps(doc)   # the metrics file is plain JSON
 
 
+def key(outcome: str) -> str:
+    return outcome.replace(" ", "_").replace("_here", "")
+
+
 def test_metric_view_keeps_counts_and_outcomes_only():
     doc = mixed_doc()
     m = metric_view(doc)
-    assert {k: m[k] for k in ("reproduced", "inconclusive", "contradicted", "not_run", "total")} == \
-        {k: doc[k] for k in ("reproduced", "inconclusive", "contradicted", "not_run", "total")}
+    names = ("reproduced", "inconclusive", "contradicted", "not_testable", "not_run", "total", "descriptive")
+    assert {k: m[k] for k in names} == {k: doc[k] for k in names}
     for cid, c in doc["claims"].items():
         assert m["claims"][cid]["outcome"] == c["outcome"]
         assert "quote" not in m["claims"][cid] and "detail" not in m["claims"][cid]
@@ -318,13 +385,14 @@ def test_report_scorecard_equals_the_claims_file(tmp_path):
     render = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(render)
     doc = {"tier": "default", **mixed_doc()}
+    line = doc["scorecard"] = scorecard_line(doc, "default")   # as the claims stage stores it
     page = render.scorecard_html(doc)
-    line = scorecard_line(doc, "default")
     assert line in page
-    shown = dict((o, int(n)) for n, o in re.findall(r"(\d+) (reproduced|inconclusive|contradicted|not run)",
+    shown = dict((o, int(n)) for n, o in re.findall(
+        r"(\d+) (reproduced|inconclusive|contradicted|not testable here|not run)",
                                                   re.search(r"<h2>.*?</h2>", page).group(0)))
     metric = metric_view(doc)   # metrics/claims.json, what dvc exp show lists
-    assert shown == {o: metric[o.replace(" ", "_")] for o in OUTCOMES}
+    assert shown == {o: metric[key(o)] for o in OUTCOMES}
     assert "rt-properties-adversarial" in page   # where PGD-20 and AutoAttack-grade RA differ
     item = render.item_claims_html(doc, "rt-fig2")
     assert "rt-linear" in item and "reproduced" in item
@@ -361,12 +429,11 @@ def test_stage_writes_the_metric_and_the_detail_file(tmp_path, monkeypatch, caps
     detail = json.loads((tmp_path / "metrics" / "claims_detail.json").read_text())
     assert metric["tier"] == detail["tier"] == "default"
     for o in OUTCOMES:
-        key = o.replace(" ", "_")
-        assert metric[key] == detail[key] == sum(c["outcome"] == o for c in detail["claims"].values())
+        assert metric[key(o)] == detail[key(o)] == sum(c["outcome"] == o for c in detail["claims"].values())
     assert detail["claims"]["rt-linear"]["outcome"] == "reproduced"
     assert detail["claims"]["rt-finetune"]["outcome"] == "contradicted"
     assert metric["claims"]["rt-linear-margin"]["outcome"] == "reproduced"   # +20 pp linear vs -20 pp fine-tuned
-    assert "at tier default: " in capsys.readouterr().out
+    assert "at tier default (synthetic data: synth_source → 3 task(s) at 16 px; " in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- every comparison claim, every outcome
@@ -380,7 +447,7 @@ def claim_grid(cid: str, side_a: dict, side_b: dict, n: int = 1000) -> list[dict
     """Rows for exactly the runs a comparison claim reads: every pair, (regime, metric), fraction, two tasks and
     two sparsities it accepts, two seeds; side A's tickets get ``side_a``'s metric values, side B's ``side_b``'s."""
     spec = CLAIMS.get(cid).compares
-    levels = [lv for lv in (0.75, 0.9) if spec["levels"](lv)]
+    levels = [lv for lv in (0.5, 0.75, 0.9) if spec["levels"](lv)][-2:]
     rows = {}
     for a, b in spec["pairs"]:
         for regime, _ in spec["on"]:
@@ -409,7 +476,8 @@ def test_each_comparison_claim_decides_its_own_runs(cid):
         return
     better = outcome(cid, claim_grid(cid, GOOD, BAD))
     assert better.outcome == ("contradicted" if spec["mode"] == "equal" else "reproduced"), better.reason
-    assert better.numbers["cells"] == len(spec["pairs"]) * len(spec["on"]) * len(spec["fractions"]) * 2 * 2
+    n_levels = len([lv for lv in (0.5, 0.75, 0.9) if spec["levels"](lv)][-2:])
+    assert better.numbers["cells"] == len(spec["pairs"]) * len(spec["on"]) * len(spec["fractions"]) * 2 * n_levels
     if spec["mode"] != "equal":
         assert outcome(cid, claim_grid(cid, BAD, GOOD)).outcome == "contradicted"
     near = {k: v + 0.002 for k, v in GOOD.items()}
@@ -420,23 +488,35 @@ def test_each_comparison_claim_decides_its_own_runs(cid):
     assert outcome(cid, [{**r, "task": "elsewhere", "regime": "none"} for r in other]).outcome == "not run"
 
 
-def test_tickets_amplify_and_data_amplified_contradicted_when_the_gap_shrinks():
+def test_data_amplified_contradicted_when_the_gap_shrinks():
     rows = []
     for f, gap in ((1.0, 0.20), (0.1, 0.02)):       # the robust advantage shrinks with less data
         for lv in (0.5, 0.8):
             for kind, base in ((AT, 0.4 + gap), (FAT, 0.4 + gap), (STD, 0.4)):
                 rows.append(run(kind, "imp", "t", "adversarial", lv, base, ra=base / 2, fraction=f))
     assert outcome("dw-data-amplified", rows).outcome == "contradicted"
-    rows = []
-    for regime in ("standard", "adversarial"):      # dense gap 20 pp, ticket gap 0: tickets do not amplify it
-        rows += [run(AT, "dense", "t", regime, 0.0, 0.7, ra=0.4), run(STD, "dense", "t", regime, 0.0, 0.5, ra=0.2)]
-        for lv in (0.5, 0.8):
-            rows += [run(AT, "imp", "t", regime, lv, 0.5, ra=0.2), run(STD, "imp", "t", regime, lv, 0.5, ra=0.2)]
-    assert outcome("dw-tickets-amplify", rows).outcome == "contradicted"
-    for r in rows:
-        if r["kind"] == AT and r["method"] == "imp":
-            r["sa"], r["ra"] = 0.95, 0.65              # ticket gap 45 pp > dense gap 20 pp
-    assert outcome("dw-tickets-amplify", rows).outcome == "reproduced"
+
+
+def test_tickets_amplify_is_tickets_against_their_own_dense_model_with_limited_data():
+    """DW Sec. 5 (2): robust tickets surpass their own dense model with 10 % / 1 % data "by up to" X: the best
+    level per (pretraining, fraction, metric) at a Bonferroni-raised threshold."""
+    def rows_for(ticket_sa, dense_sa=0.40, levels=(0.5, 0.7, 0.9)):
+        rows = []
+        for kind in (FAT, AT):
+            for f in (0.1, 0.01):
+                rows.append(run(kind, "dense", "t", "adversarial", 0.0, dense_sa, ra=dense_sa / 2, fraction=f))
+                for lv in levels:
+                    sa = ticket_sa(lv)
+                    rows.append(run(kind, "imp", "t", "adversarial", lv, sa, ra=sa / 2, fraction=f))
+        return rows
+
+    r = outcome("dw-tickets-amplify", rows_for(lambda lv: 0.55 if lv == 0.7 else 0.40))   # up to +15 pp SA
+    assert r.outcome == "reproduced" and r.numbers["cells"] == 8 and r.numbers["wins"] == 8, r.reason
+    assert outcome("dw-tickets-amplify", rows_for(lambda lv: 0.40)).outcome == "inconclusive"
+    assert outcome("dw-tickets-amplify", rows_for(lambda lv: 0.20)).outcome == "contradicted"
+    # a 4 pp best level on 1000 images wins at 2.0 se but not at the raised 2.4 se of the best of three
+    near = outcome("dw-tickets-amplify", rows_for(lambda lv: 0.443 if lv == 0.7 else 0.40))
+    assert near.numbers["wins"] < 8
 
 
 def test_fat_better_at_middle_sparsity_at_better_at_the_highest():

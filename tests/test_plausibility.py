@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from repro import plausibility
-from repro.verdicts import aggregate, criteria, double_win
+from repro.verdicts import aggregate, double_win
 
 
 @pytest.mark.parametrize("n,p0", [(300, 0.1), (100, 0.5), (10000, 0.01), (5, 0.2), (1000, 1 / 3)])

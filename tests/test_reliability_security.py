@@ -36,8 +36,8 @@ def _name(func: ast.AST) -> str:
     while isinstance(func, ast.Attribute):
         parts.append(func.attr)
         func = func.value
-    if isinstance(func, ast.Name):
-        parts.append(func.id)
+    # a method of an expression's value (``build().eval()``) is not the builtin of the same name
+    parts.append(func.id if isinstance(func, ast.Name) else "<expr>")
     return ".".join(reversed(parts))
 
 

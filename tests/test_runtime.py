@@ -6,8 +6,6 @@ folded copy because it removes the BN forward and backward from each PGD-20 iter
 """
 from __future__ import annotations
 
-import copy
-import warnings
 
 import pytest
 import torch

@@ -6,6 +6,7 @@ looks complete.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
 import json
@@ -105,6 +106,23 @@ def read_json(path: Path):
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{str(path)!r} is not valid JSON: {e}") from None
+
+
+def pack_bits(ok) -> dict:
+    """Per-item booleans (e.g. which test images a run got right) as JSON: {"n": N, "bits": base64 of
+    numpy.packbits} (N/8 bytes: 300 items are 52 characters). :func:`unpack_bits` is its inverse."""
+    import numpy as np
+
+    ok = np.asarray(ok.cpu() if isinstance(ok, torch.Tensor) else ok, dtype=bool).reshape(-1)
+    return {"n": int(ok.size), "bits": base64.b64encode(np.packbits(ok).tobytes()).decode("ascii")}
+
+
+def unpack_bits(rec: dict):
+    """{"n": N, "bits": ...} (:func:`pack_bits`) -> a boolean numpy array of the N items."""
+    import numpy as np
+
+    raw = np.frombuffer(base64.b64decode(rec["bits"]), dtype=np.uint8)
+    return np.unpackbits(raw, count=int(rec["n"])).astype(bool)
 
 
 # ------------------------------------------------------------- per-epoch checkpoints

@@ -1,6 +1,7 @@
 """The metrics of one transfer run (stage ``evaluate@<level>``, ``study``): SA, NLL, ECE, OoD AUROC, RA under
 PGD-20 and the AutoAttack-grade ensemble, the Adv-Acc sweep, the transfer attack, the attack sanity checks, the
-plausibility guard and the mask check (the evaluate stage's docstring lists them)."""
+plausibility guard and the mask check (the evaluate stage's docstring lists them); and the record the claims'
+statistics need (``per_image_record``, ``bootstrap_se``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 
 from .. import metrics, plausibility
 from ..base import devices, runtime
-from ..base.io import read_json
+from ..base.io import pack_bits, read_json
 from ..config import Params
 from ..data import ArrayTask, array_loader, test_loader
 from ..models import model_from_params
@@ -60,6 +61,44 @@ def load_reference(p: Params, tasks: dict) -> dict:
     return {t: model}
 
 
+# --------------------------------------------------------------------------- the claims' per-run record
+
+#: bootstrap resamples of the test images behind each run's ``se`` (NLL, ECE, OoD AUROC)
+BOOTSTRAP_DRAWS = 200
+
+
+def per_image_record(clean_ok, pgd_ok, aa_ok=None, ta_ok=None) -> dict:
+    """Which test images the run got right (``correct`` of its metrics): clean (``sa``, every test image), under
+    PGD-20 (``ra``), under the AutoAttack-grade ensemble (``ra_aa``) and the transfer attack
+    (``transfer_attack_acc``) on the attacked images. Two runs on the same task score the same images, so the
+    claims compare their accuracies image by image (paired), not as independent samples. Bit-packed
+    (``base.io.pack_bits``: 300 images are 52 characters)."""
+    out = {"sa": pack_bits(clean_ok), "ra": pack_bits(pgd_ok)}
+    if aa_ok is not None:
+        out["ra_aa"] = pack_bits(aa_ok)
+    if ta_ok is not None:
+        out["transfer_attack_acc"] = pack_bits(ta_ok)
+    return out
+
+
+def bootstrap_se(logits, labels, ood_logits, n_bins: int, seed: int, draws: int = BOOTSTRAP_DRAWS) -> dict:
+    """Bootstrap standard errors over the test images of NLL, ECE (``n_bins`` bins) and OoD AUROC (in- and
+    out-of-distribution images resampled separately), each computed by its own ``metrics`` function on every
+    resample: the sampling error of one run's metric, which a single seed cannot show (``se`` of the run's
+    metrics)."""
+    rng = np.random.default_rng(seed)
+    logits, labels, ood_logits = (torch.as_tensor(t) for t in (logits, labels, ood_logits))
+    n, m = len(labels), len(ood_logits)
+    stats: dict[str, list[float]] = {"nll": [], "ece": [], "ood_auroc": []}
+    for _ in range(draws):
+        i, j = torch.from_numpy(rng.integers(0, n, n)), torch.from_numpy(rng.integers(0, m, m))
+        lg, y = logits[i], labels[i]
+        stats["nll"].append(metrics.nll(lg, y))
+        stats["ece"].append(metrics.ece(lg, y, n_bins=n_bins, from_logits=True))
+        stats["ood_auroc"].append(metrics.ood_auroc(lg, ood_logits[j]))
+    return {k: round(float(np.std(v, ddof=1)), 6) for k, v in stats.items()}
+
+
 def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, reference: dict,
                  choice: EpsChoice | None = None) -> dict:
     """Metrics of one run; ``ood``: the OoD task, or a cache {name: task} filled with ``data.ood_for(task)``;
@@ -91,6 +130,7 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
                                                      random_start=a.random_start, restarts=a.restarts, progress=False,
                                                      seed=p.seed, return_logits=True)
     pgd_ok = adv_logits.argmax(1) == labels
+    clean_ok = clean["logits"].argmax(1) == clean["labels"]
     out = {
         "sa": clean["accuracy"], "nll": clean["nll"], "ece": clean["ece"], "ra": ra,
         "ood_auroc": metrics.ood_auroc(clean["logits"], ood_logits),
@@ -100,22 +140,23 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         **({"recipe": spec["recipe"]} if spec.get("recipe") else {}),  # a named recipe (transfer.recipes)
         **{k: spec[k] for k in ("source", "eps") if spec.get(k)},  # the pretrained model's eps-grid source, eps
         "checkpoint": chosen, f"sa@{chosen}": clean["accuracy"], f"ra@{chosen}": ra,
+        "se": bootstrap_se(clean["logits"], clean["labels"], ood_logits, e.ece_bins, p.seed),
     }
     # plausibility guard: did the run learn at all (loss fell, SA above chance)?
     out.update(plausibility.check_learned(plausibility.read_train_losses(run_dir / "history.csv"), out["sa"],
                                           task.y_test, task.num_classes))
-    strong = None
+    strong, aa_ok, ta_ok = None, None, None
     run = RunSpec.of(spec)
     if aa_graded(p, run, choice):
         ra_aa, aa_ok, trace = metrics.robust_accuracy_aa(
             fast, rloader, eps=a.eps, steps=e.aa_steps, members=e.aa_members, n_target_classes=e.aa_target_classes,
             queries=e.aa_queries, robust=pgd_ok, progress=False, seed=p.seed, return_details=True)
-        clean_ok = clean["logits"][:len(labels)].argmax(1) == labels
+        attacked_clean_ok = clean_ok[:len(labels)]  # the attacked images are the first test images
         out["ra_aa"] = ra_aa
         out["aa"] = {"name": e.aa_name(), "members": list(e.aa_members),
                      "attack": " -> ".join(("pgd20",) + tuple(e.aa_members)), "steps": e.aa_steps,
                      "target_classes": e.aa_target_classes, "queries": e.aa_queries, "n": int(len(labels)),
-                     "robust_after": {"clean": int(clean_ok.sum()), "pgd20": int(pgd_ok.sum()),
+                     "robust_after": {"clean": int(attacked_clean_ok.sum()), "pgd20": int(pgd_ok.sum()),
                                       **{m: trace.get(m, 0) for m in e.aa_members}}}
         strong = (pgd_ok, aa_ok)
     if e.adv_acc_eps and adv_acc_run(p, run, choice):
@@ -146,10 +187,13 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         params = dict(model.named_parameters())
         out["mask_violations"] = int(sum(int(torch.count_nonzero(params[k].detach()[~m.to(params[k].device)])) for k, m in mask.items()))
     if spec["regime"] == "adversarial" and spec["task"] in reference:
-        out["transfer_attack_acc"] = metrics.transfer_attack_accuracy(
+        ta, ta_logits, ta_labels = metrics.transfer_attack_accuracy(
             fast, reference[spec["task"]], rloader, progress=False, seed=p.seed,
             eps=a.eps, alpha=a.alpha, steps=a.steps, random_start=a.random_start,
-            examples=reference_examples(p, task, reference[spec["task"]]))
+            examples=reference_examples(p, task, reference[spec["task"]]), return_logits=True)
+        ta_ok = ta_logits.argmax(1) == ta_labels
+        out["transfer_attack_acc"] = ta
+    out["correct"] = per_image_record(clean_ok, pgd_ok, aa_ok, ta_ok)
     return out
 
 

@@ -24,6 +24,9 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, eps: f
              extra_cbs=(), name: str | None = None):
     """Train ``kind`` on the source task; ``eps``: a PGD model at that radius (``pretrain.eps_grid``; ``name``: its
     model name, e.g. ``pgd_adversarial-eps1``). Returns (model, test SA, early-stopping record or None)."""
+    # every pretraining from the same random state (the network's initialisation): stage pretrain_eps trains
+    # several models in one worker, whose later ones must not depend on the earlier ones
+    runtime.seed_everything(p.seed)
     task = load_task(p.data.source)
     progress = sys.stdout.isatty() if progress is None else progress  # bars on a terminal, not in logs
     dev = runtime.device(p.device)

@@ -33,9 +33,11 @@ def collect(root: Path = RUNS / "eval") -> list[dict]:
 
 
 def segment_rows(doc: dict, seed: int) -> list[dict]:
-    """The segment stage's runs as claim rows: regime ``segmentation``, full data, the sparsity as the level."""
+    """The segment stage's runs as claim rows: regime ``segmentation``, full data, the sparsity as the level, and the
+    mIoU's bootstrap standard error over the test images (``se``) where the run recorded it."""
     return [{"kind": r["kind"], "method": r["method"], "task": r["task"], "regime": "segmentation", "fraction": 1.0,
-             "level": float(r["sparsity"]), "seed": seed, "miou": r["miou"], "pixel_acc": r.get("pixel_acc")}
+             "level": float(r["sparsity"]), "seed": seed, "miou": r["miou"], "pixel_acc": r.get("pixel_acc"),
+             **({"se": {"miou": r["miou_se"]}} if r.get("miou_se") is not None else {})}
             for r in doc.get("runs", [])]
 
 

@@ -53,12 +53,12 @@ def run_one(p: Params, item: tuple[str, str, float]) -> dict:
     mask = None if method == DENSE else Mask.load(ticket_path(lv, kind, method, None))
     learn = train_segmentation(task, backbone(p, kind, task), s, mask=mask, head=s.head, seed=p.seed,
                                device=runtime.device(p.device))
-    res = evaluate_segmentation(learn.model, task)
+    res = evaluate_segmentation(learn.model, task, seed=p.seed)
     params = dict(learn.model.named_parameters())
     pruned_zero = mask is None or all(bool((params[k].detach()[mask[k].to(params[k].device) == 0] == 0).all())
                                       for k in mask)
     row = {"kind": kind, "method": method, "sparsity": lv, "task": s.task, "head": s.head,
-           "miou": round(res["miou"], 6), "pixel_acc": round(res["pixel_acc"], 6),
+           "miou": round(res["miou"], 6), "miou_se": res["miou_se"], "pixel_acc": round(res["pixel_acc"], 6),
            "ticket_sparsity": round(mask.sparsity, 6) if mask is not None else 0.0,
            "pruned_weights_zero": pruned_zero, "iterations": s.iterations}
     save_json({**row, "confusion": res["confusion"]}, OUT / level_name(lv) / f"{kind}-{method}" / "metrics.json")
