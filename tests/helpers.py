@@ -63,6 +63,30 @@ def write_own_eps_choice(p, ws) -> None:
     (Path(ws) / "metrics" / "eps.json").write_text(json.dumps(doc))
 
 
+def train_small_robust(eps: float = 8 / 255) -> nn.Module:
+    """A small adversarially trained model (PGD-3 at ``eps``, a few seconds) on 4-class synthetic images: the
+    model the AutoAttack tests attack (tests/test_autoattack.py, tests/test_autoattack_members.py)."""
+    from repro.attacks import pgd
+
+    torch.manual_seed(0)
+    x, y = make_synthetic(768, seed=21, signal=0.06, noise=0.2)
+    m = build_model("cifar_resnet", 4, depths=(1, 1), width=8)
+    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 64):
+            idx = perm[i:i + 64]
+            m.eval()
+            xa = pgd(m, x[idx], y[idx], eps=eps, alpha=eps / 2, steps=3)
+            m.train()
+            loss = F.cross_entropy(m(xa), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return m.eval()
+
+
 @contextlib.contextmanager
 def one_thread():
     """Tiny convolutions are much slower with 2 OpenMP threads on a shared 2-core box; restore afterwards."""

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from helpers import _one_thread, make_synthetic  # noqa: F401  (module-wide one thread)
+from helpers import _one_thread, make_synthetic, train_small_robust  # noqa: F401  (module-wide one thread)
 from repro import metrics
 from repro.base import runtime
-from repro.attacks import apgd, autoattack, pgd
+from repro.attacks import apgd, autoattack
 from repro.attacks.ensemble import _apgd_objective
 from repro.models import build_model
 from repro.sanity import attack_sanity
@@ -29,24 +28,7 @@ EPS = 8 / 255
 
 @pytest.fixture(scope="module")
 def robust():
-    """A small adversarially trained model (PGD-3 at 8/255, a few seconds) on 4-class synthetic images."""
-    torch.manual_seed(0)
-    x, y = make_synthetic(768, seed=21, signal=0.06, noise=0.2)
-    m = build_model("cifar_resnet", 4, depths=(1, 1), width=8)
-    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(4):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            idx = perm[i:i + 64]
-            m.eval()
-            xa = pgd(m, x[idx], y[idx], eps=EPS, alpha=EPS / 2, steps=3)
-            m.train()
-            loss = F.cross_entropy(m(xa), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return m.eval()
+    return train_small_robust(EPS)
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
 
-from helpers import _one_thread, make_synthetic  # noqa: F401  (module-wide one thread)
+from helpers import _one_thread, make_synthetic, train_small_robust  # noqa: F401  (module-wide one thread)
 from repro import metrics
-from repro.attacks import AA_MEMBERS, STANDARD_MEMBERS, apgd_ce, autoattack, fab_t, linf_box_projection, pgd, square
+from repro.attacks import AA_MEMBERS, STANDARD_MEMBERS, apgd_ce, autoattack, fab_t, linf_box_projection, square
 from repro.attacks.square import window_fraction
 from repro.config import ConfigError
 from repro.config.constants import AA_MEMBER_NAMES
-from repro.models import build_model
 from repro.registries import params_from
 from repro.tiers import merge
 
@@ -35,24 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def robust():
-    """A small adversarially trained model (PGD-3 at 8/255) on 4-class synthetic images (as test_autoattack's)."""
-    torch.manual_seed(0)
-    x, y = make_synthetic(768, seed=21, signal=0.06, noise=0.2)
-    m = build_model("cifar_resnet", 4, depths=(1, 1), width=8)
-    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(4):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            idx = perm[i:i + 64]
-            m.eval()
-            xa = pgd(m, x[idx], y[idx], eps=EPS, alpha=EPS / 2, steps=3)
-            m.train()
-            loss = F.cross_entropy(m(xa), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return m.eval()
+    return train_small_robust(EPS)
 
 
 @pytest.fixture(scope="module")

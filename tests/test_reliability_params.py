@@ -186,6 +186,7 @@ OUT_OF_RANGE = [
     (("data", "synthetic", "texture", "tile"), st.integers(max_value=1)),
     (("data", "synthetic", "texture", "basis"), st.integers(max_value=0)),
     (("model", "width"), st.integers(max_value=0)),
+    (("model", "width_divisor"), st.sampled_from([0, -2, 3, 6, 64])),
     (("model", "depths"), st.one_of(st.just([]), st.lists(st.integers(max_value=0), min_size=1, max_size=3))),
     (("pretrain", "smoothing_sigma"), st.floats(max_value=0, allow_nan=False, allow_infinity=False)),
     (("tickets", "imp", "rate"), _outside(0, 1, lo_open=True, hi_open=True)),
