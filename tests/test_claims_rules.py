@@ -89,6 +89,33 @@ def test_not_testable_keeps_what_the_run_shows_and_counts_separately():
     assert ok["claims"]["rt-finetune"]["outcome"] == "contradicted"
 
 
+def test_rt_premise_reads_the_eps_models_rt_chose(tmp_path, monkeypatch):
+    """RT's runs of θ_AT are on the ε select_eps chose per task (RT Sec. III-A), so RT's comparable-backbones premise
+    reads those models' source accuracy, not the kind's own model's (which DW's claims keep): the embedded default's
+    1/255 model (83.8 % vs 89.0 %) is comparable where its own 4/255 model (51.6 %) is not."""
+    import json
+
+    from repro.stages import claims as stage
+
+    rows = omp_rows(0.30, 0.60)
+    ctx = {"source_sa": {AT: 0.516, STD: 0.890}}
+    doc = evaluate_all(rows, context=ctx, paper_context={"RT": {"source_sa": {AT: 0.838, STD: 0.890}}})
+    assert doc["claims"]["rt-finetune"]["outcome"] == "contradicted"          # the premise holds: decided
+    assert doc["claims"]["dw-at-outperforms"]["numbers"]["premises"][0]["holds"] is False   # DW: own model
+    monkeypatch.chdir(tmp_path)
+    from repro.plan import pretrained_dir
+    for src, sa in (("eps1", 0.838), ("eps2", 0.70)):
+        d = pretrained_dir(AT, src)
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"source_sa": sa}))
+    srcs = {"dw": {}, "rt": {(AT, "t1", "standard"): "eps1", (AT, "t2", "standard"): "eps2"}}
+    out = stage.paper_contexts(srcs, ctx["source_sa"])
+    assert set(out) == {"RT"} and out["RT"]["source_sa"] == {AT: 0.70, STD: 0.890}   # the least accurate chosen
+    assert out["RT"]["source_models"] == {AT: ["pgd_adversarial-eps1", "pgd_adversarial-eps2"]}
+    srcs["rt"][(AT, "t3", "standard")] = "eps4"                                   # not recorded: not guessed
+    assert AT not in stage.paper_contexts(srcs, ctx["source_sa"])["RT"]["source_sa"]
+
+
 # --------------------------------------------------------------------------- only the papers' claims count
 
 def test_calibration_is_descriptive_and_derived_claims_are_labelled():
@@ -231,6 +258,32 @@ def test_the_papers_own_numbers_are_never_contradicted():
     doc = evaluate_all([], paper_numbers=out)
     assert doc["claims"]["rt-domain-gap"]["paper_numbers"]["source"] == "RT Table II"
     assert "contradicted" not in doc["paper_numbers"]
+
+
+def test_every_table_that_prints_numbers_is_read_by_a_rule():
+    """Both papers' tables, found in their texts: each is read by a rule on the papers' numbers or prints none."""
+    from repro.claims.paper import NO_NUMBERS, SOURCES
+
+    papers = REPO.parent / "shared" / "papers"
+    if not papers.is_dir():
+        pytest.skip("the papers' texts are not beside this clone")
+    found = {}
+    for tag, name, pat in (("DW", "double-win-lottery-tickets.txt", r"^Table (A?\d+)\. "),
+                           ("RT", "robust-tickets-transfer-better.txt", r"^TABLE ([IVX]+): ")):
+        lines = (papers / name).read_text().splitlines()
+        for i, line in enumerate(lines):
+            m = re.match(pat, line)
+            if m:
+                found[f"{tag} Table {m.group(1)}"] = lines[i + 1:i + 9]
+    assert set(found) == {"DW Table 1", "DW Table A2", "RT Table I", "RT Table II"}
+    read = {src.split(" (")[0] for src, _ in SOURCES.values()}
+    for table, body in found.items():
+        if table in NO_NUMBERS:
+            short = [ln for ln in body if ln.strip() and len(ln) < 120]
+            assert short and not any(re.search(r"\d", ln) for ln in short), (table, short)   # truly no numbers
+            assert table not in read
+        else:
+            assert table in read, f"{table} prints numbers no rule reads"
 
 
 def test_scope_heads_the_line():

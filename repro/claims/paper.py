@@ -13,6 +13,8 @@ decided on its margin alone. The papers' backbones are their published models: e
   large-model premise), ``-calibration`` (descriptive);
 * RT Table II (``rt_table_2``): ``rt-domain-gap`` and ``rt-vtab-count``, with each task's winner coded as a
   win / tie / loss (Robust / Match / Natural) and its FID as the domain gap.
+
+DW Table 1 prints no numbers (``NO_NUMBERS``); DW's other results are figures without printed values.
 """
 from __future__ import annotations
 
@@ -101,6 +103,10 @@ def rt_vtab_count(values: dict) -> Result:
     cells, _ = _table2(values)
     return count_decision({t: c.result for t, c in cells.items()})
 
+
+#: the papers' tables that print no numbers, so no rule can be run on them (every other table is read by SOURCES)
+NO_NUMBERS = {"DW Table 1": "the setup summary: defines a double-win ticket (matching under standard training on SA "
+                            "and adversarial training on SA and RA), the definition dw-exist applies"}
 
 #: claim id -> (the paper's numbers it reads, the rule on them)
 SOURCES: dict[str, tuple[str, Callable[[dict], Result]]] = {

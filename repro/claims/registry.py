@@ -125,7 +125,7 @@ def judge(c: Claim, ev: Evidence) -> Result:
 
 def evaluate_all(rows: list[dict], domain_gap: dict | None = None, verdict_ra: str = "pgd20",
                  recipes: dict[str, dict[str, str]] | None = None, sources: dict[str, dict] | None = None,
-                 context: dict | None = None,
+                 context: dict | None = None, paper_context: dict[str, dict] | None = None,
                  paper_numbers: dict | None = None) -> dict:
     """Every registered claim on ``rows``; the document written to ``metrics/claims.json``.
 
@@ -136,15 +136,17 @@ def evaluate_all(rows: list[dict], domain_gap: dict | None = None, verdict_ra: s
     recipe); None: every claim reads the runs of the regimes' own recipes. ``sources``: per paper its {(kind, task,
     regime): source} (RT's chosen ε, ``repro.pipeline.results.paper_sources``); None: the kinds' own models' runs.
     ``context``: the premises' inputs and
-    the analysis stage's numbers (:class:`Evidence`), with ``scope``. ``paper_numbers``: the same rules' outcomes on the
+    the analysis stage's numbers (:class:`Evidence`), with ``scope``; ``paper_context``: per paper, keys that replace
+    the context's for that paper's claims (RT's ``source_sa`` of the ε-grid models its runs use). ``paper_numbers``: the same rules' outcomes on the
     papers' printed numbers (:func:`repro.claims.paper.evaluate_paper`), shown beside ours (``paper_numbers`` of each
     claim)."""
     if verdict_ra not in RA_VARIANTS:
         raise ValueError(f"verdict_ra {verdict_ra!r}; allowed: {', '.join(RA_VARIANTS)}")
     recipes, sources = recipes or {}, sources or {}
     context = context or {}
+    by_paper = paper_context or {}
     views = {paper: {v: Evidence(paper_view(rows, recipes.get(paper, {}), sources.get(paper)), domain_gap, key,
-                              context)
+                              {**context, **by_paper.get(paper, {})})
                      for v, key in RA_VARIANTS.items()} for paper in {CLAIMS.get(cid).paper for cid in CLAIMS}}
     present = {v: any(r.get(key) is not None for r in rows) for v, key in RA_VARIANTS.items()}
     on_paper = paper_numbers or {}

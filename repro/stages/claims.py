@@ -4,8 +4,8 @@ Reads ``runs/eval/<level>/<run>/metrics.json`` (as the summary stage does), the 
 of the segment stage (``metrics/segment.json``, RT Fig. 7 and DW Fig. A10: regime ``segmentation``, metric
 ``miou``), the analysis stage's ``analysis/domain_gap.json`` (RT Table II), mask statistics
 (``mask_similarity.csv``, ``zero_kernels.csv``: DW Sec. 6) and loss landscapes (``landscape/``: DW Fig. 6/A9),
-the pretrained models' source accuracy (``runs/pretrain/<kind>/metrics.json``: the premises) and the papers'
-printed numbers (``paper_figures/paper_values.yaml``: the same rules on them); an absent input makes its claims
+the pretrained models' source accuracy (``runs/pretrain/<kind>/metrics.json``, and for RT's claims the ε-grid
+models it chose, ``runs/pretrain_eps/<model>/metrics.json``: the premises) and the papers' printed numbers (``paper_figures/paper_values.yaml``: the same rules on them); an absent input makes its claims
 ``not run``. Writes ``metrics/claims.json`` (DVC metrics): the scope, the counts at the top level
 (``reproduced``, ``inconclusive``, ``contradicted``, ``not_testable``, ``not_run``, ``total``; descriptive rows
 not counted) under the RA variant ``evaluation.verdict_ra`` (``pgd20`` when the parameter does not exist), the
@@ -30,7 +30,7 @@ from ..claims.scope import build_scope
 from ..config import Params
 from ..config.params import PAPERS
 from ..pipeline.results import METRICS_DIR, collect, paper_sources, segment_rows
-from ..plan import RUNS, load_choice
+from ..plan import RUNS, load_choice, model_name, pretrained_dir
 from .common import log, run_stage
 
 ANALYSIS = Path("analysis")
@@ -71,15 +71,43 @@ def landscapes(rows: list[dict], first_seed: int) -> list[dict]:
     return out
 
 
+def _source_sa(folder: Path) -> float | None:
+    f = folder / "metrics.json"
+    if not f.is_file():
+        return None
+    sa = json.loads(f.read_text()).get("source_sa")
+    return float(sa) if isinstance(sa, (int, float)) else None
+
+
+def paper_contexts(sources: dict[str, dict], source_sa: dict[str, float]) -> dict[str, dict]:
+    """paper -> what its premises read instead of the kinds' own models: RT's EPS_KIND runs are on the ε-grid models
+    select_eps chose per task (``sources``), so RT's comparable-backbones premise reads the source accuracy of the
+    least accurate of those models (every chosen model must be comparable); DW's runs use the kinds' own models."""
+    out = {}
+    for paper, by_key in sources.items():
+        chosen = sorted({(kind, src) for (kind, _, _), src in by_key.items()})
+        if not chosen:
+            continue
+        sa = dict(source_sa)
+        for kind in {k for k, _ in chosen}:
+            vals = [_source_sa(pretrained_dir(kind, src)) for k, src in chosen if k == kind]
+            if all(v is not None for v in vals):
+                sa[kind] = min(vals)
+            else:
+                sa.pop(kind, None)   # not recorded: the premise says so, it does not read another model's number
+        out[paper.upper()] = {"source_sa": sa,
+                              "source_models": {k: sorted(model_name(k, s) for kk, s in chosen if kk == k)
+                                                for k in {k for k, _ in chosen}}}
+    return out
+
+
 def context(p: Params, rows: list[dict]) -> dict:
     """What the premises and the analysis-based claims read besides the evaluated runs."""
     source_sa = {}
     for kind in p.pretrain.kinds:
-        f = RUNS / "pretrain" / kind / "metrics.json"
-        if f.is_file():
-            m = json.loads(f.read_text())
-            if isinstance(m.get("source_sa"), (int, float)):
-                source_sa[kind] = float(m["source_sa"])
+        sa = _source_sa(RUNS / "pretrain" / kind)
+        if sa is not None:
+            source_sa[kind] = sa
     return {"source_sa": source_sa, "published": sorted(p.pretrain.published),
             "model": {"arch": p.model.arch}, "scope": build_scope(p, rows),
             "analysis": {"mask_similarity": _csv(ANALYSIS / "mask_similarity.csv", floats=("level", "iou")),
@@ -97,9 +125,10 @@ def body(p: Params) -> None:
     # each paper's claims read the runs of the recipes its experiments name (Params.recipe_tags), RT's at the eps
     # select_eps chose per task (paper_sources)
     srcs = paper_sources(p, load_choice(p))
+    ctx = context(p, rows)
     doc = evaluate_all(rows, gaps, verdict_ra, recipes={paper.upper(): p.recipe_tags(paper) for paper in PAPERS},
-                       sources={paper.upper(): srcs[paper] for paper in PAPERS}, context=context(p, rows),
-                       paper_numbers=paper)
+                       sources={paper.upper(): srcs[paper] for paper in PAPERS}, context=ctx,
+                       paper_context=paper_contexts(srcs, ctx["source_sa"]), paper_numbers=paper)
     doc = {"tier": p.tier, **doc}
     doc["scorecard"] = scorecard_line(doc, p.tier)   # the report's first line (paper_figures/figreport.py)
     save_json(doc, METRICS_DIR / "claims_detail.json")
