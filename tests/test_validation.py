@@ -54,12 +54,44 @@ def test_held_out_images_are_disjoint_from_training_and_the_test_split_is_untouc
     assert [int(view.x_train[i, 0, 0, 0]) for i in range(10)] == sorted(train_idx.tolist())[:10]
 
 
+def test_a_streamed_task_holds_out_stratified_images_without_decoding_them(tmp_path):
+    """ImageNet is streamed from its files (ImageFiles): a stratified held-out split reorders the file list, so
+    the paper tier's in-house FGSM-RS pretraining can stop early on ImageNet (the rehearsal of the `paper` tier
+    found it refused)."""
+    from PIL import Image
+
+    from repro.data.files import ImageFiles
+    from repro.data.splits import held_out, with_held_out
+
+    n, k = 24, 3
+    for i in range(n):   # class-sorted files, as an ImageNet folder lists them
+        d = tmp_path / f"c{i * k // n}"
+        d.mkdir(exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(d / f"{i:03d}.png")
+    paths = sorted(str(f.relative_to(tmp_path)) for f in tmp_path.rglob("*.png"))
+    y = np.array([i * k // n for i in range(n)])
+    xt = ImageFiles(tmp_path, paths[:3], 8, "imagenet")
+    task = ArrayTask("imagenet", ImageFiles(tmp_path, paths, 8, "imagenet"), y, xt, y[:3], k,
+                     stats=((0.5,) * 3, (0.25,) * 3))
+    assert task.streamed
+    view = with_held_out(task, "stratified", 6)
+    assert view.streamed and view.x_test is task.x_test
+    train_idx, val_idx = held_out(y, "stratified", 6)
+    assert list(view.x_train.paths[:-6]) == [paths[i] for i in train_idx]
+    assert sorted(view.x_train.paths[-6:]) == sorted(paths[i] for i in val_idx)
+    assert view.y_train[-6:].tolist() == [0, 1, 2, 0, 1, 2]   # the classes in turn: any first k cover them
+    last = int(view.x_train[len(view.y_train) - 1][0, 0, 0])   # the file read is that image (pixel = its index)
+    assert last in val_idx and y[last] == 2
+
+
 def test_held_out_refuses_a_count_that_leaves_no_training_images():
     from repro.data import DataError
     from repro.data.splits import held_out
 
     with pytest.raises(DataError, match="transfer.validation.n = 60"):
         held_out(np.zeros(60, int), "last", 60)
+    with pytest.raises(DataError, match="pretrain.early_stopping.n = 60"):   # the parameter the count came from
+        held_out(np.zeros(60, int), "stratified", 60, key="pretrain.early_stopping.n")
 
 
 def _fit(cb, epochs=3):

@@ -114,17 +114,17 @@ def resolve_how(y: np.ndarray, how: str, n: int) -> str:
     return "last" if last_keeps_balance(y, n) else "stratified"
 
 
-def held_out(y: np.ndarray, how: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+def held_out(y: np.ndarray, how: str, n: int, key: str = "transfer.validation.n") -> tuple[np.ndarray, np.ndarray]:
     """(training indices, held-out validation indices) of a training split with labels ``y``.
 
     ``last``: the official code's last ``n`` images. ``stratified``: ``n`` images in the classes'
     proportions (largest remainders), drawn with a fixed seed, so every run and seed of a task holds
     out the same images. ``auto``: ``last`` when :func:`last_keeps_balance`, else ``stratified``. Both index
-    arrays are sorted and disjoint, and together cover the split.
+    arrays are sorted and disjoint, and together cover the split. ``key``: the parameter ``n`` comes from (errors).
     """
     y = np.asarray(y)
     total = int(y.shape[0])
-    check_held_out(n, total)
+    check_held_out(n, total, key=key)
     how = resolve_how(y, how, n)
     if how == "last":
         return validation_split(total, n)
@@ -170,17 +170,22 @@ def check_classes(task: str, y_train: np.ndarray, num_classes: int, how: str = "
     return rule
 
 
-def with_held_out(task: ArrayTask, how: str, n: int) -> ArrayTask:
+def with_held_out(task: ArrayTask, how: str, n: int, key: str = "transfer.validation.n") -> ArrayTask:
     """``task`` with its held-out images moved to the end of the training split (the rest keep their
     file order, so the official "first N" fractions still take the first images): ``make_dataloaders(...,
     val_from_train=n)`` then trains on the rest and validates on them. The test split is the same object.
-    ``how`` ``auto`` takes the rule :func:`resolve_how` gives."""
+    ``how`` ``auto`` takes the rule :func:`resolve_how` gives; ``key``: the parameter ``n`` comes from (errors).
+    Stratified held-out images take the classes in turn (the first image of every class, then the second, ...), so
+    the first ``robust_images`` of them, the ones the held-out PGD accuracy attacks, cover the classes too when the
+    files are sorted by class (CUB-200, an ImageNet folder)."""
     how = resolve_how(task.y_train, how, n)
-    train_idx, val_idx = held_out(task.y_train, how, n)
+    train_idx, val_idx = held_out(task.y_train, how, n, key)
     if how == "last":
         return task
-    if task.streamed:
-        raise DataError(f"task {task.name!r} is streamed from files; transfer.validation.how 'stratified' needs "
-                        "an in-memory task (use 'last')")
-    order = np.concatenate([train_idx, val_idx])
+    yv = task.y_train[val_idx]
+    rank = np.empty(len(val_idx), dtype=np.int64)   # position of each held-out image within its class
+    for c in np.unique(yv):
+        rank[yv == c] = np.arange(int((yv == c).sum()))
+    val_idx = val_idx[np.lexsort((yv, rank))]       # by rank, then class: round robin over the classes
+    order = np.concatenate([train_idx, val_idx])   # a streamed task's ImageFiles reorders its file list, lazily
     return dataclasses.replace(task, x_train=task.x_train[order], y_train=task.y_train[order], stats=task.stats)

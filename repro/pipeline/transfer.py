@@ -91,7 +91,8 @@ def run_one(p: Params, spec: RunSpec, sparsity: float, tasks: dict, mask: Mask |
         rule = resolve_how(task.y_train, v.how, n_val)  # `auto`: last, unless that changes the class balance
         key = (spec.task, v.how, n_val)
         if key not in tasks:
-            tasks[key] = with_held_out(task, v.how, n_val)
+            tasks[key] = with_held_out(task, v.how, n_val, "transfer.validation.n" if v is p.transfer.validation
+                                       else "pretrain.eps_select.n")
         task = tasks[key]
     dls = make_dataloaders(task, bs=regime_cfg.batch_size, size=p.data.image_size, fraction=spec.fraction,
                            how=p.data.fraction_how, seed=spec.seed, device=dev, num_workers=p.data.num_workers,
