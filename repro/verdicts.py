@@ -68,7 +68,7 @@ def paper_view(rows: Iterable[dict], tags: dict[str, str], sources: dict | None 
     """The rows (runs or groups) one paper reads: per regime, those of the recipe ``tags`` gives it ('' if absent),
     and per (kind, task, regime) those of the source ``sources`` gives it ('' if absent: the kind's own model), so
     its groups are unique per GROUP key (``tags``: ``Params.recipe_tags(paper)``; ``sources``: RT's chosen ε,
-    ``repro.pipeline.results.rt_sources``)."""
+    ``repro.pipeline.results.paper_sources``)."""
     sources = sources or {}
     return [r for r in rows if recipe_of(r) == tags.get(r["regime"], "")
             and source_of(r) == sources.get((r["kind"], r["task"], r["regime"]), "")]

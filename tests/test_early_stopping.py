@@ -106,13 +106,29 @@ def test_without_a_collapse_the_best_epoch_is_kept_and_recorded_by_the_stage(tmp
     assert doc["eps"] == pytest.approx(4 / 255)
 
 
-def test_kinds_not_named_train_on_every_image_without_validation(tmp_path):
+class TrainSize(Callback):
+    order = 0
+
+    def before_fit(self):
+        self.n_train, self.n_valid = len(self.learn.dls.train_ds), len(self.learn.dls.valid_ds)
+
+
+@pytest.mark.parametrize("kind, how", [("pgd_adversarial", "stratified"), ("fast_adversarial", "none")])
+def test_kinds_not_named_train_on_every_image_without_validation(tmp_path, kind, how):
+    """early_stopping.kinds names fast_adversarial only: pgd_adversarial, and any kind with how = none, trains on
+    all 600 source images and records no early stopping; fast_adversarial with how = stratified holds out 100."""
     from repro.pipeline.pretrain import pretrain
 
-    ws = _workspace(tmp_path, how="none")
+    ws = _workspace(tmp_path, how=how)
+    size = TrainSize()
     with W.inside(ws):
-        _, _, record = pretrain(load_params(), "fast_adversarial", ws / "out", progress=False)
-    assert record is None
+        _, _, record = pretrain(load_params(), kind, ws / "out", progress=False, extra_cbs=[size])
+    assert record is None and size.n_train == 600
+    named = TrainSize()
+    with W.inside(_workspace(tmp_path / "named")):
+        _, _, record = pretrain(load_params(), "fast_adversarial", tmp_path / "out2", progress=False,
+                                extra_cbs=[named])
+    assert record is not None and (named.n_train, named.n_valid) == (500, 100)
 
 
 def test_a_held_out_count_the_source_cannot_spare_stops_the_data_stage(tmp_path):

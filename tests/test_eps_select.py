@@ -293,6 +293,8 @@ def test_a_task_that_chose_another_eps_draws_and_transfers_from_that_model(tmp_p
         want = draw(load_params(), AT, "omp", None, float(W.LEVEL), "eps1")  # OMP of the 1/255 model's weights
     got = Mask.load(ticket)
     assert all(torch.equal(got._m[k], want._m[k]) for k in want._m)
+    own = Mask.load(ws / "runs/tickets" / f"s{W.LEVEL}" / f"{AT}-omp" / "mask.pt")   # the 4/255 model's OMP ticket
+    assert any(not torch.equal(own._m[k], got._m[k]) for k in got._m)   # so `draw` did read the source's weights
     run = ws / "runs/transfer" / f"s{W.LEVEL}" / f"{AT}-eps1-omp" / "synth_near" / "standard-f1-seed0"
     spec = json.loads((run / "spec.json").read_text())
     assert (spec["source"], spec["eps"], spec["kind"], spec["method"]) == ("eps1", "1/255", AT, "omp")

@@ -73,15 +73,22 @@ DESIGNS = {"default": Design("default"),
 def grid(design: Design, levels=None) -> list[dict]:
     """The embedded default's transfer runs (params.yaml) and segment runs, as groups x seeds."""
     from ..config import load_params
-    from ..plan.grid import runs_for_level, seg_runs
+    from ..plan import selection_keys
+    from ..plan.grid import EpsChoice, runs_for_level, seg_runs
 
     p = load_params("params.yaml")
     lvs = tuple(levels or design.levels or p.sweep.sparsities)
-    out = []
+    # the simulated world has one model per kind: RT's runs keep the kind's own eps (so they are DW's runs), and a
+    # run that two experiments share (other source or recipe, same comparison) is one run, never an extra seed
+    own = EpsChoice(tuple((k, "") for k in selection_keys(p)))
+    out, seen = [], set()
     for lv in (0.0,) + lvs:
-        for r in runs_for_level(p, lv):
-            out.append({"kind": r.kind, "method": r.method, "task": r.task, "regime": r.regime,
-                        "fraction": r.fraction, "level": lv, "seed": r.seed})
+        for r in runs_for_level(p, lv, own):
+            row = {"kind": r.kind, "method": r.method, "task": r.task, "regime": r.regime,
+                   "fraction": r.fraction, "level": lv, "seed": r.seed}
+            if tuple(row.values()) not in seen:
+                seen.add(tuple(row.values()))
+                out.append(row)
     for kind, method, lv in seg_runs(p):
         out.append({"kind": kind, "method": method, "task": p.segment.task, "regime": "segmentation",
                     "fraction": 1.0, "level": lv, "seed": 0})

@@ -8,15 +8,18 @@ import sys
 
 from .. import metrics
 from ..base import runtime
-from ..base.io import atomic_dir, save_json
+from ..base.io import atomic_dir, save_json, save_torch
 from ..base.runctx import log
 from ..config import Params
+from ..config.constants import eps_label
+from ..config.typed import config_hash
 from ..data import make_dataloaders, test_loader
 from ..data.splits import with_held_out
 from ..models import model_from_params
 from ..pretraining import at_eps, learner_kwargs, training_eps
 from ..training import HeldOutValidation, train
 from ..training.resume import epoch_checkpoint
+from ..plan import model_name
 from .inputs import load_into, load_state, load_task, source_model, task_path
 
 
@@ -38,7 +41,7 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, eps: f
     cbs = list(extra_cbs)
     stop = None
     if n_val:  # Rice et al.: PGD accuracy on held-out source images after every epoch, the best epoch's weights kept
-        task = with_held_out(task, es.how, n_val)
+        task = with_held_out(task, es.how, n_val, key="pretrain.early_stopping.n")
         r = training_eps(kind, pp)
         stop = HeldOutValidation(dict(eps=r, alpha=r / 4, steps=es.steps, random_start=True),
                                  n_robust=es.robust_images, seed=p.seed)
@@ -57,7 +60,7 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, eps: f
         best = stop.best["best_ra"]
         model.load_state_dict(best["state"])
         record = {"how": es.how, "n": n_val, "robust_images": es.robust_images,
-                  "attack": f"PGD-{es.steps}, eps {r * 255:g}/255, step eps/4, random start",
+                  "attack": f"PGD-{es.steps}, eps {eps_label(r)}, step eps/4, random start",
                   "epoch_kept": best["epoch"], "epochs": len(stop.history), "held_out_ra": best["value"],
                   "history": stop.history}
         log(f"pretrain@{name}", f"early stopping: kept epoch {best['epoch'] + 1} of {len(stop.history)} "
@@ -66,6 +69,23 @@ def pretrain(p: Params, kind: str, out_dir, progress: bool | None = None, eps: f
                          recipe=p.data.recipe)
     sa = metrics.evaluate(model, loader, progress=False)["accuracy"]  # on the training device
     return model.cpu(), sa, record
+
+
+def trained(p: Params, kind: str, final, eps: float | None = None, source: str = "") -> float:
+    """Pretrain ``kind`` in-house into the run folder ``final`` (atomically): ``model.pt`` and ``metrics.json`` (kind,
+    source accuracy, ε, the early-stopping record when the kind stops early, the configuration's hash); ``eps``,
+    ``source``: an ε-grid model (stage pretrain_eps). Returns the source test SA."""
+    name = model_name(kind, source)
+    with atomic_dir(final) as out:
+        model, sa, stop = pretrain(p, kind, out, progress=None if eps is None else False, eps=eps,
+                                   name=None if eps is None else name)
+        save_torch(model.state_dict(), out / "model.pt")
+        meta = {"kind": kind, **({"source": source} if source else {}),
+                "eps": training_eps(kind, p.pretrain) if eps is None else eps, "source_sa": sa,
+                **({"early_stopping": stop} if stop else {}),
+                "config": config_hash([p.pretrain, p.model, p.data.source, p.seed, *([] if eps is None else [eps])])}
+        save_json(meta, out / "metrics.json")
+    return sa
 
 
 def published(p: Params, kind: str, name: str, final) -> None:

@@ -47,6 +47,7 @@ from pathlib import Path
 import torch
 
 from ..config import Params, from_dict
+from ..config.constants import EPS_KIND
 from .eps import grid_models, selection_runs, selection_validation
 from .grid import (aa_graded, adv_acc_run, experiment_runs, imp_runs, level_name, runs_for_level, seg_runs,
                    study_baselines, tickets_for_level)
@@ -347,7 +348,7 @@ def stage_costs(p: Params) -> dict[str, Cost]:
         out[f"pretrain@{kind}"] = Cost(1) if kind in (pt.published or {}) else pretraining(kind)
     grid = Cost()
     for _ in grid_models(p):
-        grid.add(Cost(1) if "pgd_adversarial" in (pt.published or {}) else pretraining("pgd_adversarial"))
+        grid.add(Cost(1) if EPS_KIND in (pt.published or {}) else pretraining(EPS_KIND))
     out["pretrain_eps"] = grid
     sel, sv = Cost(), selection_validation(p)
     for spec in selection_runs(p):

@@ -30,7 +30,7 @@ from ..claims.scope import build_scope
 from ..config import Params
 from ..config.params import PAPERS
 from ..pipeline.results import METRICS_DIR, collect, paper_sources, segment_rows
-from ..plan import RUNS, load_choice, model_name, pretrained_dir
+from ..plan import load_choice, model_name, pretrained_dir
 from .common import log, run_stage
 
 ANALYSIS = Path("analysis")
@@ -105,7 +105,7 @@ def context(p: Params, rows: list[dict]) -> dict:
     """What the premises and the analysis-based claims read besides the evaluated runs."""
     source_sa = {}
     for kind in p.pretrain.kinds:
-        sa = _source_sa(RUNS / "pretrain" / kind)
+        sa = _source_sa(pretrained_dir(kind, ""))
         if sa is not None:
             source_sa[kind] = sa
     return {"source_sa": source_sa, "published": sorted(p.pretrain.published),

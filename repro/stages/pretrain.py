@@ -15,12 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..base.io import atomic_dir, save_json, save_torch
 from ..config import Params
-from ..config.typed import config_hash
-from ..pipeline.pretrain import pretrain, published
-from ..plan import RUNS
-from ..pretraining import PRETRAIN, training_eps
+from ..pipeline.pretrain import published, trained
+from ..plan import pretrained_dir
+from ..pretraining import PRETRAIN
 from .common import log, run_stage, stage_item
 
 
@@ -29,15 +27,10 @@ def body_for(kind: str):
         PRETRAIN.get(kind)
         if kind not in p.pretrain.kinds:
             raise ValueError(f"pretraining kind {kind!r} is not in pretrain.kinds {list(p.pretrain.kinds)}")
-        final = RUNS / "pretrain" / kind
+        final = pretrained_dir(kind, "")
         if kind in p.pretrain.published:
             return published(p, kind, p.pretrain.published[kind], final)
-        with atomic_dir(final) as out:
-            model, sa, stop = pretrain(p, kind, out)
-            save_torch(model.state_dict(), out / "model.pt")
-            save_json({"kind": kind, "source_sa": sa, "eps": training_eps(kind, p.pretrain),
-                       **({"early_stopping": stop} if stop else {}),
-                       "config": config_hash([p.pretrain, p.model, p.data.source, p.seed])}, out / "metrics.json")
+        sa = trained(p, kind, final)
         log(f"pretrain@{kind}", f"source SA {sa:.3f}")
     return body
 

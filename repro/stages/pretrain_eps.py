@@ -13,11 +13,9 @@ import sys
 from functools import partial
 
 from ..base.cpus import parallel_map
-from ..base.io import atomic_dir, save_json, save_torch
 from ..config import Params
 from ..config.constants import EPS_KIND, eps_label
-from ..config.typed import config_hash
-from ..pipeline.pretrain import pretrain, published
+from ..pipeline.pretrain import published, trained
 from ..plan import grid_models, model_name, pretrained_dir
 from ..plan.eps import PRETRAIN_EPS_DIR, published_at
 from .common import log, n_workers, run_stage
@@ -30,11 +28,7 @@ def _one(p: Params, item: tuple[str, float]) -> str:
     if pub is not None:
         published(p, EPS_KIND, pub, final)
         return f"{name}: published {pub}"
-    with atomic_dir(final) as out:
-        model, sa, _ = pretrain(p, EPS_KIND, out, progress=False, eps=eps, name=name)
-        save_torch(model.state_dict(), out / "model.pt")
-        save_json({"kind": EPS_KIND, "source": source, "eps": eps, "source_sa": sa,
-                   "config": config_hash([p.pretrain, p.model, p.data.source, p.seed, eps])}, out / "metrics.json")
+    sa = trained(p, EPS_KIND, final, eps=eps, source=source)
     return f"{name}: source SA {sa:.3f}"
 
 

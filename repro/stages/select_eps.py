@@ -20,9 +20,14 @@ from ..base.io import save_json
 from ..config import Params
 from ..pipeline.select_eps import choose, train_selection_run
 from ..plan import CHOICE_FILE, SELECT_DIR, selection_runs
+from ..plan.cost import run_flops
 from .common import log, n_workers, run_stage
 
 _TASKS: dict = {}  # per-process cache of loaded tasks
+
+
+def _run(p: Params, spec) -> str:
+    return train_selection_run(p, spec, _TASKS)
 
 
 def body(p: Params) -> None:
@@ -31,7 +36,8 @@ def body(p: Params) -> None:
         shutil.rmtree(SELECT_DIR)
     (SELECT_DIR / "runs").mkdir(parents=True)
     log("select_eps", f"{len(runs)} selection runs")
-    for i, name in enumerate(parallel_map(partial(train_selection_run, p, tasks=_TASKS), runs, n_workers(p)), 1):
+    work = partial(_run, p)   # module-level, so each worker keeps its loaded tasks; the longest runs start first
+    for i, name in enumerate(parallel_map(work, runs, n_workers(p), cost=run_flops(p, "transfer")), 1):
         log("select_eps", f"[{i}/{len(runs)}] {name}")
     doc = choose(p, runs)
     for task, by_regime in doc["tasks"].items():
