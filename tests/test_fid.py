@@ -73,10 +73,12 @@ def test_load_inception_fetches_checks_and_loads_the_file(tmp_path, monkeypatch,
     cache = tmp_path / "weights"
     cache.mkdir()
     e = W.WEIGHTS.get(INCEPTION_WEIGHTS)
-    assert e.name == "fid_inception_v3_2015_12_05" and W.expected_sha256(e.name) is None  # unpinned until `pin`
+    # pinned by the sha256 prefix its file name carries (torch.hub's convention), as torchvision's files are
+    assert e.name == "fid_inception_v3_2015_12_05" and W.expected_sha256(e.name) == "6726825d"
+    assert e.filename.endswith("-6726825d.pth")
     torch.save(inception.state_dict(), cache / e.filename)
     monkeypatch.setenv(W.WEIGHTS_ENV, str(cache))
-    with pytest.raises(W.WeightsError, match="no pinned sha256.*repro.weights pin fid_inception_v3_2015_12_05"):
+    with pytest.raises(W.WeightsError, match="expected 6726825d"):   # a file of that name, not the publisher's bytes
         load_inception(tmp_path, dest=tmp_path / "a.pt")
     assert not (tmp_path / "a.pt").exists()
     tv = W.WEIGHTS.get("torchvision_inception_v3_imagenet1k_v1")

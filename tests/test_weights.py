@@ -463,3 +463,29 @@ def test_pretrain_stage_with_a_published_checkpoint(cache, tmp_path, monkeypatch
         {"model": {"arch": "resnet50"}, "pretrain": {"published": {"pgd_adversarial": MADRY18}}}))
     assert pretrain.main(["pgd_adversarial"]) == 2
     assert "is a resnet18, but model.arch is 'resnet50'" in capsys.readouterr().err
+
+
+def test_the_data_stage_refuses_unpinned_checkpoints_before_any_work(tmp_path, monkeypatch, capsys):
+    """A configuration naming a published checkpoint without a pinned sha256 stops at the first stage, in one line
+    naming it, with nothing written: not at pretraining or at the analysis stage (FID) hours later."""
+    from repro.config import load_params
+    from repro.pipeline.data import check_weights_pinned, required_weights
+    from repro.stages import data
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPRO_THREADS", "1")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"model": {"arch": "resnet18"}, "pretrain": {"published": {"pgd_adversarial": MADRY18}},
+         "evaluation": {"domain_gap": "fid"}}))
+    p = load_params()
+    assert {MADRY18, "fid_inception_v3_2015_12_05"} <= set(required_weights(p))
+    assert W.expected_sha256(MADRY18) is None          # the committed lock: unpinned until a user pins it
+    assert data.main([]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and MADRY18 in err and "repro.weights pin" in err
+    assert "fid_inception_v3_2015_12_05" not in err     # pinned in code by its file name's prefix
+    assert not (tmp_path / "runs").exists()
+    lock = tmp_path / "lock.yaml"
+    write_lock(lock, {n: "ab" * 32 for n in required_weights(p) if W.expected_sha256(n) is None})
+    monkeypatch.setattr(W.lock, "LOCK_FILE", lock)
+    check_weights_pinned(p)                             # every one pinned: nothing to refuse

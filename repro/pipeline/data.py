@@ -6,7 +6,8 @@ from ..config import Params
 from ..data import DATASETS, PUBLIC_DATASETS, load_public
 from ..data.public import keep_fraction
 from ..data.splits import check_classes, check_held_out
-from ..plan import selection_keys
+from ..plan import grid_models, selection_keys
+from ..plan.eps import published_at
 
 
 def build_task(p: Params, name: str):
@@ -28,6 +29,29 @@ def build_task(p: Params, name: str):
     if name in s.gaps:
         kw["gap"] = s.gaps[name]
     return factory(**kw)
+
+
+def required_weights(p: Params) -> list[str]:
+    """Every published checkpoint the configuration reads: ``pretrain.published``, the ε-grid's published radii
+    (stage pretrain_eps), and ``evaluation.fid_weights`` when the domain gap is FID (stage analysis)."""
+    names = set(p.pretrain.published.values())
+    names |= {n for _, e in grid_models(p) if (n := published_at(p, e)) is not None}
+    if p.evaluation.domain_gap == "fid":
+        names.add(p.evaluation.fid_weights)
+    return sorted(names)
+
+
+def check_weights_pinned(p: Params) -> None:
+    """Refuse (one line, before the data stage writes anything) a configuration that names a published checkpoint
+    without a pinned sha256: ``fetch`` would refuse it anyway, but only when pretraining or the analysis stage
+    reaches it, hours of compute later."""
+    from ..weights import LOCK_FILE, WeightsError, expected_sha256
+
+    unpinned = [n for n in required_weights(p) if expected_sha256(n) is None]
+    if unpinned:
+        raise WeightsError(f"published checkpoint(s) {', '.join(unpinned)} have no pinned sha256 in {LOCK_FILE}; "
+                           "allowed: pinned checkpoints only (check each file against its publisher, then "
+                           "`python -m repro.weights pin NAME FILE`; docs/PARAMETERS.md)")
 
 
 def check_validation(p: Params, name: str, task) -> str:

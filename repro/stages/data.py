@@ -16,12 +16,13 @@ import sys
 
 from ..config import Params
 from ..data.segmentation import load_seg_task
-from ..pipeline.data import build_task, check_validation
+from ..pipeline.data import build_task, check_validation, check_weights_pinned
 from ..pipeline.inputs import task_path
 from .common import log, run_stage
 
 
 def body(p: Params) -> None:
+    check_weights_pinned(p)  # every published checkpoint the run will read, before any work
     tasks: dict = {}
     held: dict = {}
     for name in (p.data.source, *p.data.downstream, p.data.ood):

@@ -21,12 +21,13 @@ register(PublishedWeights(
     notes="Inception_V3_Weights.IMAGENET1K_V1 (ported from TensorFlow; inputs in [-1, 1]); FID features only"))
 
 # the FID literature's feature network (Heusel et al. 2017's TensorFlow Inception of 2015-12-05, as pytorch-fid
-# serves it under torchvision's names): the default of every tier that reports FID (repro/fid.py). Unpinned
-# (null in weights.lock.yaml) until someone with the file runs `python -m repro.weights pin` (docs/PARAMETERS.md).
+# serves it under torchvision's names): the default of every tier that reports FID (repro/fid.py). Pinned in code by
+# the sha256 prefix its file name carries (torch.hub's convention, as torchvision's entries above); the full hash
+# goes into weights.lock.yaml once someone with the file runs `python -m repro.weights pin` (docs/PARAMETERS.md).
 register(PublishedWeights(
     name="fid_inception_v3_2015_12_05", arch="fid_inception_v3", kind="fid_features",
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-    filename="pt_inception-2015-12-05-6726825d.pth", converter=convert_torchvision,
+    filename="pt_inception-2015-12-05-6726825d.pth", sha256="6726825d", converter=convert_torchvision,
     publisher="pytorch-fid (M. Seitzer), ported from TensorFlow's inception-2015-12-05.tgz",
     notes="FID Inception (1008 classes; inputs in [-1, 1]); FID features only. The name's 6726825d is the "
           "sha256 prefix by torch.hub's convention, not checked by pytorch-fid; a third party records the full "
