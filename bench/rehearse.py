@@ -16,8 +16,8 @@ For each combination of ``COMBOS`` (``small``, ``paper`` and the overlays stacke
 
 ``REHEARSAL`` (on top of ``trial`` and ``tiers.scale``'s epoch scaling at ``EPOCH_FRACTION``, which gives
 every training block one or two epochs): images of ``IMAGE_SIZE`` px, every network at 1/``WIDTH_DIVISOR``
-of its channels (``model.width_divisor``: same layers and parameter names); per class ``TRAIN`` training and
-``TEST`` test images (the sources ``SOURCE_TRAIN``), caps that the planner reads too; held-out validation
+of its channels (``model.width_divisor``: same layers and parameter names); per class ``TRAIN`` training
+(``TRAIN_FIRST`` for a tier with the official first-N data fractions) and ``TEST`` test images (the sources ``SOURCE_TRAIN``), caps that the planner reads too; held-out validation
 a tenth of each task (the share the official 5,000 is of CIFAR's 50,000; the tier's ``how`` and ``per_task``
 kept) with the validation RA on 5 images; the AutoAttack-grade RA at the embedded default's 10 iterations and
 3 target classes; segmentation for 2 iterations. Two substitutions, because the files cannot exist here:
@@ -56,6 +56,9 @@ EPOCH_FRACTION = 0.01
 IMAGE_SIZE = 16
 WIDTH_DIVISOR = 16
 TRAIN, TEST, SOURCE_TRAIN, SOURCE_TEST = 10, 2, 2, 1
+#: per class training images of a tier with the official first-N data fractions (the paper tier's fraction_how):
+#: DW Fig. 5's 1 % of a task must be at least 2 images (the data stage refuses fewer): 1 % of 20 x 10 minus a tenth
+TRAIN_FIRST = 20
 SOURCES = ("tiny_imagenet", "imagenet")
 SEG_TRAIN, SEG_TEST = 8, 4
 #: tiers whose grids run each experiment on one downstream task (an index into data.downstream), spread so that
@@ -75,7 +78,8 @@ def rehearsal_params(tiers: tuple[str, ...], data_root: Path, params: Path = ROO
     cfg = T.scale(cfg, EPOCH_FRACTION)  # every training block's epochs and milestones; not data.fraction:
     cfg["data"].pop("fraction", None)   # the data root is already small
     d = cfg["data"]
-    d.update(root=str(data_root), image_size=IMAGE_SIZE, num_workers=0, max_train=TRAIN, max_test=TEST,
+    train = TRAIN_FIRST if d.get("fraction_how") == "first" else TRAIN
+    d.update(root=str(data_root), image_size=IMAGE_SIZE, num_workers=0, max_train=train, max_test=TEST,
              max_train_per_task={s: SOURCE_TRAIN for s in SOURCES if s in (d["source"], *d["downstream"])},
              max_test_per_task={s: SOURCE_TEST for s in SOURCES if s in (d["source"], *d["downstream"])})
     cfg["model"]["width_divisor"] = WIDTH_DIVISOR
@@ -123,7 +127,7 @@ def write_data_root(root: Path, names: set[str], voc: bool) -> dict:
         elif name in SOURCES:
             w = write_public(name, root, SOURCE_TRAIN, SOURCE_TEST, size=IMAGE_SIZE * 2)
         else:
-            w = write_public(name, root, TRAIN, TEST, size=IMAGE_SIZE * 2)
+            w = write_public(name, root, max(TRAIN, TRAIN_FIRST), TEST, size=IMAGE_SIZE * 2)
         stamp.write_text(json.dumps(w))
         out[name] = w
         log(f"rehearse: wrote {name} ({w['classes']} classes, {w['train']} + {w['test']} images) in "

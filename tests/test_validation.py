@@ -252,3 +252,32 @@ def test_data_stage_refuses_more_held_out_images_than_a_task_has(tmp_path, monke
     assert len(err) == 1 and "transfer.validation.n = 40" in err[0] and "'synth_near' has 40 training" in err[0] \
         and "[1, 39]" in err[0], err
     assert not (tmp_path / "runs" / "data").exists() or not any((tmp_path / "runs" / "data").iterdir())
+
+
+def test_a_last_batch_of_one_image_is_skipped_and_a_one_image_split_refused():
+    """Batch norm cannot train on one image (torch raises mid-epoch, after hours on a GPU when a task's size is
+    1 more than a multiple of the batch size): that last batch is skipped; a training split of one image (a data
+    fraction of a small task) is refused in one line."""
+    from repro.data import DataError
+
+    task = _task(n=9, n_test=6, k=3)
+    dls = make_dataloaders(task, bs=4, size=8, recipe="none", device="cpu")
+    assert [len(b[1]) for b in dls.train] == [4, 4]             # 9 = 4 + 4 + 1: the single image skipped
+    assert sum(len(b[1]) for b in dls.valid) == 6               # evaluation keeps every image
+    dls = make_dataloaders(_task(n=10, n_test=6, k=3), bs=4, size=8, recipe="none", device="cpu")
+    assert [len(b[1]) for b in dls.train] == [4, 4, 2]          # a last batch of 2 is kept
+    with pytest.raises(DataError, match="data fraction 0.1 leaves 1 training image; allowed: at least 2"):
+        make_dataloaders(task, bs=4, size=8, recipe="none", device="cpu", fraction=0.1, how="first")
+
+
+def test_the_data_stage_refuses_a_fraction_that_leaves_one_image(tmp_path):
+    """DW Fig. 5's 1 % of a small task, with the official first-N rule: caught by the data stage, before any
+    pretraining (the rehearsal of the paper tier met it as a batch-norm error in transfer@dense)."""
+    ws = W.clone(tmp_path / "ws")
+    W.write_params(ws, W.smoke_params(data={"fraction_how": "first"},
+                                      experiments={"rel": {"fractions": [1.0, 0.001]}}))
+    before = {f.name: f.stat().st_mtime_ns for f in (ws / "runs" / "data").glob("*")}
+    rc, err = W.stage(ws, "data")
+    assert rc == 2 and len(err) == 1, err
+    assert "experiments.rel.fractions: 0.001 of task 'synth_near'" in err[0] and "at least 2" in err[0]
+    assert {f.name: f.stat().st_mtime_ns for f in (ws / "runs" / "data").glob("*")} == before   # nothing written

@@ -137,6 +137,11 @@ def make_dataloaders(
         if task.x_test.shape[0] == 0:
             raise DataError(f"task {task.name!r} has an empty test split; use val_from_train > 0")
     train_idx = pool[subset_indices(task.y_train[pool], fraction, how, seed)]
+    if len(train_idx) < 2:
+        raise DataError(f"task {task.name!r}: data fraction {fraction} leaves {len(train_idx)} training image; "
+                        "allowed: at least 2 (batch norm trains on batches of 2 or more)")
+    # a last batch of one image cannot train batch norm (torch raises): it is skipped, the rest of the epoch runs
+    drop_last = drop_last or len(train_idx) % bs == 1
     train_ds = ArrayDataset(task.x_train, task.y_train, train_transform(size, seed, recipe), train_idx)
     valid_ds = ArrayDataset(vx, vy, test_transform(size, recipe), v_idx)
     dev = _device(device)

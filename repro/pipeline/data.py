@@ -2,10 +2,11 @@
 public datasets read from ``data.root``; every training split keeps every class, beside the held-out images too."""
 from __future__ import annotations
 
+from ..base.errors import DataError
 from ..config import Params
 from ..data import DATASETS, PUBLIC_DATASETS, load_public
 from ..data.public import keep_fraction
-from ..data.splits import check_classes, check_held_out
+from ..data.splits import check_classes, check_held_out, held_out, subset_indices
 from ..plan import grid_models, selection_keys
 from ..plan.eps import published_at
 
@@ -73,4 +74,21 @@ def check_validation(p: Params, name: str, task) -> str:
         check_held_out(p.pretrain.eps_select.n, n_train, name, key="pretrain.eps_select.n")
     held = v.how != "none" and name in p.data.downstream
     n = v.count(name, n_train) if held else 0
-    return check_classes(name, task.y_train, task.num_classes, v.how if held else "none", n)
+    rule = check_classes(name, task.y_train, task.num_classes, v.how if held else "none", n)
+    check_fractions(p, name, task.y_train[held_out(task.y_train, rule, n)[0]] if rule != "none" else task.y_train)
+    return rule
+
+
+def check_fractions(p: Params, name: str, y_pool) -> None:
+    """Every data fraction an experiment fine-tunes task ``name`` on (``experiments.*.fractions``, DW Fig. 5) must
+    leave at least 2 training images (``data.fraction_how``'s count on the images left after held-out validation):
+    refused here in one line, not in the transfer stage after pretraining and IMP."""
+    for ename, e in p.experiments.items():
+        if name not in (e.tasks or p.data.downstream):
+            continue
+        for f in e.fractions:
+            k = len(subset_indices(y_pool, f, p.data.fraction_how))
+            if k < 2:
+                raise DataError(f"experiments.{ename}.fractions: {f} of task {name!r}'s {len(y_pool)} training images "
+                                f"is {k} image ({p.data.fraction_how}); allowed: fractions that leave at least 2 "
+                                "(batch norm trains on batches of 2 or more)")
