@@ -116,7 +116,14 @@ def criteria(t_std: dict, t_adv: dict, d_std: dict, d_adv: dict, verdict_ra: str
     """
     if verdict_ra not in VERDICT_RA:
         raise ValueError(f"verdict_ra must be one of {list(VERDICT_RA)}, got {verdict_ra!r}")
-    # a ticket run that did not learn (learned: false, repro.plausibility) never counts as matching
+    # a ticket run that did not learn (learned: false, repro.plausibility) never counts as matching, nor one whose
+    # runs or dense baseline have no numbers (every seed diverged: repro.pipeline.evaluate.diverged)
+    if not all("sa_mean" in g for g in (t_std, t_adv, d_std, d_adv)) or not ("ra_mean" in t_adv and "ra_mean" in d_adv):
+        out = {"standard_sa": False, "adversarial_sa": False, "learned": False}
+        for name in VERDICT_RA:
+            out[f"adversarial_ra_{name}"] = out[f"double_win_{name}"] = False if name == verdict_ra else None
+        out["adversarial_ra"], out["double_win"] = False, False
+        return out
     learned = t_std.get("learned", True) and t_adv.get("learned", True)
     sa = {"standard_sa": learned and matching(t_std["sa_mean"], d_std["sa_mean"], d_std["sa_std"]),
           "adversarial_sa": learned and matching(t_adv["sa_mean"], d_adv["sa_mean"], d_adv["sa_std"])}

@@ -88,3 +88,37 @@ def test_an_imp_run_does_not_depend_on_what_its_worker_ran_before(tmp_path):
             shutil.rmtree(out)
     assert any(k.endswith("mask.pt") for k in trees[0])
     assert trees[0] == trees[1]
+
+
+def test_a_diverged_run_is_recorded_as_not_learned_without_numbers(tmp_path):
+    """A run whose network outputs NaN on the test images (its training diverged: the paper tier's rehearsal met
+    one, 2 training images at lr 0.1) gets no metric and learned: false with the reason; the stage evaluating it
+    does not stop (before: 'auroc scores contain NaN' ended evaluate@dense)."""
+    from repro.base.io import load_torch, save_torch
+    from repro.config import load_params
+    from repro.pipeline import evaluate, transfer
+    from repro.pipeline.inputs import load_task
+    from repro.verdicts import aggregate
+
+    ws = W.clone(tmp_path / "ws")
+    spec = RunSpec(W.KIND, "omp", "synth_near", "standard", 1.0, 0)
+    with W.inside(ws):
+        p = load_params()
+        run_dir = transfer.run_one(p, spec, 0.488, {}, out_final=Path("runs/det/nan"))
+        f = run_dir / evaluate.CHECKPOINT_FILES["last"]
+        sd = load_torch(f)
+        k = next(n for n, v in sd.items() if n.endswith("weight") and v.is_floating_point() and v.dim() == 4)
+        sd[k] = torch.full_like(sd[k], float("nan"))
+        save_torch(sd, f)
+        m = evaluate.evaluate_run(p, run_dir, {}, load_task(p.data.ood), {})
+    assert m["learned"] is False and m["diverged"] is True and "not finite" in m["learned_why"]
+    assert all(m[x] is None for x in ("sa", "ra", "nll", "ece", "ood_auroc"))
+    assert (m["kind"], m["method"], m["task"]) == (W.KIND, "omp", "synth_near")
+    row = aggregate([m])[0]
+    assert row["learned"] is False and "sa_mean" not in row          # no number computed from NaN
+    from repro.verdicts import criteria
+
+    ticket = {"sa_mean": 0.8, "sa_std": 0.01, "ra_mean": 0.4, "ra_std": 0.01, "learned": True}
+    c = criteria(ticket, ticket, row, row)                              # its dense baseline diverged
+    assert (c["double_win"], c["adversarial_ra"], c["learned"]) == (False, False, False)
+    assert criteria(ticket, ticket, ticket, ticket)["double_win"] is True   # and a comparable one still matches

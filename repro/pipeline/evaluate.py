@@ -121,6 +121,8 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
     size, bs = p.data.image_size, e.batch_size
     clean = metrics.evaluate(fast, test_loader(task, bs, size, device=dev, recipe=p.data.recipe),
                              progress=False, n_bins=e.ece_bins, return_logits=True)
+    if not bool(torch.isfinite(clean["logits"]).all()):  # a diverged run: no metric of it means anything
+        return diverged(spec, run_dir, chosen, clean["n"])
     ood_logits, _ = metrics.collect_logits(fast, array_loader(ood.x_test, None, bs, size, recipe=p.data.recipe,
                                                                device=dev), progress=False)
     xr, yr = robust_subset(task, e.n_robust)
@@ -195,6 +197,20 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
         out["transfer_attack_acc"] = ta
     out["correct"] = per_image_record(clean_ok, pgd_ok, aa_ok, ta_ok)
     return out
+
+
+def diverged(spec: dict, run_dir: Path, chosen: str, n_test: int) -> dict:
+    """The record of a run whose model outputs non-finite logits on the test images (its training diverged): no
+    metric (None: ``aggregate`` and the claims skip it), ``learned: false`` with the reason, so the stage goes on
+    with the other runs and the summary names this one; never a number computed from NaN."""
+    losses = plausibility.read_train_losses(run_dir / "history.csv")
+    return {"sa": None, "nll": None, "ece": None, "ra": None, "ood_auroc": None, "n_test": n_test, "n_robust": 0,
+            "measured_sparsity": spec["measured_sparsity"],
+            **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
+            **({"recipe": spec["recipe"]} if spec.get("recipe") else {}),
+            **{k: spec[k] for k in ("source", "eps") if spec.get(k)}, "checkpoint": chosen, "diverged": True,
+            "learned": False, "learned_why": "its outputs on the test images are not finite (training diverged; "
+                                             f"training losses {', '.join(f'{x:.4g}' for x in losses) or 'none'})"}
 
 
 #: (task, settings) -> the transfer attack's examples crafted on the reference model, in this process

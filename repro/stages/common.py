@@ -25,6 +25,16 @@ from ..base.runctx import log
 from ..config import Params
 
 
+def fmt(x: float | None) -> str:
+    """A metric in a log line: 3 decimals, or "n/a" for a metric a run has none of (a diverged run)."""
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def rounded(x: float | None, digits: int = 4) -> float | None:
+    """A metric for a JSON record: rounded, or None for a metric a run has none of (a diverged run)."""
+    return None if x is None else round(x, digits)
+
+
 def parse_level(s: str) -> float:
     v = float(s)
     if not 0 <= v < 1:  # NaN included

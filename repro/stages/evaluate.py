@@ -36,7 +36,7 @@ from ..config import Params
 from ..pipeline.evaluate import evaluate_run, load_reference
 from ..plan import RUNS, RunSpec, level_name, load_choice
 from ..plan.cost import run_flops
-from .common import level_main, log, n_workers
+from .common import fmt, level_main, log, n_workers
 
 _STATE: dict = {}  # tasks, OoD set and reference model, loaded once and shared with forked workers
 
@@ -66,7 +66,7 @@ def body_for(sparsity: float):
             flag = "" if m.get("sanity_ok", True) else f" attack sanity FAILED: {', '.join(m['sanity']['failed'])}"
             aa = f" RA(AA) {m['ra_aa']:.3f}" if "ra_aa" in m else ""
             flag += "" if m["learned"] else f" DID NOT LEARN: {m['learned_why']}"
-            log(f"evaluate@{lv}", f"[{i}/{len(run_dirs)}] {rel}: SA {m['sa']:.3f} RA(PGD-20) {m['ra']:.3f}{aa}{flag}")
+            log(f"evaluate@{lv}", f"[{i}/{len(run_dirs)}] {rel}: SA {fmt(m['sa'])} RA(PGD-20) {fmt(m['ra'])}{aa}{flag}")
         (RUNS / "eval" / lv).mkdir(parents=True, exist_ok=True)
     return body
 

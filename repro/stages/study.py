@@ -28,7 +28,7 @@ from ..plan import RUNS, RunSpec
 from ..plan.cost import run_flops
 from ..sanity import summarize as summarize_sanity
 from ..verdicts import aggregate, criteria
-from .common import log, n_workers, run_stage
+from .common import fmt, log, n_workers, rounded, run_stage
 
 STUDY_DIR = RUNS / "study"
 
@@ -64,7 +64,7 @@ def _study(p: Params, s: float, root: Path) -> dict:
         rows.append(row)
         flag = "" if row.get("sanity_ok", True) else f" attack sanity FAILED: {', '.join(row['sanity']['failed'])}"
         aa = f" RA(AA) {row['ra_aa']:.3f}" if "ra_aa" in row else ""
-        log("study", f"[{i}/{len(specs)}] {specs[i - 1].name}: SA {row['sa']:.3f} RA(PGD-20) {row['ra']:.3f}{aa}{flag}")
+        log("study", f"[{i}/{len(specs)}] {specs[i - 1].name}: SA {fmt(row['sa'])} RA(PGD-20) {fmt(row['ra'])}{aa}{flag}")
     # dense baselines from evaluate@dense (read, never re-run)
     dense_rows = []
     for kind in p.pretrain.kinds:
@@ -84,9 +84,9 @@ def _study(p: Params, s: float, root: Path) -> dict:
                   if "ra_aa_mean" in r}
             out.setdefault(kind, {})[task] = {
                 "measured_sparsity": round(t_std["measured_sparsity_mean"], 6),
-                "dense_sa_std": round(d_std["sa_mean"], 4), "ticket_sa_std": round(t_std["sa_mean"], 4),
-                "dense_sa_adv": round(d_adv["sa_mean"], 4), "ticket_sa_adv": round(t_adv["sa_mean"], 4),
-                "dense_ra_adv": round(d_adv["ra_mean"], 4), "ticket_ra_adv": round(t_adv["ra_mean"], 4),
+                **{f"{w}_{m}_{r}": rounded(g.get(f"{m}_mean")) for w, m, r, g in (
+                    ("dense", "sa", "std", d_std), ("ticket", "sa", "std", t_std), ("dense", "sa", "adv", d_adv),
+                    ("ticket", "sa", "adv", t_adv), ("dense", "ra", "adv", d_adv), ("ticket", "ra", "adv", t_adv))},
                 **aa, "verdict_ra": p.evaluation.verdict_ra, "double_win": crit["double_win"],
                 "double_win_pgd20": crit["double_win_pgd20"], "double_win_aa": crit["double_win_aa"],
                 # attack sanity (repro.sanity) of every ticket run behind these numbers

@@ -54,7 +54,7 @@ from ..verdicts import (
     recipe_of,
     source_of,
 )
-from .common import log, run_stage
+from .common import log, rounded, run_stage
 
 
 def body(p: Params) -> None:
@@ -89,7 +89,7 @@ def body(p: Params) -> None:
             reg = r["regime"] + (f"-{recipe_of(r)}" if recipe_of(r) else "")  # as in the run's folder name
             reg += f"@{r['eps']}" if source_of(r) else ""  # an eps-grid model's baseline
             dense.setdefault(r["kind"], {}).setdefault(r["task"], {})[reg] = {
-                "sa": round(r["sa_mean"], 4), "ra": round(r.get("ra_mean", float("nan")), 4),
+                "sa": rounded(r.get("sa_mean")), "ra": rounded(r.get("ra_mean", float("nan"))),
                 **({"ra_aa": round(r["ra_aa_mean"], 4)} if "ra_aa_mean" in r else {})}
     violations = sum(r.get("mask_violations", 0) for r in rows)
     not_learned = [f"{run_label(r)}: {r.get('learned_why', '')}" for r in rows if r.get("learned") is False]
