@@ -536,6 +536,7 @@ def test_small_tier_data_stage_offline_at_a_fraction(tmp_path, monkeypatch):
     cfg["pretrain"]["early_stopping"].update(n=2, robust_images=2)  # this test's source has 4 images
     for e in cfg["experiments"].values():
         e.pop("tasks", None)
+        e["fractions"] = [1.0]   # DW Fig. 5's 1 % of 10 images would be refused (fewer than 2 images)
     assert cfg["transfer"]["validation"]["n"] == 2500  # the official 5,000 held-out images, halved
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
     assert data_stage.main() == 2  # 20 CIFAR images cannot hold out 2,500: refused before anything is written

@@ -174,7 +174,8 @@ def test_paper_tier_data_stage_writes_imagenet_as_a_file_list(tmp_path, monkeypa
     work = tmp_path / "work"
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump({"data": {
-        **tier, "root": str(root), "downstream": ["cifar10"], "ood": "synth_ood"}}))  # never a task against itself
+        **tier, "root": str(root), "downstream": ["cifar10"], "ood": "synth_ood"},  # never a task against itself
+        "pretrain": {"early_stopping": {"kinds": []}}}))   # 6 ImageNet images cannot hold out early stopping's 300
     monkeypatch.chdir(work)
     monkeypatch.setenv("REPRO_THREADS", "1")
     threads = torch.get_num_threads()
