@@ -136,12 +136,8 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
     out = {
         "sa": clean["accuracy"], "nll": clean["nll"], "ece": clean["ece"], "ra": ra,
         "ood_auroc": metrics.ood_auroc(clean["logits"], ood_logits),
-        "n_test": clean["n"], "n_robust": int(yr.shape[0]),
-        "measured_sparsity": spec["measured_sparsity"],
-        **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
-        **({"recipe": spec["recipe"]} if spec.get("recipe") else {}),  # a named recipe (transfer.recipes)
-        **{k: spec[k] for k in ("source", "eps") if spec.get(k)},  # the pretrained model's eps-grid source, eps
-        "checkpoint": chosen, f"sa@{chosen}": clean["accuracy"], f"ra@{chosen}": ra,
+        "n_test": clean["n"], "n_robust": int(yr.shape[0]), **identity(spec, chosen),
+        f"sa@{chosen}": clean["accuracy"], f"ra@{chosen}": ra,
         "se": bootstrap_se(clean["logits"], clean["labels"], ood_logits, e.ece_bins, p.seed),
     }
     # plausibility guard: did the run learn at all (loss fell, SA above chance)?
@@ -199,16 +195,22 @@ def evaluate_run(p: Params, run_dir: Path, tasks: dict, ood: ArrayTask | dict, r
     return out
 
 
+def identity(spec: dict, chosen: str) -> dict:
+    """What a run's metrics record says the run is: its spec's fields, a named recipe (transfer.recipes), the
+    pretrained model's eps-grid source and eps, its measured sparsity and the checkpoint evaluated."""
+    return {"measured_sparsity": spec["measured_sparsity"],
+            **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
+            **({"recipe": spec["recipe"]} if spec.get("recipe") else {}),
+            **{k: spec[k] for k in ("source", "eps") if spec.get(k)}, "checkpoint": chosen}
+
+
 def diverged(spec: dict, run_dir: Path, chosen: str, n_test: int) -> dict:
     """The record of a run whose model outputs non-finite logits on the test images (its training diverged): no
     metric (None: ``aggregate`` and the claims skip it), ``learned: false`` with the reason, so the stage goes on
     with the other runs and the summary names this one; never a number computed from NaN."""
     losses = plausibility.read_train_losses(run_dir / "history.csv")
     return {"sa": None, "nll": None, "ece": None, "ra": None, "ood_auroc": None, "n_test": n_test, "n_robust": 0,
-            "measured_sparsity": spec["measured_sparsity"],
-            **{k: spec[k] for k in ("kind", "method", "task", "regime", "fraction", "seed", "level")},
-            **({"recipe": spec["recipe"]} if spec.get("recipe") else {}),
-            **{k: spec[k] for k in ("source", "eps") if spec.get(k)}, "checkpoint": chosen, "diverged": True,
+            **identity(spec, chosen), "diverged": True,
             "learned": False, "learned_why": "its outputs on the test images are not finite (training diverged; "
                                              f"training losses {', '.join(f'{x:.4g}' for x in losses) or 'none'})"}
 
