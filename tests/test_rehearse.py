@@ -68,3 +68,28 @@ def test_figure_check_fails_on_a_promised_item_not_rendered(tmp_path):
     got, fails = C.check_figures(tmp_path, "paper-vtab")
     assert got == {"promised": ["rt-fig9", "rt-table2"], "rendered": ["rt-fig9"]}
     assert fails == ["promised rt-table2 not rendered (not run in this configuration: no FID)"]
+
+
+def test_the_scratch_copy_takes_the_sources_and_never_a_previous_runs_outputs(tmp_path, monkeypatch):
+    """A checkout that ran `make repro` holds dvc.lock and the stages' outputs, ignored by dvc's .gitignore entries
+    or not (once, a restored .gitignore made them untracked files: the rehearsal's scratch repository committed them
+    and dvc then refused to write `analysis` as 'already tracked by SCM'). The copy takes tracked files and an
+    untracked source file, never an untracked output."""
+    import subprocess
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import workspace as W
+
+    (tmp_path / "dvc.yaml").write_bytes((ROOT / "dvc.yaml").read_bytes())
+    files = {"repro/a.py": "tracked", "paper_figures/figlib.py": "tracked", "new_module.py": "untracked source",
+             "dvc.lock": "output", "analysis/landscape.json": "output", "metrics/claims.json": "output",
+             "runs/tickets/s0.5/mask.pt": "output", "paper_figures/out/report.html": "output", "plots/a.csv": "output"}
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text(files[f])
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "dvc.yaml", "repro/a.py", "paper_figures/figlib.py"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    monkeypatch.setattr(W, "ROOT", tmp_path)
+    assert W.project_files() == ["dvc.yaml", "new_module.py", "paper_figures/figlib.py", "repro/a.py"]

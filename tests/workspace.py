@@ -1,10 +1,11 @@
 """Throwaway git + DVC workspaces for the sharing and scale-out tests.
 
 ``copy_project`` copies the project's source files (tracked and untracked-but-not-ignored, as
-``git ls-files`` sees them, so the working tree under test is what gets copied) into a temporary
-folder; ``init_repo`` makes that folder its own git repository. Commands run with the test's own
-Python environment first on PATH (the stages call ``python -m repro.stages.*``), a git identity,
-and DVC analytics off.
+``git ls-files`` sees them, so the working tree under test is what gets copied, but never an untracked
+output of the pipeline: ``dvc.lock`` and what dvc.yaml's stages write, which a checkout that ran
+``make repro`` holds, ignored or not) into a temporary folder; ``init_repo`` makes that folder its own
+git repository. Commands run with the test's own Python environment first on PATH (the stages call
+``python -m repro.stages.*``), a git identity, and DVC analytics off.
 """
 from __future__ import annotations
 
@@ -59,15 +60,39 @@ def need_tool(name: str) -> str:
     return path
 
 
+def pipeline_outputs() -> tuple[list[str], list[str]]:
+    """What dvc.yaml's stages write (outs, metrics, plots) and ``dvc.lock``: (paths, prefixes of templated paths,
+    e.g. ``runs/tickets/s`` of a foreach stage's ``runs/tickets/s${item}``)."""
+    import yaml
+
+    paths, prefixes = ["dvc.lock"], []
+    for stage in (yaml.safe_load((ROOT / "dvc.yaml").read_text()).get("stages") or {}).values():
+        stage = stage.get("do", stage)
+        for key in ("outs", "metrics", "plots"):
+            for out in stage.get(key) or []:
+                path = out if isinstance(out, str) else next(iter(out))
+                (prefixes.append(path.split("${")[0]) if "${" in path else paths.append(path.rstrip("/")))
+    return paths, prefixes
+
+
 def project_files() -> list[str]:
-    r = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                       capture_output=True, text=True)
-    if r.returncode == 0:
-        files = [f for f in r.stdout.split("\0") if f]
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True)
+    if listed.returncode == 0:
+        files = [f for f in listed.stdout.split("\0") if f]
+        tracked = set(subprocess.run(["git", "ls-files", "-z", "--cached"], cwd=ROOT, capture_output=True,
+                                     text=True, check=True).stdout.split("\0"))
     else:  # not a git checkout (e.g. a source tarball): everything but the skipped folders
         files = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file() or p.is_symlink()]
+        tracked = set()
+    outputs, prefixes = pipeline_outputs()
+
+    def output(f: str) -> bool:  # an untracked file the pipeline wrote (a tracked file is source, whatever its folder)
+        return f not in tracked and (any(f == o or f.startswith(o + "/") for o in outputs)
+                                     or any(f.startswith(p) for p in prefixes))
+
     return sorted(f for f in files
-                  if not any(f == s or f.startswith(s + "/") for s in SKIP)
+                  if not any(f == s or f.startswith(s + "/") for s in SKIP) and not output(f)
                   and "__pycache__" not in f and (ROOT / f).is_file())
 
 
