@@ -540,12 +540,26 @@ def test_transfer_attack_sparse_beats_dense():
     assert outcome("dw-transfer-attack-sparse-beats-dense", rows).outcome == "contradicted"
 
 
-def test_stage_reads_the_segment_stage_runs(tmp_path, monkeypatch):
-    """RT Fig. 7: metrics/segment.json's runs become regime `segmentation` rows at their sparsity."""
+def _claims_on_segment(ws: Path, monkeypatch, segment: dict) -> dict:
+    """The claims stage in ``ws`` on one evaluated run and ``segment`` as metrics/segment.json: its claims."""
     import shutil
 
-    from repro.pipeline.results import segment_rows
     from repro.stages import claims as stage
+
+    shutil.copy(REPO / "params.yaml", ws / "params.yaml")
+    _own_eps_choice(ws)
+    monkeypatch.chdir(ws)
+    d = ws / "runs" / "eval" / "s0.488" / "x"
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps(run(AT, "omp", "t", "linear", 0.488, 0.5)))
+    (ws / "metrics" / "segment.json").write_text(json.dumps(segment))
+    assert stage.main() == 0
+    return json.loads((ws / "metrics" / "claims_detail.json").read_text())["claims"]
+
+
+def test_stage_reads_the_segment_stage_runs(tmp_path, monkeypatch):
+    """RT Fig. 7: metrics/segment.json's runs become regime `segmentation` rows at their sparsity."""
+    from repro.pipeline.results import segment_rows
     from repro.verdicts import METRICS
 
     runs = [{"kind": k, "method": "omp", "sparsity": lv, "task": "synth_seg", "miou": v, "pixel_acc": 0.9}
@@ -553,17 +567,21 @@ def test_stage_reads_the_segment_stage_runs(tmp_path, monkeypatch):
     rows = segment_rows({"task": "synth_seg", "runs": runs}, seed=0)
     assert rows[0] == {"kind": AT, "method": "omp", "task": "synth_seg", "regime": "segmentation", "fraction": 1.0,
                        "level": 0.488, "seed": 0, "miou": 0.60, "pixel_acc": 0.9}
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    _own_eps_choice(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    d = tmp_path / "runs" / "eval" / "s0.488" / "x"
-    d.mkdir(parents=True)
-    (d / "metrics.json").write_text(json.dumps(run(AT, "omp", "t", "linear", 0.488, 0.5)))
-    (tmp_path / "metrics" / "segment.json").write_text(json.dumps({"task": "synth_seg", "runs": runs}))
-    assert stage.main() == 0
-    seg = json.loads((tmp_path / "metrics" / "claims_detail.json").read_text())["claims"]["rt-segmentation"]
+    seg = _claims_on_segment(tmp_path, monkeypatch, {"task": "synth_seg", "runs": runs})["rt-segmentation"]
     # decided once repro.verdicts.aggregate averages mIoU; until then honestly "not run"
     assert seg["outcome"] == ("reproduced" if "miou" in METRICS else "not run"), seg["reason"]
+
+
+def test_stage_reads_a_segment_stage_without_runs(tmp_path, monkeypatch):
+    """segment.pairs: [] (the r18 and vtab overlays): metrics/segment.json holds no runs; the claims stage reads it,
+    and the segmentation claims (RT Fig. 7, DW Fig. A10) are not run."""
+    from repro.pipeline.results import segment_rows
+
+    empty = {"task": "voc2012", "head": "fcn", "runs": []}
+    assert segment_rows(empty, seed=0) == []
+    claims = _claims_on_segment(tmp_path, monkeypatch, empty)
+    for cid in ("rt-segmentation", "dw-a10-robust-helps"):
+        assert claims[cid]["outcome"] == "not run", (cid, claims[cid])
 
 
 def test_segmentation_claim_once_miou_is_averaged(monkeypatch):

@@ -266,6 +266,20 @@ def test_empty_selection_draws_no_figure(rendered, tmp_path):
         assert items[it]["status"] == "available" and (out / EXPECTED[it][0]).is_file(), it
 
 
+def test_no_segmentation_runs_draw_no_segmentation_figure(tmp_path):
+    """segment.pairs: [] (the r18 and vtab overlays): metrics/segment.json holds no runs; the segmentation
+    notebook reports RT Fig. 7 and DW Fig. A10 as not run in this configuration and the stage succeeds."""
+    make_inputs(tmp_path)
+    (tmp_path / "metrics" / "segment.json").write_text(json.dumps({"task": "voc2012", "head": "fcn", "runs": []}))
+    res = render(tmp_path, "--only", "segmentation", timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = tmp_path / "paper_figures" / "out"
+    items = {it["id"]: it for it in json.loads((out / "manifest.json").read_text())["items"]}
+    for i in ("rt-fig7", "dw-figA10"):
+        assert items[i]["status"] == "not run in this configuration", items[i]
+        assert "no segmentation runs" in items[i]["reason"] and not any((out / f).exists() for f in EXPECTED[i]), i
+
+
 #: what a grid without IMP (no imp / a_imp / a_imp_ds runs) lacks
 IMP_METHODS = ("imp", "a_imp", "a_imp_ds")
 

@@ -476,6 +476,29 @@ def test_data_stage_builds_public_tasks_from_data_root(tmp_path, monkeypatch, ca
     assert ArrayTask.load(work / "runs" / "data" / "svhn.npz").y_train.tolist() == y.tolist()  # 10 -> digit 0
 
 
+def test_data_stage_without_segmentation_reads_no_voc(tmp_path, monkeypatch, capsys):
+    """segment.pairs: [] (the r18 and vtab overlays): the data stage builds the classification tasks and no
+    segmentation task, so segment.task voc2012 needs no VOC files under data.root."""
+    from repro.stages import data as data_stage
+
+    root = tmp_path / "datasets"
+    x, y = np.random.default_rng(3).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), np.arange(20) % 10
+    write_cifar10(root, x, y, x[:10], y[:10])
+    cfg = {"data": {"root": str(root), "source": "cifar10", "downstream": ["cifar10"], "ood": "synth_ood",
+                    "image_size": 32},
+           "pretrain": {"early_stopping": {"how": "none"}}, "segment": {"task": "voc2012", "pairs": []}}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPRO_THREADS", "1")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
+    assert data_stage.main() == 0
+    assert sorted(f.name for f in (tmp_path / "runs" / "data").iterdir()) == ["cifar10.npz", "synth_ood.npz"]
+    cfg["segment"]["pairs"] = [["standard", "omp"]]  # segmentation on: the VOC files are read, and missing
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert data_stage.main() == 2
+    assert "VOC" in capsys.readouterr().err
+
+
 def test_keep_fraction_takes_the_first_share_of_every_class():
     """A tier's reduced-data option: ceil(f * n_c) first images of each class, both splits."""
     from repro.data import ArrayTask

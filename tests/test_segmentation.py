@@ -138,3 +138,22 @@ def test_seg_task_round_trips_and_rejects_bad_masks(tmp_path):
     bad[0, 0, 0] = 7
     with pytest.raises(DataError, match="mask value 7"):
         SegTask("x", t.x_train, bad, t.x_test, t.m_test, 4)
+
+
+def test_segment_stage_without_pairs_runs_nothing_and_writes_its_outputs(tmp_path, monkeypatch):
+    """segment.pairs: [] turns segmentation off: the stage needs no input (no task file, no pretrained model) and
+    writes its outputs, an empty runs/segment and metrics/segment.json with no runs."""
+    import json
+
+    import yaml
+
+    from repro.stages import segment as stage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPRO_THREADS", "1")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"segment": {"task": "voc2012", "pairs": []}}))
+    assert stage.main() == 0
+    assert json.loads((tmp_path / "metrics" / "segment.json").read_text()) == {"task": "voc2012", "head": "fcn",
+                                                                               "runs": []}
+    assert (tmp_path / "runs" / "segment").is_dir() and not any((tmp_path / "runs" / "segment").iterdir())
+    assert not (tmp_path / "runs" / "data").exists()

@@ -79,12 +79,13 @@ class SegmentParams(SegRecipe):
     """Segmentation transfer (stage `segment`; RT Fig. 7, DW Fig. A10's VOC panel): repro/segmentation.py.
 
     Its recipe fields are ``SegRecipe``'s (RT's VOC recipe by default); params.yaml shrinks it for the
-    synthetic default task.
+    synthetic default task. ``pairs: []`` turns segmentation off: no run, the `data` stage builds no
+    segmentation task (no VOC files needed) and the `segment` stage records ``"runs": []``.
     """
 
     task: str = "synth_seg"  # repro.data.segmentation.SEG_DATASETS: synth_seg (generated) | voc2012 (data.root)
     # (pretraining kind, ticket method): RT Fig. 7 = OMP standard vs pgd_adversarial; DW A10 = the three
-    # pretrainings' IMP tickets. Every level of sweep.sparsities, plus each kind's dense backbone.
+    # pretrainings' IMP tickets. Every level of sweep.sparsities, plus each kind's dense backbone. [] = off.
     pairs: tuple[tuple[str, str], ...] = (("standard", "omp"), ("pgd_adversarial", "omp"))
     head: Literal["fcn", "deeplabv3"] = "fcn"  # torchvision's FCNHead / DeepLabHead on the ticket's backbone
     n_train: int = 600  # synth_seg: generated training / test images

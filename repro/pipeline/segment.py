@@ -20,8 +20,9 @@ METRICS = Path("metrics") / "segment.json"
 
 
 def check_inputs(p: Params) -> None:
-    """Every input a run needs, before any work starts (one line naming the first missing file)."""
-    if not task_path(p.segment.task).is_file():
+    """Every input a run needs, before any work starts (one line naming the first missing file); with no run
+    (``segment.pairs: []``) none, not even the task the `data` stage then does not build."""
+    if seg_runs(p) and not task_path(p.segment.task).is_file():
         raise FileNotFoundError(f"segmentation task {str(task_path(p.segment.task))!r} is missing; run the data "
                                 f"stage first (dvc repro data)")
     for kind, method, lv in seg_runs(p):

@@ -198,17 +198,19 @@ def _seg_flops(model_key: str, classes: int, size: int, head: str) -> tuple[floa
 def segment_cost(p: Params) -> Cost:
     """Stage `segment`: every run trains whole epochs until ``iterations`` batches are done (as
     ``repro.segmentation.train_segmentation`` does), validating on the test split after each epoch, then
-    evaluates once more."""
+    evaluates once more. No run (``segment.pairs: []``): nothing, without sizing the task or the network."""
     from ..config import to_dict
 
     from ..segmentation import epoch_plan
 
+    runs = len(seg_runs(p))
+    if not runs:
+        return Cost()
     s, t = p.segment, seg_size(p)
     train, forward = _seg_flops(json.dumps(to_dict(p.model), sort_keys=True), t.classes, s.image_size or p.data.image_size,
                                 s.head)
     batches, epochs = epoch_plan(t.n_train, s.batch_size, s.iterations)
     images = epochs * min(batches * s.batch_size, t.n_train)
-    runs = len(seg_runs(p))
     return Cost(runs, train=runs * images * train, eval=runs * (epochs + 1) * t.n_test * forward)
 
 

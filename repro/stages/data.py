@@ -8,7 +8,8 @@ published formats at ``data.image_size`` (fixed-size sets smaller than that stay
 at their native size: every recipe resizes at load time), capped per class by
 ``data.max_train`` / ``data.max_test`` (or the ``*_per_task`` overrides), reduced to
 ``data.fraction`` of every class (a tier's reduced-data option), and
-fetched first when ``data.download`` is true.
+fetched first when ``data.download`` is true. The segmentation task (``segment.task``) is built only when
+``segment.pairs`` names a run.
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def body(p: Params) -> None:
         log("data", f"{name}: {task.x_train.shape[0]} train / {task.x_test.shape[0]} test, "
                     f"{task.num_classes} classes, {task.x_train.shape[1]} px{hold}")
     seg = p.segment  # the segmentation task of stage `segment` (repro/data/segmentation.py)
+    if not seg.pairs:  # segmentation off (segment.pairs: []): no task to build, no VOC files read
+        log("data", f"{seg.task}: not built (segment.pairs is empty: no segmentation runs)")
+        return
     task = load_seg_task(seg.task, p.data.root, seg.image_size or p.data.image_size, seg.max_train, seg.max_test, p.data.download,
                          p.seed, seg.n_train, seg.n_test)
     task.save(task_path(seg.task))

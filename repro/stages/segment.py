@@ -7,7 +7,8 @@ on ``segment.task`` (``runs/data/<task>.npz``, written by the `data` stage) with
 ``MaskEnforcer``; each kind's dense backbone runs too. Each run writes
 ``runs/segment/<level>/<kind>-<method>/metrics.json`` (mIoU, pixel accuracy, the confusion matrix,
 the ticket's sparsity and a check that every pruned weight is still exactly zero);
-``metrics/segment.json`` lists them all for the figures.
+``metrics/segment.json`` lists them all for the figures. ``segment.pairs: []`` turns the stage off: no run, an
+empty ``runs/segment`` and ``"runs": []`` (the figures then draw no segmentation panel, the claims have no rows).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from functools import partial
 from ..base.cpus import parallel_map
 from ..base.io import save_json
 from ..config import Params
-from ..pipeline.segment import METRICS, check_inputs, run_one
+from ..pipeline.segment import METRICS, OUT, check_inputs, run_one
 from ..plan import seg_runs
 from .common import log, n_workers, run_stage
 
@@ -25,6 +26,9 @@ from .common import log, n_workers, run_stage
 def body(p: Params) -> None:
     check_inputs(p)
     items = seg_runs(p)
+    if not items:  # segment.pairs: [] turns segmentation off; the stage's output folder exists, empty
+        OUT.mkdir(parents=True, exist_ok=True)
+        log("segment", "no segmentation run (segment.pairs is empty)")
     rows = list(parallel_map(partial(run_one, p), items, n_workers(p)))
     save_json({"task": p.segment.task, "head": p.segment.head, "runs": rows}, METRICS)
     for r in rows:
