@@ -108,6 +108,13 @@ def datasets_of(cfg: dict) -> set[str]:
     return {n for n in (d["source"], *d["downstream"], d["ood"]) if n in PUBLIC_DATASETS}
 
 
+def reads_voc(cfg: dict) -> bool:
+    """Whether a params dict segments PASCAL VOC: ``segment.task`` voc2012 and some ``segment.pairs`` (``[]``: off,
+    the data stage reads no VOC file)."""
+    seg = cfg["segment"]
+    return seg.get("task") == "voc2012" and bool(seg.get("pairs", True))  # absent: the default pairs
+
+
 def write_data_root(root: Path, names: set[str], voc: bool) -> dict:
     """Every dataset of ``names`` (and PASCAL VOC) under ``root`` in its published format; skips what a previous
     call wrote (a ``.written-<name>`` stamp). Returns {name: what was written}."""
@@ -192,7 +199,7 @@ def main(argv=None) -> int:
         t0 = time.time()
         cfgs = {n: rehearsal_params(COMBOS[n], work / "data") for n in a.only}
         names = set().union(*(datasets_of(c) for c in cfgs.values()))
-        voc = any(c["segment"].get("task") == "voc2012" for c in cfgs.values())
+        voc = any(reads_voc(c) for c in cfgs.values())
         written = write_data_root(work / "data", names, voc)
         data_s = time.time() - t0
         results = {}

@@ -684,19 +684,24 @@ def test_overlays_run_what_they_name_and_nothing_else(overlay):
     """Issue 25, point 5: no overlay trains DW Table A2's reference model (none of them has adversarial transfer
     of its own), and a10 and vtab run no study (its dense adversarial baselines and ticket runs); r18 keeps the
     study it names (CIFAR-10). What each one runs: every run of every level belongs to an experiment's grid or
-    to the study it names."""
-    from repro.plan import runs_for_level, study_baselines
+    to the study it names. Only a10 segments (DW Fig. A10's VOC panel); r18 and vtab name no segmentation figure:
+    no segment run, and the planner prices none."""
+    from repro.plan import runs_for_level, seg_runs, study_baselines
     from repro.plan.cost import stage_costs
     from repro.tiers import combine
 
     p = params_from(combine(["paper", overlay]))
-    assert not p.evaluation.transfer_attack and stage_costs(p)["reference"].flops == 0
+    costs = stage_costs(p)
+    assert not p.evaluation.transfer_attack and costs["reference"].flops == 0
+    segments = overlay == "a10"
+    assert (p.segment.pairs == ()) == (not segments) and bool(seg_runs(p)) == segments
+    assert (costs["segment"].runs, costs["segment"].flops > 0) == ((len(seg_runs(p)), True) if segments else (0, False))
     named_study = overlay == "r18"
     assert bool(p.study_tasks) == named_study and bool(study_baselines(p)) == named_study
     regimes = {r.regime for lv in (0.0, *p.sweep.sparsities) for r in runs_for_level(p, lv)}
     allowed = {r for e in p.experiments.values() if e.pairs for r in e.regimes}
     assert regimes - allowed <= ({"standard", "adversarial"} if named_study else set()), regimes
-    assert stage_costs(p)["study"].flops > 0 if named_study else stage_costs(p)["study"].flops == 0
+    assert costs["study"].flops > 0 if named_study else costs["study"].flops == 0
 
 
 def test_a_tier_without_study_or_transfer_attack_says_so_and_trains_nothing(tmp_path, monkeypatch):

@@ -48,6 +48,10 @@ def test_the_data_root_covers_every_dataset_a_combination_reads(tmp_path):
     assert {"birdsnap", "flowers", "caltech101", "imagenet", "svhn"} <= R.datasets_of(vtab)
     a10 = R.rehearsal_params(R.COMBOS["paper-a10"], tmp_path)
     assert {"cub200", "visda17"} <= R.datasets_of(a10) and a10["segment"]["task"] == "voc2012"
+    # PASCAL VOC only for a combination that segments: a10 (DW Fig. A10), not r18 or vtab (segment.pairs: [])
+    assert {n: R.reads_voc(R.rehearsal_params(R.COMBOS[n], tmp_path)) for n in ("paper", "paper-a10", "paper-r18",
+                                                                               "paper-vtab")} == {
+        "paper": True, "paper-a10": True, "paper-r18": False, "paper-vtab": False}
 
 
 def test_promised_figures_are_report_items():
