@@ -76,9 +76,9 @@ def test_figure_check_fails_on_a_promised_item_not_rendered(tmp_path):
 
 def test_the_scratch_copy_takes_the_sources_and_never_a_previous_runs_outputs(tmp_path, monkeypatch):
     """A checkout that ran `make repro` holds dvc.lock and the stages' outputs, ignored by dvc's .gitignore entries
-    or not (once, a restored .gitignore made them untracked files: the rehearsal's scratch repository committed them
-    and dvc then refused to write `analysis` as 'already tracked by SCM'). The copy takes tracked files and an
-    untracked source file, never an untracked output."""
+    or not, and git holds its dvc.lock (once, a restored .gitignore made the outputs untracked files: the rehearsal's
+    scratch repository committed them and dvc then refused to write `analysis` as 'already tracked by SCM'). The copy
+    takes tracked files and an untracked source file, never an output or dvc.lock."""
     import subprocess
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -95,5 +95,6 @@ def test_the_scratch_copy_takes_the_sources_and_never_a_previous_runs_outputs(tm
     subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run([*git, "add", "dvc.yaml", "repro/a.py", "paper_figures/figlib.py"], cwd=tmp_path, check=True)
     subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "dvc.lock"], cwd=tmp_path, check=True)  # as `dvc repro` stages it (core.autostage)
     monkeypatch.setattr(W, "ROOT", tmp_path)
     assert W.project_files() == ["dvc.yaml", "new_module.py", "paper_figures/figlib.py", "repro/a.py"]

@@ -1,9 +1,9 @@
 """Throwaway git + DVC workspaces for the sharing and scale-out tests.
 
 ``copy_project`` copies the project's source files (tracked and untracked-but-not-ignored, as
-``git ls-files`` sees them, so the working tree under test is what gets copied, but never an untracked
-output of the pipeline: ``dvc.lock`` and what dvc.yaml's stages write, which a checkout that ran
-``make repro`` holds, ignored or not) into a temporary folder; ``init_repo`` makes that folder its own
+``git ls-files`` sees them, so the working tree under test is what gets copied, but never what the
+pipeline writes: ``dvc.lock`` and dvc.yaml's outputs, which a checkout that ran ``make repro`` holds,
+ignored, untracked or staged) into a temporary folder; ``init_repo`` makes that folder its own
 git repository. Commands run with the test's own Python environment first on PATH (the stages call
 ``python -m repro.stages.*``), a git identity, and DVC analytics off.
 """
@@ -80,16 +80,12 @@ def project_files() -> list[str]:
                             capture_output=True, text=True)
     if listed.returncode == 0:
         files = [f for f in listed.stdout.split("\0") if f]
-        tracked = set(subprocess.run(["git", "ls-files", "-z", "--cached"], cwd=ROOT, capture_output=True,
-                                     text=True, check=True).stdout.split("\0"))
     else:  # not a git checkout (e.g. a source tarball): everything but the skipped folders
         files = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file() or p.is_symlink()]
-        tracked = set()
     outputs, prefixes = pipeline_outputs()
 
-    def output(f: str) -> bool:  # an untracked file the pipeline wrote (a tracked file is source, whatever its folder)
-        return f not in tracked and (any(f == o or f.startswith(o + "/") for o in outputs)
-                                     or any(f.startswith(p) for p in prefixes))
+    def output(f: str) -> bool:  # git may hold dvc.lock (dvc stages it; DVC's workflow commits it), never an out
+        return any(f == o or f.startswith(o + "/") for o in outputs) or any(f.startswith(p) for p in prefixes)
 
     return sorted(f for f in files
                   if not any(f == s or f.startswith(s + "/") for s in SKIP) and not output(f)
