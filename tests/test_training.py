@@ -289,3 +289,32 @@ def test_train_config_rejects_bad_values():
         TrainParams(schedule="linear")
     with pytest.raises(ValueError, match="milestones"):
         TrainParams(epochs=10, milestones=(50,))
+
+
+def test_dvclive_end_waits_for_another_process_ending_in_the_same_repository(tmp_path, monkeypatch):
+    """Live.end removes DVCLive's step signal file (.dvc/tmp/exps/run) by a check then a remove, so two worker
+    processes of one stage ending runs together failed one with FileNotFoundError ('error: 2 (in the training
+    callback DVCLiveCallback.after_fit)', the paper tier's rehearsal). The callback ends under the repository's lock:
+    while another process holds it, after_fit waits; once released, it ends the run."""
+    import fcntl
+    import threading
+
+    from repro.training.learner import live_callback
+
+    (tmp_path / ".dvc").mkdir()
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    cb = live_callback(tmp_path / "live")
+    cb.live.log_metric("acc", 0.5)
+    cb.live.next_step()  # writes the signal file that end() removes
+    signal = tmp_path / ".dvc" / "tmp" / "exps" / "run" / "DVCLIVE_STEP_COMPLETED"
+    assert signal.is_file()
+    lock = tmp_path / ".dvc" / "tmp" / "repro-dvclive-end.lock"
+    with lock.open("a") as held:  # another process's end (a separate open file: flock excludes it)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        ended = threading.Thread(target=cb.after_fit)
+        ended.start()
+        ended.join(1.0)
+        assert ended.is_alive() and signal.is_file()  # waiting for the lock, nothing removed yet
+    ended.join(30)
+    assert not ended.is_alive() and not signal.exists()

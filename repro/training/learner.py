@@ -73,6 +73,32 @@ def sgd(cfg: TrainParams):
     return partial(OptimWrapper, opt=torch.optim.SGD, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+def live_callback(live_dir) -> Callback:
+    """DVCLive's fastai callback logging into ``live_dir``, its ``after_fit`` (``Live.end``) under a lock shared by
+    every process of the repository. ``Live.end`` deletes DVCLive's step signal file (``.dvc/tmp/exps/run/
+    DVCLIVE_STEP_COMPLETED``, for the VS Code extension) by a check then a remove, so two worker processes of one
+    stage ending their runs together failed one of them with FileNotFoundError ('error: 2 (in the training callback
+    DVCLiveCallback.after_fit)': the paper tier's rehearsal, stage pretrain_eps, 4 models on 2 workers)."""
+    import fcntl
+
+    from dvclive import Live
+    from dvclive.fastai import DVCLiveCallback
+    from dvclive.vscode import _find_non_queue_root
+
+    class LockedEndLive(DVCLiveCallback):
+        def after_fit(self):
+            root = _find_non_queue_root()  # where DVCLive keeps the signal file; None: it keeps none
+            if root is None:
+                return super().after_fit()
+            lock = Path(root) / ".dvc" / "tmp" / "repro-dvclive-end.lock"
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            with lock.open("a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+                super().after_fit()
+
+    return LockedEndLive(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None))
+
+
 def make_learner(
     dls: DataLoaders,
     model: nn.Module,
@@ -126,11 +152,7 @@ def make_learner(
             cbs.append(BnRecalibration())
         cbs.append(BnFreeze())
     if live_dir is not None:
-        from dvclive import Live
-        from dvclive.fastai import DVCLiveCallback
-
-        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None)
-        cbs.append(DVCLiveCallback(live=live))
+        cbs.append(live_callback(live_dir))
     if csv_log is not None:
         from fastai.callback.progress import CSVLogger
 

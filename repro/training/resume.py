@@ -154,7 +154,8 @@ class EpochCheckpoint(Callback):
                 for f in sorted(self.carry_dir.rglob("*")) if f.is_file()}
 
     def _live_cb(self):
-        return next((cb for cb in self.learn.cbs if type(cb).__name__ == "DVCLiveCallback"), None)
+        return next((cb for cb in self.learn.cbs if any(c.__name__ == "DVCLiveCallback" for c in type(cb).__mro__)),
+                    None)
 
     def _live_state(self):
         cb = self._live_cb()
