@@ -11,7 +11,7 @@ from ..base.io import save_json
 from ..config import Params
 from ..data.segmentation import SegTask
 from ..models import model_from_params, set_normalization
-from ..plan import DENSE, RUNS, level_name, seg_runs, ticket_path
+from ..plan import DENSE, RUNS, level_name, ticket_path
 from ..tickets.mask import Mask
 from .inputs import load_into, load_state, pretrained_path, task_path
 
@@ -19,13 +19,14 @@ OUT = RUNS / "segment"
 METRICS = Path("metrics") / "segment.json"
 
 
-def check_inputs(p: Params) -> None:
-    """Every input a run needs, before any work starts (one line naming the first missing file); with no run
-    (``segment.pairs: []``) none, not even the task the `data` stage then does not build."""
-    if seg_runs(p) and not task_path(p.segment.task).is_file():
+def check_inputs(p: Params, runs: list[tuple[str, str, float]]) -> None:
+    """Every input the stage's ``runs`` (``repro.plan.seg_runs``) need, before any work starts (one line naming the
+    first missing file); with no run (``segment.pairs: []``) none, not even the task the `data` stage then does not
+    build."""
+    if runs and not task_path(p.segment.task).is_file():
         raise FileNotFoundError(f"segmentation task {str(task_path(p.segment.task))!r} is missing; run the data "
                                 f"stage first (dvc repro data)")
-    for kind, method, lv in seg_runs(p):
+    for kind, method, lv in runs:
         if not pretrained_path(kind).is_file():
             raise FileNotFoundError(f"segment.pairs needs kind {kind!r}: {str(pretrained_path(kind))!r} is missing "
                                     f"(pretrain.kinds must include it)")

@@ -24,8 +24,8 @@ from .common import log, n_workers, run_stage
 
 
 def body(p: Params) -> None:
-    check_inputs(p)
     items = seg_runs(p)
+    check_inputs(p, items)
     if not items:  # segment.pairs: [] turns segmentation off; the stage's output folder exists, empty
         OUT.mkdir(parents=True, exist_ok=True)
         log("segment", "no segmentation run (segment.pairs is empty)")
