@@ -71,7 +71,10 @@ def pipeline_outputs() -> tuple[list[str], list[str]]:
         for key in ("outs", "metrics", "plots"):
             for out in stage.get(key) or []:
                 path = out if isinstance(out, str) else next(iter(out))
-                (prefixes.append(path.split("${")[0]) if "${" in path else paths.append(path.rstrip("/")))
+                if "${" in path:
+                    prefixes.append(path.split("${")[0])
+                else:
+                    paths.append(path.rstrip("/"))
     return paths, prefixes
 
 
